@@ -1,0 +1,230 @@
+"""x86-64 4-level page tables in guest memory (arch/x86/include/asm/pgtable_types.h).
+
+The walker reads memory only through a `PhysReader` (two methods), so it runs the
+same over guest RAM or a test's dict. A walk is a value: one stage per level,
+printable level by level or as the kernel's dump_pagetable() one-liner.
+P4D is folded into the PGD, as the kernel does with 4-level paging.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from .errors import EmuError
+from .layout import PAGE_SIZE, is_canonical
+from .physmem import FrameKind, PhysMem
+
+_PAGE_PRESENT = 1 << 0
+_PAGE_RW = 1 << 1
+_PAGE_USER = 1 << 2
+_PAGE_PWT = 1 << 3
+_PAGE_PCD = 1 << 4
+_PAGE_ACCESSED = 1 << 5
+_PAGE_DIRTY = 1 << 6
+_PAGE_PSE = 1 << 7
+_PAGE_GLOBAL = 1 << 8
+_PAGE_NX = 1 << 63
+
+PTE_PFN_MASK = 0x000F_FFFF_FFFF_F000
+
+# Upper levels are installed as the kernel's _PAGE_TABLE (P RW US A D): access
+# rights are decided by the leaf, and dumps read like a real machine's "...067".
+_PAGE_TABLE = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED | _PAGE_DIRTY
+
+PAGE_KERNEL = _PAGE_PRESENT | _PAGE_RW | _PAGE_ACCESSED | _PAGE_DIRTY | _PAGE_NX
+PAGE_KERNEL_RO = _PAGE_PRESENT | _PAGE_ACCESSED | _PAGE_NX
+PAGE_KERNEL_ROX = _PAGE_PRESENT | _PAGE_ACCESSED
+PAGE_USER = PAGE_KERNEL | _PAGE_USER
+
+_FLAG_NAMES = (
+    (_PAGE_PRESENT, "P"), (_PAGE_RW, "RW"), (_PAGE_USER, "US"), (_PAGE_PWT, "PWT"),
+    (_PAGE_PCD, "PCD"), (_PAGE_ACCESSED, "A"), (_PAGE_DIRTY, "D"), (_PAGE_PSE, "PS"),
+    (_PAGE_GLOBAL, "G"), (_PAGE_NX, "NX"),
+)
+
+LEVELS = ("PGD", "P4D", "PUD", "PMD", "PTE")
+_SHIFTS = {"PGD": 39, "P4D": 39, "PUD": 30, "PMD": 21, "PTE": 12}
+
+
+def flag_names(entry: int) -> str:
+    names = [name for bit, name in _FLAG_NAMES if entry & bit]
+    return " ".join(names) if names else "-"
+
+
+def pte_pfn(entry: int) -> int:
+    return (entry & PTE_PFN_MASK) >> 12
+
+
+def pte_present(entry: int) -> bool:
+    return bool(entry & _PAGE_PRESENT)
+
+
+def mk_pte(pfn: int, prot: int) -> int:
+    """The kernel's mk_pte(page, prot)."""
+    return (pfn << 12) | prot
+
+
+def index(level: str, va: int) -> int:
+    return (va >> _SHIFTS[level]) & 511
+
+
+class PhysReader(Protocol):
+    """Where a walk gets its memory from."""
+
+    def read_u64(self, pa: int) -> int: ...
+
+    def contains(self, pa: int, length: int = 1) -> bool: ...
+
+
+@dataclass(frozen=True)
+class WalkStage:
+    """One level of a walk: which table, which slot, what it held."""
+
+    level: str
+    table: int  # physical address of the table
+    index: int
+    entry: int
+
+    @property
+    def present(self) -> bool:
+        return pte_present(self.entry)
+
+    @property
+    def leaf(self) -> bool:
+        return self.level == "PTE" or (self.level in ("PUD", "PMD") and bool(self.entry & _PAGE_PSE))
+
+    def __str__(self) -> str:
+        return (f"{self.level}[{self.index:3d}] @ {self.table + self.index * 8:#x} = "
+                f"{self.entry:#018x}  {flag_names(self.entry)}")
+
+
+@dataclass(frozen=True)
+class PageWalk:
+    """A whole walk of one virtual address; `pa` is None where it stopped short."""
+
+    va: int
+    cr3: int
+    stages: tuple[WalkStage, ...]
+    pa: int | None
+    stopped: str | None  # why there is no pa: "not-present PMD", "non-canonical", ...
+
+    @property
+    def pte(self) -> int:
+        """The last entry reached: the PTE value when the walk got that far, else 0."""
+        last = self.stages[-1] if self.stages else None
+        return last.entry if last is not None and last.level == "PTE" else 0
+
+    @property
+    def leaf(self) -> WalkStage | None:
+        last = self.stages[-1] if self.stages else None
+        return last if last is not None and last.present and last.leaf else None
+
+    def dump_pagetable(self) -> str:
+        """arch/x86/mm/fault.c dump_pagetable(): `PGD 2067 P4D 2067 PUD 3067 PMD 0`."""
+        return " ".join(f"{s.level} {s.entry:x}" for s in self.stages)
+
+    def __str__(self) -> str:
+        lines = [f"walk {self.va:#018x}  CR3 = {self.cr3:#x}"]
+        lines += [f"  {s}" for s in self.stages]
+        if self.pa is not None:
+            lines.append(f"  -> physical {self.pa:#x}")
+        else:
+            lines.append(f"  -> no translation: {self.stopped}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        where = f"pa={self.pa:#x}" if self.pa is not None else f"stopped={self.stopped!r}"
+        return f"PageWalk(va={self.va:#x}, {self.dump_pagetable()!r}, {where})"
+
+
+def walk(mem: PhysReader, cr3: int, va: int) -> PageWalk:
+    """Translate `va` as the MMU would, recording every level it reads."""
+    if not is_canonical(va):
+        return PageWalk(va, cr3, (), None, "non-canonical address")
+    stages: list[WalkStage] = []
+    table = cr3 & PTE_PFN_MASK
+    for level in LEVELS:
+        if level == "P4D":  # folded: the kernel prints the PGD entry again
+            stages.append(WalkStage("P4D", stages[-1].table, stages[-1].index, stages[-1].entry))
+            continue
+        i = index(level, va)
+        if not mem.contains(table + i * 8, 8):
+            return PageWalk(va, cr3, tuple(stages), None, f"{level} table {table:#x} outside guest RAM")
+        entry = mem.read_u64(table + i * 8)
+        stage = WalkStage(level, table, i, entry)
+        stages.append(stage)
+        if not stage.present:
+            return PageWalk(va, cr3, tuple(stages), None, f"not-present {level}")
+        if stage.leaf:
+            size = 1 << _SHIFTS[level]
+            pa = (entry & PTE_PFN_MASK & ~(size - 1)) | (va & (size - 1))
+            return PageWalk(va, cr3, tuple(stages), pa, None)
+        table = entry & PTE_PFN_MASK
+    raise AssertionError("unreachable: the PTE level is always a leaf")
+
+
+class PageTables:
+    """One address space (one CR3): map, unmap, change and walk 4 KiB pages.
+
+    Tables are allocated on demand, so a sparse 4 GiB range costs page-table
+    frames only where something is mapped (one PTE page per 2 MiB touched).
+    """
+
+    def __init__(self, mem: PhysMem):
+        self.mem = mem
+        self.root = mem.alloc_frame(FrameKind.PGTABLE) << 12
+
+    def pte_slot(self, va: int, create: bool = False) -> int | None:
+        """Physical address of the PTE for `va`, allocating tables when `create`."""
+        if not is_canonical(va):
+            raise EmuError(f"non-canonical address {va:#x}")
+        table = self.root
+        for level in ("PGD", "PUD", "PMD"):
+            slot = table + index(level, va) * 8
+            entry = self.mem.read_u64(slot)
+            if not pte_present(entry):
+                if not create:
+                    return None
+                entry = (self.mem.alloc_frame(FrameKind.PGTABLE) << 12) | _PAGE_TABLE
+                self.mem.write_u64(slot, entry)
+            elif entry & _PAGE_PSE:
+                raise EmuError(f"{va:#x} is inside a {level} large page; 4 KiB operations need a PTE")
+            table = entry & PTE_PFN_MASK
+        return table + index("PTE", va) * 8
+
+    def get_pte(self, va: int) -> int:
+        slot = self.pte_slot(va)
+        return 0 if slot is None else self.mem.read_u64(slot)
+
+    def set_pte(self, va: int, value: int) -> int:
+        """Write a raw PTE (no TLB flush: that is the caller's business); returns the old one."""
+        slot = self.pte_slot(va, create=True)
+        old = self.mem.read_u64(slot)
+        self.mem.write_u64(slot, value)
+        return old
+
+    def ptep_try_set(self, va: int, value: int) -> bool:
+        """mm: ptep_try_set(): install `value` only over an all-zero PTE (cmpxchg 0 -> pte)."""
+        slot = self.pte_slot(va, create=True)
+        return self.mem.cmpxchg_u64(slot, 0, value) == 0
+
+    def map(self, va: int, pfn: int, prot: int = PAGE_KERNEL) -> None:
+        if va % PAGE_SIZE:
+            raise EmuError(f"mapping a page at unaligned address {va:#x}")
+        self.set_pte(va, mk_pte(pfn, prot))
+
+    def unmap(self, va: int) -> int:
+        """pte_clear(); returns the old PTE (0 when nothing was mapped)."""
+        slot = self.pte_slot(va)
+        if slot is None:
+            return 0
+        old = self.mem.read_u64(slot)
+        self.mem.write_u64(slot, 0)
+        return old
+
+    def walk(self, va: int) -> PageWalk:
+        return walk(self.mem, self.root, va)
+
+    def translate(self, va: int) -> int | None:
+        return self.walk(va).pa

@@ -1,0 +1,113 @@
+"""Guest physical memory: one host buffer shared by every CPU, and its page frames.
+
+The buffer is an anonymous mmap, so untouched frames cost no host memory and
+come zeroed; a large arena costs only what is written. Each CPU maps the same
+buffer with Unicorn's mem_map_ptr, so all CPUs see one RAM.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import mmap
+import struct
+
+from .errors import EmuError
+from .layout import PAGE_SHIFT, PAGE_SIZE
+
+_U64 = struct.Struct("<Q")
+
+
+class FrameKind(enum.IntEnum):
+    """What a page frame holds; the debugger and reports name frames by it."""
+
+    FREE = 0
+    PGTABLE = 1
+    TEXT = 2
+    DATA = 3
+    STACK = 4
+    ARENA = 5
+    SCRATCH = 6
+    GARBAGE = 7
+    RESERVED = 8  # frame 0, never handed out, so that PFN 0 always means "none"
+
+
+class OutOfMemory(EmuError):
+    pass
+
+
+class PhysMem:
+    """Guest RAM plus a page-frame allocator that knows what each frame holds."""
+
+    def __init__(self, size: int):
+        if size <= 0 or size % PAGE_SIZE:
+            raise EmuError(f"guest RAM size must be a positive multiple of {PAGE_SIZE}, not {size}")
+        self.size = size
+        self.nr_frames = size >> PAGE_SHIFT
+        self._buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._cbuf = ctypes.c_char.from_buffer(self._buf)
+        self.host_address = ctypes.addressof(self._cbuf)
+        self._kinds = bytearray(self.nr_frames)
+        self._kinds[0] = FrameKind.RESERVED
+        self._next_pfn = 1
+        self._free: list[int] = []
+
+    # -- frames ---------------------------------------------------------------
+
+    def alloc_frame(self, kind: FrameKind) -> int:
+        """A zeroed frame; returns its PFN."""
+        if self._free:
+            pfn = self._free.pop()
+            ctypes.memset(self.host_address + (pfn << PAGE_SHIFT), 0, PAGE_SIZE)
+        elif self._next_pfn < self.nr_frames:
+            pfn = self._next_pfn  # never used: the anonymous mapping is still zero
+            self._next_pfn += 1
+        else:
+            raise OutOfMemory(f"guest RAM exhausted ({self.size >> 20} MiB, all {self.nr_frames} frames in use)")
+        self._kinds[pfn] = kind
+        return pfn
+
+    def free_frame(self, pfn: int) -> None:
+        if not 0 < pfn < self.nr_frames or self._kinds[pfn] == FrameKind.FREE:
+            raise EmuError(f"freeing frame {pfn:#x} that is not allocated")
+        self._kinds[pfn] = FrameKind.FREE
+        self._free.append(pfn)
+
+    def kind(self, pfn: int) -> FrameKind | None:
+        """What frame `pfn` holds, or None when it lies outside guest RAM."""
+        if 0 <= pfn < self.nr_frames:
+            return FrameKind(self._kinds[pfn])
+        return None
+
+    def frames_in_use(self) -> int:
+        return self._next_pfn - 1 - len(self._free)
+
+    # -- bytes ----------------------------------------------------------------
+
+    def contains(self, pa: int, length: int = 1) -> bool:
+        return pa >= 0 and pa + length <= self.size
+
+    def _check(self, pa: int, length: int) -> None:
+        if not self.contains(pa, length):
+            raise EmuError(f"physical access {pa:#x}+{length} is outside guest RAM ({self.size:#x} bytes)")
+
+    def read(self, pa: int, length: int) -> bytes:
+        self._check(pa, length)
+        return self._buf[pa:pa + length]
+
+    def write(self, pa: int, data: bytes) -> None:
+        self._check(pa, len(data))
+        self._buf[pa:pa + len(data)] = data
+
+    def read_u64(self, pa: int) -> int:
+        return _U64.unpack_from(self._buf, pa)[0]
+
+    def write_u64(self, pa: int, value: int) -> None:
+        _U64.pack_into(self._buf, pa, value)
+
+    def cmpxchg_u64(self, pa: int, old: int, new: int) -> int:
+        """Compare-and-exchange; returns the value found. Atomic: CPUs run one at a time."""
+        cur = _U64.unpack_from(self._buf, pa)[0]
+        if cur == old:
+            _U64.pack_into(self._buf, pa, new)
+        return cur
