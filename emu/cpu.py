@@ -1,0 +1,99 @@
+"""One emulated x86-64 CPU: a Unicorn instance in long mode with paging on.
+
+Unicorn runs in its CPU TLB mode, so the emulated MMU walks our page tables
+and caches translations as hardware does: a changed PTE is not seen until
+invlpg, a CR3 write or a flush. Hooks are thin: they hand the CPU to the
+machine's plain functions and Unicorn's binding carries any exception back to
+the emu_start caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import unicorn
+from unicorn import x86_const as X
+
+from .dumpstack import Regs
+from .layout import CALL_RETURN_ADDR, MACHINE_PAGE
+from .physmem import PhysMem
+from .traps import X86_TRAP_UD
+from .unicorn_quirks import ExceptionState, enable_long_mode_paging, flush_tlb_all
+
+REG_IDS = {
+    "rax": X.UC_X86_REG_RAX, "rbx": X.UC_X86_REG_RBX, "rcx": X.UC_X86_REG_RCX, "rdx": X.UC_X86_REG_RDX,
+    "rsi": X.UC_X86_REG_RSI, "rdi": X.UC_X86_REG_RDI, "rbp": X.UC_X86_REG_RBP, "rsp": X.UC_X86_REG_RSP,
+    "r8": X.UC_X86_REG_R8, "r9": X.UC_X86_REG_R9, "r10": X.UC_X86_REG_R10, "r11": X.UC_X86_REG_R11,
+    "r12": X.UC_X86_REG_R12, "r13": X.UC_X86_REG_R13, "r14": X.UC_X86_REG_R14, "r15": X.UC_X86_REG_R15,
+    "rip": X.UC_X86_REG_RIP, "rflags": X.UC_X86_REG_RFLAGS,
+    "cr0": X.UC_X86_REG_CR0, "cr2": X.UC_X86_REG_CR2, "cr3": X.UC_X86_REG_CR3, "cr4": X.UC_X86_REG_CR4,
+    "fs_base": X.UC_X86_REG_FS_BASE, "gs_base": X.UC_X86_REG_GS_BASE,
+}
+_REGS_ORDER = tuple(Regs.__dataclass_fields__)
+_REGS_IDS = [REG_IDS[n] for n in _REGS_ORDER]
+
+ARG_REGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")  # SysV / kernel calling convention
+
+# The machine's own code page: int3 everywhere but an `invlpg (%rdi)`, used to
+# flush one page of a CPU's TLB from the API.
+INVLPG_ADDR = CALL_RETURN_ADDR + 0x10
+MACHINE_PAGE_CODE = bytearray(b"\xcc" * 0x1000)
+MACHINE_PAGE_CODE[INVLPG_ADDR - MACHINE_PAGE:INVLPG_ADDR - MACHINE_PAGE + 3] = bytes.fromhex("0f013f")
+MACHINE_PAGE_CODE = bytes(MACHINE_PAGE_CODE)
+
+ExceptionHook = Callable[["CPU", int], None]
+BadAccessHook = Callable[["CPU", int, int, int], bool]
+
+
+class CPU:
+    def __init__(self, index: int, mem: PhysMem, cr3: int, on_exception: ExceptionHook,
+                 on_bad_access: BadAccessHook):
+        self.index = index
+        self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        self.uc.mem_map_ptr(0, mem.size, unicorn.UC_PROT_ALL, mem.host_address)
+        enable_long_mode_paging(self.uc, cr3)
+        self.exc = ExceptionState(self.uc)
+        self.running = False
+        self.uc.hook_add(unicorn.UC_HOOK_INTR, lambda _uc, intno, _d: on_exception(self, intno))
+        self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID,
+                         lambda _uc, access, addr, size, _v, _d: on_bad_access(self, access, addr, size))
+        self.uc.hook_add(unicorn.UC_HOOK_INSN_INVALID, self._on_invalid_opcode)
+        self._on_exception = on_exception
+
+    def _on_invalid_opcode(self, _uc: unicorn.Uc, _data: object) -> bool:
+        """Unicorn halts on #UD instead of raising vector 6 to the interrupt hook: route it there.
+        Returning True tells Unicorn it was handled; the CPU stops either way."""
+        self._on_exception(self, X86_TRAP_UD)
+        return True
+
+    def reg(self, name: str) -> int:
+        return self.uc.reg_read(REG_IDS[name])
+
+    def set_reg(self, name: str, value: int) -> None:
+        self.uc.reg_write(REG_IDS[name], value & 0xFFFF_FFFF_FFFF_FFFF)
+
+    def regs(self) -> Regs:
+        return Regs(*self.uc.reg_read_batch(_REGS_IDS))
+
+    def flush_tlb_all(self) -> None:
+        flush_tlb_all(self.uc)
+
+    def flush_tlb_one(self, va: int) -> None:
+        """invlpg, executed by this CPU. Inside a running call Unicorn cannot nest a run,
+        so there it flushes the whole TLB: more than invlpg drops, never less."""
+        if self.running:
+            self.flush_tlb_all()
+            return
+        rip, rdi = self.reg("rip"), self.reg("rdi")
+        self.set_reg("rdi", va)
+        self.uc.emu_start(INVLPG_ADDR, INVLPG_ADDR + 3)
+        self.set_reg("rdi", rdi)
+        self.set_reg("rip", rip)
+
+    def run(self, begin: int, until: int, count: int) -> None:
+        """Run from `begin` until RIP reaches `until`, at most `count` instructions started."""
+        self.running = True
+        try:
+            self.uc.emu_start(begin, until, count=count)
+        finally:
+            self.running = False
