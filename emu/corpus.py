@@ -1,0 +1,23 @@
+"""Where the shipped assembly lives: kernel_stubs/ and bpf_progs/.
+
+In a checkout (or an editable install) they sit beside the package; a wheel
+installs them under <prefix>/share/arena-emu/.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .errors import EmuError
+
+
+def corpus_dir(name: str) -> Path:
+    for base in (Path(__file__).resolve().parent.parent, Path(sys.prefix) / "share" / "arena-emu"):
+        if (base / name).is_dir():
+            return base / name
+    raise EmuError(f"cannot find the {name}/ folder (looked beside the package and in {sys.prefix}/share/arena-emu)")
+
+
+def stub(filename: str) -> str:
+    return str(corpus_dir("kernel_stubs") / filename)

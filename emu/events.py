@@ -1,0 +1,142 @@
+"""Fault events: every fault with its whole story, as a value a test can assert on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .pgtable import PageWalk, flag_names
+from .traps import TRAP_NAMES, ErrorCode
+
+# What happened to the faulting instruction.
+RESTART = "restart"  # RIP left at the instruction; it runs again
+FIXUP = "fixup"  # RIP moved to an exception-table fixup label
+SKIP = "skip"  # RIP moved past the instruction (BPF extable)
+STOP = "stop"  # the call ended (oops)
+
+# What the restarted instruction then did, seen at the CPU's next stop.
+COMPLETED = "completed"  # it retired: execution went on past it
+PROGRESSED = "progressed"  # it faulted again further on (a string instruction's next page)
+REFAULTED = "refaulted"  # it faulted again at the same address, no progress
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Where a CPU was at its next stop after a restart."""
+
+    rip: int
+    started: int  # instructions started in this call so far
+    rcx: int
+    fault_address: int | None  # CR2 when the stop is another fault, else None
+    returned: bool = False
+
+
+def observe_retry(event: FaultEvent, now: Observation) -> str | None:
+    """Decide what the restarted instruction did, from the CPU state at its next stop.
+
+    The instruction counter counts every instruction started (each `rep`
+    iteration too), so a re-fault of the very same attempt is exactly one start
+    after the fault. None: the run stopped before the instruction was retried.
+    """
+    if now.returned or now.rip != event.rip:
+        return COMPLETED
+    delta = now.started - event.started
+    if delta <= 0:
+        return None
+    same_page = now.fault_address is not None and now.fault_address >> 12 == event.address >> 12
+    if delta == 1:
+        if now.fault_address is None:
+            return None
+        return REFAULTED if same_page else PROGRESSED
+    if event.string_op and 0 < event.rcx - now.rcx <= delta:
+        return PROGRESSED  # the same rep instruction, iterations done since the restart
+    return COMPLETED  # it retired, and execution came back to it later
+
+
+@dataclass
+class FaultEvent:
+    """One exception taken by a CPU, recorded before and after handling."""
+
+    seq: int
+    cpu: int
+    vector: int
+    rip: int
+    where: str  # RIP as `symbol+0xoff/0xsize`
+    address: int  # CR2 for #PF; for other vectors the decoded operand address, if any
+    error_code: ErrorCode
+    user_mode: bool
+    walk_before: PageWalk | None
+    started: int
+    rcx: int
+    string_op: bool
+    insn: str = ""  # the faulting instruction, disassembled
+    steps: list[str] = field(default_factory=list)  # the fault path as it ran
+    resolution: str = ""  # "spurious", "extable", "oops", ...
+    handler: str = ""
+    action: str = ""
+    resume_at: int | None = None
+    walk_after: PageWalk | None = None
+    retry: str | None = None
+    report: str | None = None
+
+    @property
+    def pte_before(self) -> int:
+        return self.walk_before.pte if self.walk_before else 0
+
+    @property
+    def pte_after(self) -> int:
+        return self.walk_after.pte if self.walk_after else 0
+
+    @property
+    def restarted(self) -> bool:
+        return self.action == RESTART
+
+    @property
+    def completed(self) -> bool | None:
+        """Whether the restarted instruction then retired; None when not restarted or not seen."""
+        if self.action != RESTART or self.retry is None:
+            return None
+        return self.retry == COMPLETED
+
+    @property
+    def kind(self) -> str:
+        if self.vector == 14:
+            return f"#PF {self.error_code.access}"
+        return TRAP_NAMES.get(self.vector, f"vector {self.vector}")
+
+    def summary(self) -> str:
+        """One line, as `faults` lists it."""
+        then = {RESTART: "restart", FIXUP: f"fixup -> {self.resume_at:#x}" if self.resume_at is not None else "fixup",
+                SKIP: "skip", STOP: "stop"}.get(self.action, self.action)
+        tail = f" [{self.retry}]" if self.retry else ""
+        return (f"#{self.seq} cpu{self.cpu} {self.kind} {self.address:#x} at {self.where}: "
+                f"{self.resolution} ({then}){tail}")
+
+    def story(self) -> str:
+        """The whole story, step by step like the kernel's path."""
+        lines = [f"fault #{self.seq} on CPU {self.cpu}: {self.kind} at {self.rip:#x} <{self.where}>"]
+        if self.insn:
+            lines.append(f"  instruction: {self.insn}")
+        if self.vector == 14:
+            lines.append(f"  address (CR2): {self.address:#x}")
+            lines.append(f"  error code: {self.error_code}")
+        if self.walk_before is not None:
+            lines.append(f"  PTE before: {_pte_text(self.walk_before)}")
+        lines += [f"  {s}" for s in self.steps]
+        if self.walk_after is not None:
+            lines.append(f"  PTE after:  {_pte_text(self.walk_after)}")
+        if self.action == RESTART:
+            lines.append(f"  restart at {self.rip:#x}" + (f": {self.retry}" if self.retry else ""))
+        elif self.action in (FIXUP, SKIP):
+            lines.append(f"  continue at {self.resume_at:#x}")
+        elif self.action == STOP:
+            lines.append("  the call stops here (oops)")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<FaultEvent {self.summary()}>"
+
+
+def _pte_text(w: PageWalk) -> str:
+    if w.stages and w.stages[-1].level == "PTE":
+        return f"{w.pte:#018x} ({flag_names(w.pte)})" if w.pte else "0 (none)"
+    return f"no PTE ({w.stopped})" if w.stopped else w.dump_pagetable()

@@ -1,0 +1,150 @@
+"""The kernel-mode page-fault path, step by step after arch/x86/mm/fault.c.
+
+Plain functions over a `KernelOps` (what the kernel can look at), so the whole
+decision can be tested without a CPU. The CPU hook only applies the `Decision`.
+Each step appends a line to `steps`: that is the fault's story.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .dumpstack import show_fault_oops
+from .events import FIXUP, RESTART, STOP
+from .extable import EX_TYPE_DEFAULT, ExtableEntry
+from .layout import fault_in_kernel_space
+from .pgtable import _PAGE_NX, _PAGE_RW, PageWalk
+from .traps import X86_PF_INSTR, X86_PF_PROT, X86_PF_WRITE, ErrorCode
+
+
+@dataclass
+class OopsHandler:
+    """A slot in page_fault_oops()'s chain for not-present faults (KFENCE, the arena, ...).
+
+    `handle(address, is_write, ip)` returns True when it fixed the fault so the
+    instruction can be retried, as kfence_handle_page_fault() does.
+    """
+
+    name: str
+    resolution: str
+    handle: Callable[[int, bool, int], bool]
+
+
+class KernelOps(Protocol):
+    def walk(self, va: int) -> PageWalk: ...
+
+    def symbolize(self, addr: int) -> str: ...
+
+    def search_exception_tables(self, ip: int) -> ExtableEntry | None: ...
+
+    def stack_guard(self, address: int) -> tuple[int, int] | None: ...
+
+    @property
+    def oops_handlers(self) -> list[OopsHandler]: ...
+
+
+@dataclass
+class Decision:
+    resolution: str  # "spurious", "extable", a handler's resolution, or "oops"
+    action: str  # RESTART, FIXUP or STOP
+    handler: str = ""
+    resume_at: int | None = None
+    steps: list[str] = field(default_factory=list)
+    oops_what: str = "Oops"  # the die() string when action is STOP
+    oops_err: int | None = None  # the die() error code, when not the hardware's
+    oops_head: list[str] = field(default_factory=list)  # lines printed before the die header
+
+
+def spurious_kernel_fault_check(error_code: ErrorCode, entry: int) -> bool:
+    """spurious_kernel_fault_check(): does this entry really permit the access?"""
+    if error_code.value & X86_PF_WRITE and not entry & _PAGE_RW:
+        return False
+    return not (error_code.value & X86_PF_INSTR and entry & _PAGE_NX)
+
+
+def spurious_kernel_fault(error_code: ErrorCode, walk: PageWalk) -> bool:
+    """spurious_kernel_fault(): a protection fault the tables no longer justify (a stale TLB
+    entry after a permission increase). Only WRITE|PROT and INSTR|PROT qualify, never a
+    not-present fault."""
+    if error_code.value not in (X86_PF_WRITE | X86_PF_PROT, X86_PF_INSTR | X86_PF_PROT):
+        return False
+    if walk.pa is None:
+        return False
+    return all(spurious_kernel_fault_check(error_code, s.entry) for s in walk.stages if s.level != "P4D")
+
+
+def fixup_exception(k: KernelOps, ip: int, d: Decision) -> bool:
+    """fixup_exception(): search the exception tables for the faulting instruction."""
+    entry = k.search_exception_tables(ip)
+    if entry is None:
+        d.steps.append(f"fixup_exception: no exception-table entry for {ip:#x}")
+        return False
+    if entry.type != EX_TYPE_DEFAULT:
+        d.steps.append(f"fixup_exception: {entry.type_name} entry for {ip:#x} has no handler in this model")
+        return False
+    d.steps.append(f"fixup_exception: {entry.type_name} entry {ip:#x} -> {entry.fixup:#x} <{k.symbolize(entry.fixup)}>")
+    d.steps.append(f"ex_handler_default: regs->ip = {entry.fixup:#x}")
+    d.resolution, d.action, d.handler, d.resume_at = "extable", FIXUP, "ex_handler_default", entry.fixup
+    return True
+
+
+def page_fault_oops(k: KernelOps, address: int, error_code: ErrorCode, ip: int, user_mode: bool,
+                    walk: PageWalk, d: Decision) -> None:
+    """page_fault_oops(): the last stop. Not-present faults get the handler chain first."""
+    if not user_mode:
+        guard = k.stack_guard(address)
+        if guard is not None:
+            lo, hi = guard
+            d.steps.append("page_fault_oops: address is in the stack guard page -> handle_stack_overflow()")
+            d.oops_head = [f"BUG: TASK stack guard page was hit at {address:016x} "
+                           f"(stack is {lo:016x}..{hi - 1:016x})"]
+            d.oops_what, d.oops_err = "stack guard page", 0
+            d.resolution, d.action, d.handler = "oops", STOP, "handle_stack_overflow"
+            return
+        if not error_code.present:
+            for h in k.oops_handlers:
+                if h.handle(address, error_code.write, ip):
+                    d.steps.append(f"page_fault_oops: {h.name}({address:#x}, {error_code.access}) "
+                                   "handled it -> return, the instruction restarts")
+                    d.resolution, d.action, d.handler = h.resolution, RESTART, h.name
+                    return
+                d.steps.append(f"page_fault_oops: {h.name}() declined")
+    d.steps.append("page_fault_oops: oops")
+    d.oops_head = show_fault_oops(address, error_code, user_mode, walk)
+    d.resolution, d.action, d.handler = "oops", STOP, "page_fault_oops"
+
+
+def kernelmode_fixup_or_oops(k: KernelOps, address: int, error_code: ErrorCode, ip: int, user_mode: bool,
+                             walk: PageWalk, d: Decision) -> None:
+    if fixup_exception(k, ip, d):
+        return
+    page_fault_oops(k, address, error_code, ip, user_mode, walk, d)
+
+
+def do_kern_addr_fault(k: KernelOps, address: int, error_code: ErrorCode, ip: int, walk: PageWalk,
+                       d: Decision) -> None:
+    if spurious_kernel_fault(error_code, walk):
+        d.steps.append("spurious_kernel_fault: the tables permit this access (stale TLB entry) -> return")
+        d.resolution, d.action, d.handler = "spurious", RESTART, "spurious_kernel_fault"
+        return
+    d.steps.append("spurious_kernel_fault: no")
+    d.steps.append("bad_area_nosemaphore -> kernelmode_fixup_or_oops")
+    kernelmode_fixup_or_oops(k, address, error_code, ip, False, walk, d)
+
+
+def exc_page_fault(k: KernelOps, address: int, error_code: ErrorCode, ip: int, user_mode: bool) -> Decision:
+    """exc_page_fault() -> handle_page_fault(): the whole kernel decision for one #PF."""
+    walk = k.walk(address)
+    d = Decision(resolution="", action="")
+    if fault_in_kernel_space(address):
+        d.steps.append("handle_page_fault: kernel address -> do_kern_addr_fault")
+        do_kern_addr_fault(k, address, error_code, ip, walk, d)
+    else:
+        # do_user_addr_fault(): kernel code touching a user address it has no mm for
+        # (the machine runs no user task) goes the same way as a bad kernel access.
+        d.steps.append("handle_page_fault: user address -> do_user_addr_fault: no user mapping")
+        d.steps.append("bad_area_nosemaphore -> kernelmode_fixup_or_oops")
+        kernelmode_fixup_or_oops(k, address, error_code, ip, user_mode, walk, d)
+    return d

@@ -1,0 +1,515 @@
+"""The machine: RAM, page tables, CPUs, loaded code, and calls run to completion.
+
+A call runs in Unicorn's compiled core with an instruction budget; Python runs
+only when a CPU takes an exception (the fault path) or makes an access
+Unicorn cannot place. Each exception becomes a FaultEvent with its story.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import unicorn
+
+from .assembler import SECTIONS, Assembler, Image, Source
+from .cpu import ARG_REGS, CPU, MACHINE_PAGE_CODE
+from .decode import disasm_one, memory_operand_addresses
+from .dumpstack import OPCODE_BUFSIZE, PROLOGUE_SIZE, oops_report
+from .errors import EmuError
+from .events import FIXUP, RESTART, STOP, FaultEvent, Observation, observe_retry
+from .extable import ExceptionTable, ExtableEntry
+from .fault import Decision, OopsHandler, exc_page_fault, fixup_exception
+from .kallsyms import Kallsyms, Symbol
+from .layout import (
+    CALL_RETURN_ADDR,
+    KERNEL_TEXT_START,
+    MACHINE_PAGE,
+    MASK64,
+    PAGE_SIZE,
+    THREAD_SIZE,
+    VMALLOC_START,
+    is_canonical,
+    stack_top,
+)
+from .pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PageTables, PageWalk, pte_pfn, pte_present
+from .physmem import FrameKind, PhysMem
+from .traps import (
+    TRAP_NAMES,
+    X86_PF_INSTR,
+    X86_PF_PROT,
+    X86_PF_RSVD,
+    X86_PF_WRITE,
+    X86_TRAP_GP,
+    X86_TRAP_PF,
+    X86_TRAP_UD,
+    ErrorCode,
+)
+from .unwind import show_trace
+
+DEFAULT_RAM = 64 << 20
+DEFAULT_BUDGET = 10_000_000
+
+SECTION_BASES = {"text": KERNEL_TEXT_START, "rodata": 0xFFFF_FFFF_8200_0000,
+                 "data": 0xFFFF_FFFF_8280_0000, "bss": 0xFFFF_FFFF_8300_0000}
+SECTION_PROT = {"text": PAGE_KERNEL_ROX, "rodata": PAGE_KERNEL_RO, "data": PAGE_KERNEL, "bss": PAGE_KERNEL}
+VMALLOC_DATA_START = VMALLOC_START + 0x1000_0000  # Machine.vmalloc() hands out from here
+
+RETURNED, OOPS, BUDGET, ERROR = "returned", "oops", "budget", "error"
+
+_BAD_ACCESS = {unicorn.UC_MEM_READ_UNMAPPED: 0, unicorn.UC_MEM_WRITE_UNMAPPED: X86_PF_WRITE,
+               unicorn.UC_MEM_FETCH_UNMAPPED: X86_PF_INSTR}
+
+
+@dataclass
+class CallResult:
+    """How a call ended: `status` is returned, oops, budget or error."""
+
+    entry: str
+    status: str
+    ret: int | None = None
+    insns: int = 0
+    faults: list[FaultEvent] = field(default_factory=list)
+    oops: str | None = None
+    error: str | None = None
+
+    @property
+    def ret_signed(self) -> int | None:
+        return None if self.ret is None else self.ret - (1 << 64) if self.ret >> 63 else self.ret
+
+    def to_json(self) -> dict:
+        return {
+            "entry": self.entry, "status": self.status, "ret": self.ret, "ret_signed": self.ret_signed,
+            "insns": self.insns, "faults": [event_json(e) for e in self.faults],
+            "oops": self.oops, "error": self.error,
+        }
+
+    def __repr__(self) -> str:
+        if self.status == RETURNED:
+            what = f"ret={self.ret:#x}"
+        elif self.status == OOPS:
+            what = (self.oops or "").split("\n", 1)[0]
+        else:
+            what = self.error or ""
+        return f"<CallResult {self.entry}: {self.status} {what}, {len(self.faults)} fault(s), {self.insns} insns>"
+
+
+def event_json(e: FaultEvent) -> dict:
+    def hx(v: int | None) -> str | None:
+        return None if v is None else f"{v:#x}"
+    return {
+        "seq": e.seq, "cpu": e.cpu, "vector": e.vector, "kind": e.kind, "rip": hx(e.rip), "where": e.where,
+        "insn": e.insn, "address": hx(e.address), "error_code": hx(e.error_code.value),
+        "access": e.error_code.access, "error_code_text": e.error_code.describe(),
+        "pte_before": hx(e.pte_before), "pte_after": hx(e.pte_after),
+        "resolution": e.resolution, "handler": e.handler, "action": e.action, "resume_at": hx(e.resume_at),
+        "retry": e.retry, "completed": e.completed, "steps": e.steps,
+    }
+
+
+@dataclass
+class _CallState:
+    entry: str
+    cpu: CPU
+    result: CallResult
+    started_base: int = 0  # instructions started in earlier slices of this call
+    pending: FaultEvent | None = None  # a restarted instruction not yet seen again
+    after_stop: tuple[FaultEvent, Decision] | None = None  # a bad access decided in a memory hook
+
+
+class Machine:
+    """One emulated machine. Cheap to build: every test can have its own."""
+
+    def __init__(self, *, ram: int = DEFAULT_RAM, cpus: int = 1, budget: int = DEFAULT_BUDGET,
+                 comm: str = "arena-emu"):
+        if not 1 <= cpus <= 8:
+            raise EmuError(f"a machine has 1 to 8 CPUs, not {cpus}")
+        if budget <= 0:
+            raise EmuError(f"the instruction budget must be positive, not {budget}")
+        self.mem = PhysMem(ram)
+        self.pgtables = PageTables(self.mem)
+        self.kallsyms = Kallsyms()
+        self.extable = ExceptionTable()
+        self.oops_handlers: list[OopsHandler] = []
+        self.link_symbols: dict[str, int] = {}
+        self.lines: dict[int, tuple[str, int]] = {}
+        self.events: list[FaultEvent] = []
+        self.budget = budget
+        self.comm = comm
+        self._cursor = dict(SECTION_BASES)
+        self._vmalloc_cursor = VMALLOC_DATA_START
+        self._assembler = Assembler()
+        self._die_counter = 0
+        self._call: _CallState | None = None
+        self._map_machine_page()
+        for i in range(cpus):
+            self.map(stack_top(i) - THREAD_SIZE, THREAD_SIZE, PAGE_KERNEL, FrameKind.STACK)
+        self.cpus = [CPU(i, self.mem, self.pgtables.root, self._on_exception, self._on_bad_access)
+                     for i in range(cpus)]
+
+    # -- memory ---------------------------------------------------------------
+
+    def _map_machine_page(self) -> None:
+        pfn = self.mem.alloc_frame(FrameKind.TEXT)
+        self.mem.write(pfn << 12, MACHINE_PAGE_CODE)
+        self.pgtables.map(MACHINE_PAGE, pfn, PAGE_KERNEL_ROX)
+        self.kallsyms.add_section(MACHINE_PAGE, MACHINE_PAGE + PAGE_SIZE)
+        self.kallsyms.add(Symbol("emu_call_return", CALL_RETURN_ADDR, "text", True, "<machine>"))
+        self.kallsyms.add(Symbol("emu_invlpg", CALL_RETURN_ADDR + 0x10, "text", True, "<machine>"))
+
+    def map(self, va: int, size: int = PAGE_SIZE, prot: int = PAGE_KERNEL,
+            kind: FrameKind = FrameKind.DATA) -> list[int]:
+        """Back [va, va+size) with fresh zeroed frames; returns their PFNs."""
+        if va % PAGE_SIZE or size <= 0 or size % PAGE_SIZE:
+            raise EmuError(f"map needs a page-aligned address and size, got {va:#x}+{size:#x}")
+        pfns = []
+        for page in range(va, va + size, PAGE_SIZE):
+            if pte_present(self.pgtables.get_pte(page)):
+                raise EmuError(f"{page:#x} is already mapped")
+            pfn = self.mem.alloc_frame(kind)
+            self.pgtables.map(page, pfn, prot)
+            pfns.append(pfn)
+        return pfns
+
+    def unmap(self, va: int, size: int = PAGE_SIZE) -> None:
+        """Clear the PTEs and free the frames. No TLB flush: call flush_tlb() for that."""
+        for page in range(va, va + size, PAGE_SIZE):
+            old = self.pgtables.unmap(page)
+            if pte_present(old):
+                self.mem.free_frame(pte_pfn(old))
+
+    def vmalloc(self, size: int, prot: int = PAGE_KERNEL) -> int:
+        """Mapped, zeroed kernel memory in the vmalloc area, with an unmapped page after it."""
+        size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        va = self._vmalloc_cursor
+        self.map(va, size, prot)
+        self._vmalloc_cursor += size + PAGE_SIZE
+        return va
+
+    def walk(self, va: int) -> PageWalk:
+        return self.pgtables.walk(va & MASK64)
+
+    def pte(self, va: int) -> int:
+        return self.pgtables.get_pte(va)
+
+    def set_pte(self, va: int, value: int) -> int:
+        """Write a PTE as the kernel's set_pte() would: no TLB flush."""
+        return self.pgtables.set_pte(va, value)
+
+    def _try_read(self, va: int, length: int) -> bytes | None:
+        out = bytearray()
+        while length > 0:
+            pa = self.pgtables.translate(va & MASK64) if is_canonical(va & MASK64) else None
+            if pa is None:
+                return None
+            n = min(length, PAGE_SIZE - (va % PAGE_SIZE))
+            if not self.mem.contains(pa, n):
+                return None
+            out += self.mem.read(pa, n)
+            va, length = va + n, length - n
+        return bytes(out)
+
+    def read(self, va: int, length: int) -> bytes:
+        """Read through the page tables (not through a CPU's TLB)."""
+        data = self._try_read(va, length)
+        if data is None:
+            raise EmuError(f"cannot access memory at address {va:#x}")
+        return data
+
+    def write(self, va: int, data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            pa = self.pgtables.translate(va + pos) if is_canonical(va + pos) else None
+            n = min(len(data) - pos, PAGE_SIZE - ((va + pos) % PAGE_SIZE))
+            if pa is None or not self.mem.contains(pa, n):
+                raise EmuError(f"cannot access memory at address {va + pos:#x}")
+            self.mem.write(pa, data[pos:pos + n])
+            pos += n
+
+    def read_u64(self, va: int) -> int:
+        return int.from_bytes(self.read(va, 8), "little")
+
+    def write_u64(self, va: int, value: int) -> None:
+        self.write(va, (value & MASK64).to_bytes(8, "little"))
+
+    def _read_u64_or_none(self, va: int) -> int | None:
+        data = self._try_read(va, 8)
+        return None if data is None else int.from_bytes(data, "little")
+
+    def flush_tlb(self, cpu: int | None = None) -> None:
+        """Flush the whole TLB of one CPU, or of every CPU."""
+        for c in self.cpus if cpu is None else [self.cpus[cpu]]:
+            c.flush_tlb_all()
+
+    def invlpg(self, va: int, cpu: int = 0) -> None:
+        self.cpus[cpu].flush_tlb_one(va)
+
+    # -- loading --------------------------------------------------------------
+
+    def load(self, *paths: str, syntax: str = "att") -> Image:
+        """Assemble and link files as one unit against what is already loaded."""
+        sources = []
+        for path in paths:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    sources.append(Source(os.path.relpath(path) if not os.path.isabs(path) else path, f.read()))
+            except (OSError, UnicodeDecodeError) as e:
+                raise EmuError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        return self.load_sources(sources, syntax=syntax)
+
+    def load_source(self, text: str, name: str = "<inline>", syntax: str = "att") -> Image:
+        return self.load_sources([Source(name, text)], syntax=syntax)
+
+    def load_sources(self, sources: list[Source], syntax: str = "att") -> Image:
+        if syntax not in ("att", "intel"):
+            raise EmuError(f"syntax is 'att' or 'intel', not '{syntax}'")
+        extern = dict(self.link_symbols)
+        extern.update({name: s.address for name, s in self.kallsyms.global_symbols().items()})
+        image = self._assembler.assemble(sources, self._cursor, extern, syntax)
+        for name in SECTIONS:
+            sect = image.sections[name]
+            if not sect.data:
+                continue
+            self._install(sect.start, bytes(sect.data), SECTION_PROT[name],
+                          FrameKind.TEXT if name == "text" else FrameKind.DATA)
+            self.kallsyms.add_section(sect.start, sect.start + len(sect.data))
+            self._cursor[name] = sect.start + len(sect.data)
+        for name, addr, section, is_global, file in image.symbols:
+            self.kallsyms.add(Symbol(name, addr, section, is_global, file))
+        for entry in image.extable:
+            self.extable.add(entry)
+        self.lines.update(image.lines)
+        for c in self.cpus:
+            c.uc.ctl_flush_tb()
+        return image
+
+    def _install(self, start: int, data: bytes, prot: int, kind: FrameKind) -> None:
+        first, end = start & ~(PAGE_SIZE - 1), start + len(data)
+        for page in range(first, end, PAGE_SIZE):
+            if not pte_present(self.pgtables.get_pte(page)):
+                self.pgtables.map(page, self.mem.alloc_frame(kind), prot)
+        pos = 0
+        while pos < len(data):
+            va = start + pos
+            n = min(len(data) - pos, PAGE_SIZE - va % PAGE_SIZE)
+            self.mem.write(self.pgtables.translate(va), data[pos:pos + n])
+            pos += n
+
+    def symbol(self, name: str) -> int:
+        if name in self.link_symbols:
+            return self.link_symbols[name]
+        return self.kallsyms.lookup_name(name)
+
+    # -- KernelOps: what the fault path may look at ---------------------------
+
+    def symbolize(self, addr: int) -> str:
+        return self.kallsyms.format(addr)
+
+    def is_text(self, addr: int) -> bool:
+        """__kernel_text_address(): inside loaded code."""
+        loc = self.kallsyms.lookup(addr)
+        return loc is not None and loc.symbol.section == "text"
+
+    def search_exception_tables(self, ip: int) -> ExtableEntry | None:
+        return self.extable.search_exception_tables(ip)
+
+    def stack_guard(self, address: int) -> tuple[int, int] | None:
+        """get_stack_guard_info(): the current task's stack if `address` is in its guard page."""
+        if self._call is None:
+            return None
+        hi = stack_top(self._call.cpu.index)
+        lo = hi - THREAD_SIZE
+        return (lo, hi) if lo - PAGE_SIZE <= address < lo else None
+
+    # -- calls ----------------------------------------------------------------
+
+    def call(self, entry: str | int, *args: int, cpu: int = 0, budget: int | None = None) -> CallResult:
+        """Call a function with integer arguments and run it until it returns, oopses,
+        or uses up its instruction budget. Never raises for what the guest does."""
+        if not 0 <= cpu < len(self.cpus):
+            raise EmuError(f"no CPU {cpu}: this machine has {len(self.cpus)}")
+        if len(args) > len(ARG_REGS):
+            raise EmuError(f"at most {len(ARG_REGS)} arguments are passed in registers, got {len(args)}")
+        budget = self.budget if budget is None else budget
+        if budget <= 0:
+            raise EmuError(f"the instruction budget must be positive, not {budget}")
+        addr = entry if isinstance(entry, int) else self.symbol(entry)
+        name = entry if isinstance(entry, str) else self.symbolize(entry)
+        c = self.cpus[cpu]
+        for reg in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+                    "r15", "rbp"):
+            c.set_reg(reg, 0)
+        for reg, value in zip(ARG_REGS, args, strict=False):
+            c.set_reg(reg, value)
+        rsp = stack_top(cpu) - 8
+        self.write_u64(rsp, CALL_RETURN_ADDR)
+        c.set_reg("rsp", rsp)
+        c.set_reg("rflags", 0x2)
+        state = _CallState(name, c, CallResult(name, ERROR))
+        self._call = state
+        try:
+            self._run(state, addr, budget)
+        finally:
+            self._call = None
+        return state.result
+
+    def _run(self, state: _CallState, begin: int, budget: int) -> None:
+        c, result = state.cpu, state.result
+        remaining = budget
+        while True:
+            error = None
+            try:
+                c.run(begin, CALL_RETURN_ADDR, remaining)
+            except unicorn.UcError as e:
+                error = e
+            started = c.exc.instructions_started
+            used = min(started, remaining)
+            rip = c.reg("rip")
+            if result.status == OOPS:
+                state.started_base += started
+                break
+            if error is not None and state.after_stop is not None:
+                # A bad physical access decided in the memory hook; apply it now.
+                state.started_base += started
+                event, decision = state.after_stop
+                state.after_stop = None
+                if decision.action == FIXUP:
+                    c.set_reg("rip", decision.resume_at)
+                    begin, remaining = decision.resume_at, remaining - used
+                    continue
+                self._stop_with_oops(c, event, decision)
+                break
+            if error is not None:
+                state.started_base += started
+                result.status, result.error = ERROR, f"unicorn: {error} at {rip:#x} <{self.symbolize(rip)}>"
+                break
+            if rip == CALL_RETURN_ADDR and started <= remaining:
+                state.started_base += started
+                result.status, result.ret = RETURNED, c.reg("rax")
+                break
+            state.started_base += used
+            result.status = BUDGET
+            result.error = (f"instruction budget of {budget} exhausted at {rip:#x} <{self.symbolize(rip)}>")
+            break
+        result.insns = state.started_base
+        if state.pending is not None:
+            state.pending.retry = observe_retry(state.pending, Observation(
+                rip=c.reg("rip"), started=state.started_base, rcx=c.reg("rcx"), fault_address=None,
+                returned=result.status == RETURNED))
+            state.pending = None
+
+    # -- exceptions -----------------------------------------------------------
+
+    def _new_event(self, c: CPU, vector: int, error_code: int, address: int | None) -> FaultEvent:
+        state = self._call
+        rip, rcx = c.reg("rip"), c.reg("rcx")
+        started = state.started_base + c.exc.instructions_started
+        if state.pending is not None:
+            state.pending.retry = observe_retry(state.pending, Observation(rip, started, rcx, address))
+            state.pending = None
+        code = self._try_read(rip, 16)
+        insn = disasm_one(code, rip) if code else None
+        event = FaultEvent(
+            seq=len(self.events) + 1, cpu=c.index, vector=vector, rip=rip, where=self.symbolize(rip),
+            address=address if address is not None else 0, error_code=ErrorCode(error_code), user_mode=False,
+            walk_before=self.walk(address) if address is not None else None, started=started, rcx=rcx,
+            string_op=bool(insn and insn.string_op), insn=insn.text if insn else "")
+        self.events.append(event)
+        state.result.faults.append(event)
+        return event
+
+    def _on_exception(self, c: CPU, vector: int) -> None:
+        """UC_HOOK_INTR: the CPU took an exception; play exc_page_fault() or die()."""
+        error_code = c.exc.take_exception()
+        if vector == X86_TRAP_PF:
+            address = c.reg("cr2")
+            event = self._new_event(c, vector, error_code, address)
+            decision = exc_page_fault(self, address, event.error_code, event.rip, user_mode=False)
+        else:
+            event = self._new_event(c, vector, error_code, None)
+            decision = self._trap(c, event)
+        self._apply(c, event, decision)
+
+    def _trap(self, c: CPU, event: FaultEvent) -> Decision:
+        """A kernel-mode trap other than #PF: the extable first (do_trap()), then die()."""
+        name = TRAP_NAMES.get(event.vector, f"vector {event.vector}")
+        d = Decision(resolution="", action="", steps=[f"{name} (vector {event.vector}) in kernel mode"])
+        if event.vector != X86_TRAP_UD and fixup_exception(self, event.rip, d):
+            return d
+        d.resolution, d.action, d.handler, d.oops_what = "oops", STOP, "die", name
+        if event.vector == X86_TRAP_GP:
+            code = self._try_read(event.rip, 16) or b""
+            bad = [a for a in memory_operand_addresses(code, event.rip, c.reg) if not is_canonical(a)]
+            if bad:
+                event.address = bad[0]
+                d.oops_what = f"{name}, probably for non-canonical address {bad[0]:#x}"
+        if event.vector == X86_TRAP_UD and event.insn == "ud2" and event.rip in self.lines:
+            file, line = self.lines[event.rip]
+            d.oops_head = [f"kernel BUG at {file}:{line}!"]
+        d.steps.append(f"die(\"{d.oops_what}\")")
+        return d
+
+    def _on_bad_access(self, c: CPU, access: int, pa: int, size: int) -> bool:
+        """UC_HOOK_MEM_INVALID: a translation named memory beyond guest RAM.
+
+        Guest RAM ends where our physical address space ends, so such a PTE has
+        reserved bits set, as on hardware with a narrower MAXPHYADDR: a #PF with
+        RSVD on the virtual address whose translation leads there.
+        """
+        error_code = X86_PF_PROT | X86_PF_RSVD | _BAD_ACCESS.get(access, 0)
+        address = self._virtual_address_of(c, pa, access)
+        event = self._new_event(c, X86_TRAP_PF, error_code, address)
+        decision = exc_page_fault(self, address, event.error_code, event.rip, user_mode=False)
+        decision.steps.insert(0, f"the translation names physical address {pa:#x}, beyond guest RAM "
+                                 f"({self.mem.size:#x} bytes): reserved bits set")
+        event.steps, event.resolution, event.handler, event.action = (
+            decision.steps, decision.resolution, decision.handler, decision.action)
+        event.resume_at = decision.resume_at
+        event.walk_after = self.walk(address)
+        self._call.after_stop = (event, decision)
+        return False
+
+    def _virtual_address_of(self, c: CPU, pa: int, access: int) -> int:
+        """Which virtual address an instruction meant when Unicorn reports only `pa`."""
+        rip = c.reg("rip")
+        if access == unicorn.UC_MEM_FETCH_UNMAPPED:
+            return rip
+        code = self._try_read(rip, 16) or b""
+        rsp = c.reg("rsp")
+        candidates = memory_operand_addresses(code, rip, c.reg) + [c.reg("rdi"), c.reg("rsi"), rsp - 8, rsp]
+        for va in candidates:
+            w = self.walk(va)
+            if w.pa is not None and w.pa >> 12 == pa >> 12:
+                return va
+            if w.stopped and "outside guest RAM" in w.stopped:
+                return va
+        return candidates[0] if candidates else rip
+
+    def _apply(self, c: CPU, event: FaultEvent, d: Decision) -> None:
+        event.steps, event.resolution, event.handler, event.action = d.steps, d.resolution, d.handler, d.action
+        if event.vector == X86_TRAP_PF:
+            event.walk_after = self.walk(event.address)
+        if d.action == FIXUP:
+            event.resume_at = d.resume_at
+            c.set_reg("rip", d.resume_at)
+        elif d.action == RESTART:
+            self._call.pending = event
+        elif d.action == STOP:
+            self._stop_with_oops(c, event, d)
+            c.uc.emu_stop()
+
+    def _stop_with_oops(self, c: CPU, event: FaultEvent, d: Decision) -> None:
+        regs = c.regs()
+        lo = stack_top(c.index) - THREAD_SIZE
+        trace = show_trace(self._read_u64_or_none, regs.rsp, regs.rbp, lo, lo + THREAD_SIZE, self.is_text)
+        frames = [("" if e.reliable else "? ") + self.symbolize(e.address) for e in trace]
+        self._die_counter += 1
+        event.report = oops_report(
+            head=d.oops_head, what=d.oops_what,
+            err=d.oops_err if d.oops_err is not None else event.error_code.value if event.vector == 14 else 0,
+            counter=self._die_counter, cpu=c.index, pid=1, comm=self.comm, regs=regs, where=event.where,
+            code=self._try_read(regs.rip - PROLOGUE_SIZE, OPCODE_BUFSIZE), frames=frames, cr2=regs.cr2)
+        event.steps.append(f"oops: {event.report.splitlines()[0]}")
+        self._call.result.status = OOPS
+        self._call.result.oops = event.report
+
