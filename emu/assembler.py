@@ -27,7 +27,7 @@ from keystone import (
 )
 
 from .errors import AsmError, Diagnostic
-from .exprs import ExprError, evaluate
+from .exprs import ExprError, check_syntax, evaluate
 from .extable import ExtableEntry
 
 SECTIONS = ("text", "rodata", "data", "bss")
@@ -40,6 +40,12 @@ _IDENT = re.compile(r"[A-Za-z_.][\w.$]*")
 _OPERAND_IDENT = re.compile(r"(?<![\w.%'])[A-Za-z_.][\w.$]*")
 _RIP_ATT = re.compile(r"([^\s,(]*)\(%rip\)")
 _RIP_INTEL = re.compile(r"\[\s*rip\s*([+-][^\]]*)\]", re.IGNORECASE)
+_MNEMONIC = re.compile(r"[A-Za-z][A-Za-z0-9.]*")
+_ATT_REG = r"%[a-z][a-z0-9]*(?:\([0-7]\))?"
+_ATT_BASE = re.compile(rf"^\(\s*(?:{_ATT_REG})?\s*(?:,\s*{_ATT_REG}\s*(?:,\s*(?:0x)?[1248]\s*)?)?\)$")
+_ATT_SEG = re.compile(rf"^{_ATT_REG}\s*:\s*")
+_INTEL_SIZE = re.compile(r"^(?:(?:byte|word|dword|qword|tbyte|xmmword|ymmword)\s+ptr\s+)?"
+                         r"(?:[a-z]s\s*:\s*)?", re.IGNORECASE)
 _PREFIXES = frozenset({"rep", "repe", "repz", "repne", "repnz", "lock", "notrack", "data16", "addr32"})
 _SAFE_INSN = re.compile(r"^[A-Za-z][\w.]*(\s+[\w\s$%()\[\],:*+\-.'<>~|&^/!]*)?$")
 _NUMERIC_REF = re.compile(r"(?<![\w.$])(\d+)([bf])(?![\w.$])")
@@ -266,8 +272,11 @@ def _to_hex_literals(text: str) -> str:
     """keystone reads every plain number as hex once an option is set: write them in 0x form."""
     def repl(m: re.Match) -> str:
         digits = m.group(1)
-        value = int(digits, 8) if len(digits) > 1 and digits[0] == "0" else int(digits)
-        return hex(value)
+        if len(digits) > 1 and digits[0] == "0":
+            if not set(digits) <= set("01234567"):
+                raise ValueError(f"bad octal number '{digits}'")
+            return hex(int(digits, 8))
+        return hex(int(digits))
     return _DECIMAL.sub(repl, text)
 
 
@@ -384,7 +393,11 @@ class Assembler:
                 if section == "bss":
                     err(lineno, f"instruction '{mnemonic}' in .bss")
                     continue
-                text = _to_hex_literals(rename_numeric(stmt, lineno))
+                try:
+                    text = _to_hex_literals(rename_numeric(stmt, lineno))
+                except ValueError as e:
+                    err(lineno, str(e))
+                    continue
                 add(_Insn(source.name, lineno, section, text=text, source=stmt, syntax=unit.syntax))
         for n, lineno in unit.pending_forward.items():
             err(lineno, f"local label '{n}' referenced as '{n}f' is never defined after that point")
@@ -542,6 +555,46 @@ class Assembler:
         text = _OPERAND_IDENT.sub(repl, operands)
         return text, (missing[0] if missing else None)
 
+    @staticmethod
+    def _check_operand(op: str, syntax: str) -> str | None:
+        """keystone hangs or crashes on some malformed operands, so each must parse first."""
+        op = op.strip()
+        if not op:
+            return "empty operand"
+        if syntax == "att":
+            op = op.removeprefix("*").strip()
+            if re.fullmatch(_ATT_REG, op):
+                return None
+            if op.startswith("$"):
+                return check_syntax(op[1:])
+            op = _ATT_SEG.sub("", op)
+            paren = op.find("(%") if "(%" in op else op.find("(,")
+            if paren >= 0:
+                if not _ATT_BASE.match(op[paren:].replace(" ", "")):
+                    return f"bad memory operand '{op}'"
+                op = op[:paren].strip()
+                if not op:
+                    return None
+            return check_syntax(op)
+        m = _INTEL_SIZE.match(op)
+        op = op[m.end():] if m else op
+        if op.startswith("["):
+            if not op.endswith("]"):
+                return f"bad memory operand '{op}'"
+            op = op[1:-1]
+        return check_syntax(op)
+
+    def _check(self, insn: _Insn, head: str, operands: str) -> str | None:
+        if not all(_MNEMONIC.fullmatch(w) for w in head.split()):
+            return f"no such instruction: '{insn.source}'"
+        if not operands:
+            return None
+        for op in _split_args(operands):
+            problem = self._check_operand(op, insn.syntax)
+            if problem is not None:
+                return f"invalid operand in '{insn.source}': {problem}"
+        return None
+
     def _asm(self, insn: _Insn, text: str) -> bytes:
         encoding, _count = self._ks[insn.syntax].asm(text, insn.address)
         return bytes(encoding or b"")
@@ -549,6 +602,9 @@ class Assembler:
     def _encode(self, insn: _Insn) -> tuple[bytes | None, str | None]:
         """(bytes, None) or (None, error message), with the symbols of `self._values`."""
         head, operands = self._split_mnemonic(insn.text)
+        problem = self._check(insn, head, operands)
+        if problem is not None:
+            return None, problem
         rip = (_RIP_ATT if insn.syntax == "att" else _RIP_INTEL).search(operands)
         target = None
         if rip and _OPERAND_IDENT.search(rip.group(1)):

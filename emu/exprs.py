@@ -49,6 +49,25 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return out
 
 
+class _AnySymbol(dict):
+    """A scope that knows every name (as 0): for checking syntax only."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __missing__(self, name: str) -> int:
+        return 0
+
+
+def check_syntax(text: str) -> str | None:
+    """None when `text` is a well-formed expression, else what is wrong with it."""
+    try:
+        evaluate(text, _AnySymbol())
+    except ExprError as e:
+        return None if str(e).startswith("division by zero") else str(e)
+    return None
+
+
 def evaluate(text: str, scope: dict[str, int]) -> int:
     """Evaluate `text`; symbols come from `scope` (`.` is the current location, when given)."""
     toks = _tokens(text)

@@ -192,7 +192,8 @@ def test_runaway_recursion_hits_the_stack_guard_page(machine):
     result = machine.call("recurse")
     lo = stack_top(0) - THREAD_SIZE
     lines = result.oops.splitlines()
-    assert lines[0] == f"BUG: TASK stack guard page was hit at {lo - 8:016x} (stack is {lo:016x}..{lo + THREAD_SIZE - 1:016x})"
+    hi = lo + THREAD_SIZE - 1
+    assert lines[0] == f"BUG: TASK stack guard page was hit at {lo - 8:016x} (stack is {lo:016x}..{hi:016x})"
     assert lines[1] == "Oops: stack guard page: 0000 [#1] SMP PTI"
     assert result.faults[0].handler == "handle_stack_overflow"
 
