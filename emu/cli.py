@@ -13,7 +13,7 @@ import sys
 
 from . import __version__
 from .corpus import stub
-from .errors import EmuError
+from .errors import AsmError, EmuError
 from .exprs import ExprError, evaluate
 from .machine import BUDGET, DEFAULT_BUDGET, DEFAULT_RAM, OOPS, RETURNED, CallResult, Machine
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(ns, "json", False):
             print(json.dumps({"status": "error", "error": str(e)}, indent=2))
         else:
-            print(f"arena-emu: {e}" if "\n" not in str(e) else str(e), file=sys.stderr)
+            print(str(e) if isinstance(e, AsmError) else f"arena-emu: {e}", file=sys.stderr)
         return EXIT["error"]
     except KeyboardInterrupt:
         print("arena-emu: interrupted", file=sys.stderr)

@@ -1,0 +1,89 @@
+"""The arena-emu command: what a user types, what a script reads."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from emu.cli import main
+from emu.corpus import stub
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_prints_the_return_value(capsys):
+    code, out, _ = run(capsys, "run", stub("list.S"), "--entry", "list_sum", "--arg", "demo_list")
+    assert code == 0
+    assert out.splitlines() == ["call list_sum(0xffffffff82800000)",
+                                "returned 0x3c (60) after 23 instructions, 0 fault(s)"]
+
+
+def test_run_json_has_status_ret_faults_and_oops(capsys):
+    code, out, _ = run(capsys, "run", stub("maccess.S"), "--entry", "copy_from_kernel_nofault",
+                       "--map", "0xffffc90020000000", "--arg", "0xffffc90020000000", "--arg", "0xffffc90040000000",
+                       "--arg", "8", "--json")
+    doc = json.loads(out)
+    assert code == 0
+    assert (doc["status"], doc["ret_signed"], doc["oops"]) == ("returned", -14, None)
+    (f,) = doc["faults"]
+    assert (f["address"], f["access"], f["error_code"], f["resolution"], f["action"]) == (
+        "0xffffc90040000000", "read", "0x0", "extable", "fixup")
+
+
+def test_an_oops_exits_1_and_prints_the_report(capsys):
+    code, out, _ = run(capsys, "run", stub("list.S"), "--entry", "list_count", "--arg", "0")
+    assert code == 1
+    assert "BUG: kernel NULL pointer dereference, address: 0000000000000000" in out
+    assert out.rstrip().endswith("oops after 4 instructions")
+
+
+def test_the_budget_exits_3(capsys, tmp_path):
+    f = tmp_path / "spin.S"
+    f.write_text("SYM_FUNC_START(spin)\n1: jmp 1b\n")
+    code, out, _ = run(capsys, "run", str(f), "--entry", "spin", "--budget", "1000", "--json")
+    assert (code, json.loads(out)["status"], json.loads(out)["insns"]) == (3, "budget", 1000)
+
+
+def test_bad_assembly_is_file_line_message_and_exit_2(capsys, tmp_path):
+    f = tmp_path / "bad.S"
+    f.write_text("nop\nfrobnicate %rax\n")
+    code, out, err = run(capsys, "run", str(f), "--entry", "x")
+    assert (code, out) == (2, "")
+    assert err == f"{f}:2: error: no such instruction: 'frobnicate %rax'\n"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--entry", "nosuch"], 'arena-emu: no symbol "nosuch" in the loaded files\n'),
+    (["--entry", "list_sum", "--arg", "bogus"], "arena-emu: --arg bogus: undefined symbol 'bogus'\n"),
+    (["--entry", "list_sum", "--map", "zz"], "arena-emu: --map takes ADDR[,SIZE], not 'zz'\n"),
+])
+def test_user_errors_are_one_line_and_exit_2(capsys, argv, message):
+    code, _, err = run(capsys, "run", stub("list.S"), *argv)
+    assert (code, err) == (2, message)
+
+
+def test_errors_under_json_are_json(capsys):
+    code, out, _ = run(capsys, "run", "/nonexistent.S", "--entry", "x", "--json")
+    assert code == 2
+    assert json.loads(out) == {"status": "error", "error": "cannot read /nonexistent.S: No such file or directory"}
+
+
+@pytest.mark.parametrize("argv", [["run", "x.S"], ["run", "x.S", "--entry", "f", "--budget", "0"],
+                                  ["run", "x.S", "--entry", "f", "--ram", "100"], ["frob"]])
+def test_invalid_arguments_get_usage_and_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert "usage: arena-emu" in capsys.readouterr().err
+
+
+def test_demo_runs_as_an_installed_command():
+    proc = subprocess.run([sys.executable, "-m", "emu.cli", "demo"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "ex_handler_default: regs->ip = " in proc.stdout
+    assert "BUG: unable to handle page fault for address: ffffc90077770000" in proc.stdout

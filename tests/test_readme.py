@@ -1,0 +1,23 @@
+"""The README's examples are real: its Python runs, its transcript is the demo's output."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_python_examples_run(monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+
+
+def test_the_demo_transcript_is_what_the_demo_prints():
+    transcript = re.search(r"## The demo, as it prints.*?```\n(.*?)```", README, re.S).group(1)
+    out = subprocess.run([sys.executable, "-m", "emu.cli", "demo"], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert transcript in out
