@@ -267,3 +267,13 @@ def test_a_budget_must_be_positive(machine, bad):
     from emu.errors import EmuError
     with pytest.raises(EmuError, match="budget must be positive"):
         machine.call("nothing", budget=bad)
+
+
+def test_link_time_symbols_reach_every_load(machine):
+    """The arena's constants are link-time symbols: the machine supplies them, files use them."""
+    machine.link_symbols.update(ARENA_KERN_VM_START=0xFFFF_C900_0100_8000, ARENA_USER_VM_START=0x1_0000_0000)
+    machine.load_source("SYM_FUNC_START(base)\n movabs $ARENA_KERN_VM_START, %rax\n ret\n"
+                        "SYM_FUNC_START(ubase)\n movabs $ARENA_USER_VM_START + 8, %rax\n ret\n")
+    assert machine.call("base").ret == 0xFFFF_C900_0100_8000
+    assert machine.call("ubase").ret == 0x1_0000_0008
+    assert machine.symbol("ARENA_KERN_VM_START") == 0xFFFF_C900_0100_8000
