@@ -134,9 +134,11 @@ def do_kern_addr_fault(k: KernelOps, address: int, error_code: ErrorCode, ip: in
     kernelmode_fixup_or_oops(k, address, error_code, ip, False, walk, d)
 
 
-def exc_page_fault(k: KernelOps, address: int, error_code: ErrorCode, ip: int, user_mode: bool) -> Decision:
-    """exc_page_fault() -> handle_page_fault(): the whole kernel decision for one #PF."""
-    walk = k.walk(address)
+def exc_page_fault(k: KernelOps, address: int, error_code: ErrorCode, ip: int, user_mode: bool,
+                   walk: PageWalk | None = None) -> Decision:
+    """exc_page_fault() -> handle_page_fault(): the whole kernel decision for one #PF.
+    `walk`: the tables for `address` as the caller already read them."""
+    walk = walk if walk is not None else k.walk(address)
     d = Decision(resolution="", action="")
     if fault_in_kernel_space(address):
         d.steps.append("handle_page_fault: kernel address -> do_kern_addr_fault")

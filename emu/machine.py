@@ -14,7 +14,7 @@ import unicorn
 
 from .assembler import SECTIONS, Assembler, Image, Source
 from .cpu import ARG_REGS, CPU, MACHINE_PAGE_CODE
-from .decode import disasm_one, memory_operand_addresses
+from .decode import Insn, disasm_one, memory_operand_addresses
 from .dumpstack import OPCODE_BUFSIZE, PROLOGUE_SIZE, oops_report
 from .errors import EmuError
 from .events import FIXUP, RESTART, STOP, FaultEvent, Observation, observe_retry
@@ -141,6 +141,7 @@ class Machine:
         self._assembler = Assembler()
         self._die_counter = 0
         self._call: _CallState | None = None
+        self._insn_cache: dict[int, Insn | None] = {}
         self._map_machine_page()
         for i in range(cpus):
             self.map(stack_top(i) - THREAD_SIZE, THREAD_SIZE, PAGE_KERNEL, FrameKind.STACK)
@@ -173,6 +174,7 @@ class Machine:
 
     def unmap(self, va: int, size: int = PAGE_SIZE) -> None:
         """Clear the PTEs and free the frames. No TLB flush: call flush_tlb() for that."""
+        self._insn_cache.clear()
         for page in range(va, va + size, PAGE_SIZE):
             old = self.pgtables.unmap(page)
             if pte_present(old):
@@ -194,6 +196,7 @@ class Machine:
 
     def set_pte(self, va: int, value: int) -> int:
         """Write a PTE as the kernel's set_pte() would: no TLB flush."""
+        self._insn_cache.clear()
         return self.pgtables.set_pte(va, value)
 
     def _try_read(self, va: int, length: int) -> bytes | None:
@@ -217,6 +220,7 @@ class Machine:
         return data
 
     def write(self, va: int, data: bytes) -> None:
+        self._insn_cache.clear()
         pos = 0
         while pos < len(data):
             pa = self.pgtables.translate(va + pos) if is_canonical(va + pos) else None
@@ -279,6 +283,7 @@ class Machine:
         for entry in image.extable:
             self.extable.add(entry)
         self.lines.update(image.lines)
+        self._insn_cache.clear()
         for c in self.cpus:
             c.uc.ctl_flush_tb()
         return image
@@ -400,6 +405,13 @@ class Machine:
 
     # -- exceptions -----------------------------------------------------------
 
+    def _insn_at(self, rip: int) -> Insn | None:
+        """The instruction at `rip`, decoded once: code only changes through load() and write()."""
+        if rip not in self._insn_cache:
+            code = self._try_read(rip, 16)
+            self._insn_cache[rip] = disasm_one(code, rip) if code else None
+        return self._insn_cache[rip]
+
     def _new_event(self, c: CPU, vector: int, error_code: int, address: int | None) -> FaultEvent:
         state = self._call
         rip, rcx = c.reg("rip"), c.reg("rcx")
@@ -407,8 +419,7 @@ class Machine:
         if state.pending is not None:
             state.pending.retry = observe_retry(state.pending, Observation(rip, started, rcx, address))
             state.pending = None
-        code = self._try_read(rip, 16)
-        insn = disasm_one(code, rip) if code else None
+        insn = self._insn_at(rip)
         event = FaultEvent(
             seq=len(self.events) + 1, cpu=c.index, vector=vector, rip=rip, where=self.symbolize(rip),
             address=address if address is not None else 0, error_code=ErrorCode(error_code), user_mode=False,
@@ -424,7 +435,8 @@ class Machine:
         if vector == X86_TRAP_PF:
             address = c.reg("cr2")
             event = self._new_event(c, vector, error_code, address)
-            decision = exc_page_fault(self, address, event.error_code, event.rip, user_mode=False)
+            decision = exc_page_fault(self, address, event.error_code, event.rip, user_mode=False,
+                                      walk=event.walk_before)
         else:
             event = self._new_event(c, vector, error_code, None)
             decision = self._trap(c, event)

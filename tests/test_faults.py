@@ -277,3 +277,14 @@ def test_link_time_symbols_reach_every_load(machine):
     assert machine.call("base").ret == 0xFFFF_C900_0100_8000
     assert machine.call("ubase").ret == 0x1_0000_0008
     assert machine.symbol("ARENA_KERN_VM_START") == 0xFFFF_C900_0100_8000
+
+
+def test_a_fault_story_shows_the_instruction_now_at_rip_after_code_changes(machine):
+    machine.load_source("SYM_FUNC_START(rd)\n mov (%rdi), %rax\n ret\n")
+    assert machine.call("rd", 0).faults[0].insn == "movq (%rdi), %rax"
+    rd = machine.symbol("rd")
+    pa = machine.walk(rd).pa
+    machine.mem.write(pa, bytes.fromhex("8b07"))  # mov (%rdi), %eax, patched in RAM behind the machine
+    machine.write(machine.vmalloc(4096), b"x")  # any write through the machine drops decoded code
+    machine.cpus[0].uc.ctl_flush_tb()
+    assert machine.call("rd", 0).faults[0].insn == "movl (%rdi), %eax"
