@@ -163,10 +163,12 @@ class Machine:
         """Back [va, va+size) with fresh zeroed frames; returns their PFNs."""
         if va % PAGE_SIZE or size <= 0 or size % PAGE_SIZE:
             raise EmuError(f"map needs a page-aligned address and size, got {va:#x}+{size:#x}")
+        pages = range(va, va + size, PAGE_SIZE)
+        taken = next((p for p in pages if pte_present(self.pgtables.get_pte(p))), None)
+        if taken is not None:
+            raise EmuError(f"{taken:#x} is already mapped")
         pfns = []
-        for page in range(va, va + size, PAGE_SIZE):
-            if pte_present(self.pgtables.get_pte(page)):
-                raise EmuError(f"{page:#x} is already mapped")
+        for page in pages:
             pfn = self.mem.alloc_frame(kind)
             self.pgtables.map(page, pfn, prot)
             pfns.append(pfn)
@@ -347,7 +349,7 @@ class Machine:
         for reg, value in zip(ARG_REGS, args, strict=False):
             c.set_reg(reg, value)
         rsp = stack_top(cpu) - 8
-        self.write_u64(rsp, CALL_RETURN_ADDR)
+        self.mem.write_u64(self.pgtables.translate(rsp), CALL_RETURN_ADDR)  # a stack slot, not code
         c.set_reg("rsp", rsp)
         c.set_reg("rflags", 0x2)
         state = _CallState(name, c, CallResult(name, ERROR))

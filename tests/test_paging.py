@@ -79,3 +79,14 @@ def test_an_unmapped_page_faults_even_after_it_was_cached_as_absent(machine):
     machine.map(va)
     machine.write_u64(va, 7)
     assert machine.call("read_u64", va).ret == 7
+
+
+def test_mapping_over_a_mapped_page_changes_nothing(machine):
+    import pytest
+
+    from emu.errors import EmuError
+    va = machine.vmalloc(4096)
+    before = machine.mem.frames_in_use()
+    with pytest.raises(EmuError, match=f"{va:#x} is already mapped"):
+        machine.map(va - 4096, 3 * 4096)
+    assert machine.pte(va - 4096) == 0 and machine.mem.frames_in_use() == before
