@@ -1,7 +1,9 @@
 """Paging is really on: the emulated MMU walks our tables and caches like hardware."""
 
+import pytest
 from unicorn.x86_const import UC_X86_REG_CR0, UC_X86_REG_CR3, UC_X86_REG_CR4
 
+from emu.errors import EmuError
 from emu.pgtable import PAGE_KERNEL, mk_pte
 from emu.physmem import FrameKind
 from emu.unicorn_quirks import EFER_MSR
@@ -82,9 +84,6 @@ def test_an_unmapped_page_faults_even_after_it_was_cached_as_absent(machine):
 
 
 def test_mapping_over_a_mapped_page_changes_nothing(machine):
-    import pytest
-
-    from emu.errors import EmuError
     va = machine.vmalloc(4096)
     before = machine.mem.frames_in_use()
     with pytest.raises(EmuError, match=f"{va:#x} is already mapped"):
