@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import unicorn
 
+from .arena import BPF_F_MMAPABLE, KERN_VM_SZ, Arena, arena_map_alloc
 from .assembler import SECTIONS, Assembler, Image, Source
 from .cpu import ARG_REGS, CPU, MACHINE_PAGE_CODE
 from .decode import Insn, disasm_one, memory_operand_addresses
@@ -56,6 +57,7 @@ SECTION_PROT = {"text": PAGE_KERNEL_ROX, "rodata": PAGE_KERNEL_RO, "data": PAGE_
 VMALLOC_DATA_START = VMALLOC_START + 0x1000_0000  # Machine.vmalloc() hands out from here
 
 RETURNED, OOPS, BUDGET, ERROR = "returned", "oops", "budget", "error"
+TLB_SINGLE_PAGE_FLUSH_CEILING = 33
 
 _BAD_ACCESS = {unicorn.UC_MEM_READ_UNMAPPED: 0, unicorn.UC_MEM_WRITE_UNMAPPED: X86_PF_WRITE,
                unicorn.UC_MEM_FETCH_UNMAPPED: X86_PF_INSTR}
@@ -189,6 +191,31 @@ class Machine:
         self.map(va, size, prot)
         self._vmalloc_cursor += size + PAGE_SIZE
         return va
+
+    def get_vm_area(self, size: int) -> int:
+        """get_vm_area(): reserve vmalloc address space, no PTEs, an unmapped page after it."""
+        size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        va = self._vmalloc_cursor
+        self._vmalloc_cursor += size + PAGE_SIZE
+        return va
+
+    def create_arena(self, max_entries: int, map_extra: int = 0, flags: int = BPF_F_MMAPABLE) -> Arena:
+        """A BPF arena map; its addresses become the link-time symbols ARENA_KERN_VM_START
+        and ARENA_USER_VM_START for every file loaded after it."""
+        arena = arena_map_alloc(self, self.get_vm_area(KERN_VM_SZ), max_entries, map_extra, flags)
+        self.link_symbols.update(ARENA_KERN_VM_START=arena.kern_vm_start, ARENA_USER_VM_START=arena.user_vm_start)
+        return arena
+
+    def flush_tlb_kernel_range(self, start: int, end: int) -> None:
+        """flush_tlb_kernel_range(): every CPU; page by page up to the kernel's
+        tlb_single_page_flush_ceiling (33 pages), the whole TLB beyond it."""
+        pages = (end - start + PAGE_SIZE - 1) // PAGE_SIZE
+        for c in self.cpus:
+            if pages > TLB_SINGLE_PAGE_FLUSH_CEILING:
+                c.flush_tlb_all()
+            else:
+                for page in range(start, end, PAGE_SIZE):
+                    c.flush_tlb_one(page)
 
     def walk(self, va: int) -> PageWalk:
         return self.pgtables.walk(va & MASK64)

@@ -1,0 +1,151 @@
+"""The arena model against kernel/bpf/arena.c: creation, alloc, free, reserve."""
+
+import pytest
+
+from emu.arena import (
+    BPF_F_MMAPABLE,
+    BPF_F_NO_USER_CONV,
+    BPF_F_SEGV_ON_FAULT,
+    E2BIG,
+    EBUSY,
+    EINVAL,
+    ERANGE,
+    GUARD_SZ,
+    ArenaError,
+)
+from emu.layout import PAGE_SIZE
+from emu.pgtable import PAGE_KERNEL, pte_pfn
+from emu.physmem import FrameKind
+
+TOP = 0x1_0000_0000 - 2 * PAGE_SIZE  # verifier_arena.c: a 2-page arena at the top of a 4 GiB window
+
+
+@pytest.fixture
+def arena(machine):
+    return machine.create_arena(2, TOP)
+
+
+@pytest.mark.parametrize(("kwargs", "errno"), [
+    ({"max_entries": 0}, EINVAL),
+    ({"max_entries": 1, "flags": 0}, EINVAL),
+    ({"max_entries": 1, "flags": BPF_F_MMAPABLE | 1}, EINVAL),
+    ({"max_entries": 1, "map_extra": 0x1000_0123}, EINVAL),
+    ({"max_entries": (1 << 20) + 1}, E2BIG),
+    ({"max_entries": 3, "map_extra": TOP}, ERANGE),
+])
+def test_creation_checks_and_error_codes(machine, kwargs, errno):
+    with pytest.raises(ArenaError) as e:
+        machine.create_arena(**kwargs)
+    assert e.value.errno == errno
+
+
+def test_creation_accepts_the_arena_flags_and_a_full_4gib(machine):
+    a = machine.create_arena(1 << 20, flags=BPF_F_MMAPABLE | BPF_F_SEGV_ON_FAULT | BPF_F_NO_USER_CONV)
+    assert a.user_vm_start == 0x7F7E_0000_0000  # 0x7f7d26200000 would cross 4 GiB: rounded up
+    assert a.user_vm_end - a.user_vm_start == 1 << 32
+
+
+def test_kernel_range_has_the_half_guard_and_the_links_symbols(machine, arena):
+    assert arena.kern_vm_start == arena.kern_vm + GUARD_SZ // 2 == arena.kern_vm + 0x8000
+    assert machine.link_symbols["ARENA_KERN_VM_START"] == arena.kern_vm_start
+    assert machine.link_symbols["ARENA_USER_VM_START"] == TOP
+    assert arena.kern_addr(0x7F7D_2620_0123) == arena.kern_vm_start + 0x2620_0123
+
+
+def test_basic_alloc1_third_alloc_fails_and_a_freed_page_is_reused(machine, arena):
+    p1, p2 = arena.alloc_pages(0, 1), arena.alloc_pages(0, 1)
+    assert (p1, p2) == (TOP, TOP + PAGE_SIZE)
+    assert arena.alloc_pages(0, 1) == 0
+    arena.free_pages(p1, 1)
+    assert arena.alloc_pages(0, 1) == p1
+
+
+def test_allocated_pages_are_zeroed_arena_frames_mapped_page_kernel(machine, arena):
+    p = arena.alloc_pages(0, 2)
+    k = arena.kern_addr(p)
+    for page in (k, k + PAGE_SIZE):
+        pte = machine.pte(page)
+        assert pte & ~0x000F_FFFF_FFFF_F000 == PAGE_KERNEL
+        assert machine.mem.kind(pte_pfn(pte)) == FrameKind.ARENA
+    assert machine.read(k, 2 * PAGE_SIZE) == bytes(2 * PAGE_SIZE)
+
+
+@pytest.mark.parametrize(("args", "why"), [
+    ((0, 1, -1, 1), "flags"),
+    ((0, 0), "page_cnt 0"),
+    ((0, 3), "more than the arena"),
+    ((TOP + 8, 1), "misaligned"),
+    ((TOP + 2 * PAGE_SIZE, 1), "past the end of the VMA"),
+    ((TOP + PAGE_SIZE, 2), "runs past the end"),
+    ((0, 1, 1), "no such NUMA node"),
+])
+def test_alloc_returns_null_for_every_error(arena, args, why):
+    assert arena.alloc_pages(*args) == 0, why
+    assert arena.rt.runs() == [(0, 2)]
+
+
+def test_alloc_at_an_address_fails_when_taken_or_reserved(arena):
+    assert arena.alloc_pages(TOP, 1) == TOP
+    assert arena.alloc_pages(TOP, 1) == 0
+    assert arena.reserve_pages(TOP + PAGE_SIZE, 1) == 0
+    assert arena.alloc_pages(TOP + PAGE_SIZE, 1) == 0
+    assert arena.alloc_pages(0, 1) == 0  # basic_reserve2: not implicitly either
+
+
+def test_free_uses_the_low_32_bits_rounded_down_and_clamps(machine, arena):
+    p = arena.alloc_pages(0, 2)
+    arena.free_pages(0xDEAD_0000_0000_0000 | ((p + PAGE_SIZE + 123) & 0xFFFF_FFFF), 5)  # frees the 2nd page only
+    assert machine.pte(arena.kern_addr(p)) != 0
+    assert machine.pte(arena.kern_addr(p) + PAGE_SIZE) == 0
+    assert arena.rt.runs() == [(1, 2)]
+
+
+def test_free_of_null_or_zero_pages_does_nothing(arena):
+    p = arena.alloc_pages(0, 1)
+    arena.free_pages(0, 1)
+    arena.free_pages(p, 0)
+    assert arena.rt.runs() == [(1, 2)]
+
+
+def test_one_free_covers_allocated_and_reserved_pages(arena):
+    assert arena.alloc_pages(TOP, 1) == TOP
+    assert arena.reserve_pages(TOP + PAGE_SIZE, 1) == 0
+    arena.free_pages(TOP, 2)
+    assert arena.rt.runs() == [(0, 2)]
+
+
+@pytest.mark.parametrize(("ptr", "cnt", "ret"), [
+    (TOP, 0, 0),
+    (TOP + 3, 1, 0),  # misaligned: "succeeds", reserves nothing
+    (TOP + PAGE_SIZE, 2, -EINVAL),
+    (0, 1, -EINVAL),  # NULL is not special: pgoff (u32)(0 - low32(user_vm_start))
+    (TOP, 1, 0),
+])
+def test_reserve_return_codes(arena, ptr, cnt, ret):
+    assert arena.reserve_pages(ptr, cnt) == ret
+
+
+def test_reserving_twice_is_ebusy(arena):
+    assert arena.reserve_pages(TOP, 1) == 0
+    assert arena.reserve_pages(TOP, 1) == -EBUSY
+
+
+def test_free_flushes_the_tlb_so_a_cached_translation_dies(machine, arena):
+    machine.load_source("SYM_FUNC_START(rd)\n mov (%rdi), %rax\n ret\n")
+    p = arena.alloc_pages(0, 1)
+    k = arena.kern_addr(p)
+    machine.write_u64(k, 42)
+    assert machine.call("rd", k).ret == 42  # cached now
+    arena.free_pages(p, 1)
+    result = machine.call("rd", k)
+    assert result.status == "oops" and result.faults[0].pte_before == 0
+
+
+def test_freed_frames_go_back_to_the_allocator(machine, arena):
+    p = arena.alloc_pages(0, 2)
+    in_use = machine.mem.frames_in_use()
+    frames = [pte_pfn(machine.pte(arena.kern_addr(p) + i * PAGE_SIZE)) for i in range(2)]
+    arena.free_pages(p, 2)
+    assert machine.mem.frames_in_use() == in_use - 2  # the two pages; page tables stay
+    assert [machine.mem.kind(f) for f in frames] == [FrameKind.FREE, FrameKind.FREE]
+    assert all(machine.pte(arena.kern_addr(p) + i * PAGE_SIZE) == 0 for i in range(2))
