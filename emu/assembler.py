@@ -119,7 +119,6 @@ class Image:
     symbols: list[tuple[str, int, str, bool, str]]  # name, address, section, global, file
     extable: list[ExtableEntry]
     lines: dict[int, tuple[str, int]]  # instruction address -> (file, line)
-    insn_sizes: dict[int, int]
 
 
 class _Unit:
@@ -794,7 +793,6 @@ class Assembler:
     def _emit(self, units, bases, extern, global_values, local_values, diags) -> Image:
         sections = {s: LinkedSection(s, bases[s], bytearray()) for s in SECTIONS}
         lines: dict[int, tuple[str, int]] = {}
-        sizes: dict[int, int] = {}
         extable: list[ExtableEntry] = []
         symbols: list[tuple[str, int, str, bool, str]] = []
         for sect in SECTIONS:
@@ -816,7 +814,6 @@ class Assembler:
                             continue
                         out.data += code
                         lines[item.address] = (item.file, item.line)
-                        sizes[item.address] = item.size
                     elif isinstance(item, _Data):
                         out.data += item.raw if not item.width else self._data_bytes(item, scope, diags)
                     elif isinstance(item, _Align):
@@ -834,7 +831,7 @@ class Assembler:
                 symbols.append((name, local_values[id(unit)][name], "abs", name in unit.globals, unit.source.name))
         if diags:
             raise AsmError(self._dedup(diags))
-        return Image(sections, symbols, extable, lines, sizes)
+        return Image(sections, symbols, extable, lines)
 
     @staticmethod
     def _data_bytes(item: _Data, scope: dict[str, int], diags: list[Diagnostic]) -> bytes:

@@ -46,9 +46,6 @@ class Regs:
     fs_base: int
     gs_base: int
 
-    GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp",
-            "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
-
 
 def show_fault_oops(address: int, error_code: ErrorCode, user_mode: bool, walk: PageWalk) -> list[str]:
     lines = []

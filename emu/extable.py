@@ -47,9 +47,3 @@ class ExceptionTable:
         if i < len(self._addrs) and self._addrs[i] == ip:
             return self._entries[i]
         return None
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __iter__(self):
-        return iter(self._entries)

@@ -10,11 +10,9 @@ PAGE_MASK = ~(PAGE_SIZE - 1) & 0xFFFF_FFFF_FFFF_FFFF
 
 # 4-level paging: everything at or above this is kernel space.
 TASK_SIZE_MAX = 0x0000_7FFF_FFFF_F000
-KERNEL_SPACE_START = 0xFFFF_8000_0000_0000
 
 VMALLOC_START = 0xFFFF_C900_0000_0000
 KERNEL_TEXT_START = 0xFFFF_FFFF_8100_0000  # __START_KERNEL
-MODULES_VADDR = 0xFFFF_FFFF_A000_0000  # where the BPF JIT puts its images
 
 # Kernel stacks (CONFIG_VMAP_STACK): THREAD_SIZE bytes per CPU, with an unmapped
 # guard page below each, so an overflow faults as it does in the kernel.
