@@ -82,7 +82,6 @@ class _Insn(_Item):
     source: str = ""  # as the user wrote it
     syntax: str = "att"
     fixed: bool = False  # encoding cannot depend on addresses
-    code: bytes = b""
 
 
 @dataclass
@@ -707,7 +706,6 @@ class Assembler:
                         diags.append(Diagnostic(item.file, item.line, error))
                         continue
                     item.fixed = item.fixed or not self._mentions_symbol(item.text)
-                    item.code = code
                     sizes[id(item)] = item.size = len(code)
             if diags:
                 raise AsmError(self._dedup(diags))

@@ -54,11 +54,11 @@ class CPU:
         enable_long_mode_paging(self.uc, cr3)
         self.exc = ExceptionState(self.uc)
         self.running = False
-        self.uc.hook_add(unicorn.UC_HOOK_INTR, lambda _uc, intno, _d: on_exception(self, intno))
+        self._on_exception = on_exception
+        self.uc.hook_add(unicorn.UC_HOOK_INTR, lambda _uc, intno, _d: self._on_exception(self, intno))
         self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID,
                          lambda _uc, access, addr, size, _v, _d: on_bad_access(self, access, addr, size))
         self.uc.hook_add(unicorn.UC_HOOK_INSN_INVALID, self._on_invalid_opcode)
-        self._on_exception = on_exception
 
     def _on_invalid_opcode(self, _uc: unicorn.Uc, _data: object) -> bool:
         """Unicorn halts on #UD instead of raising vector 6 to the interrupt hook: route it there.

@@ -111,7 +111,6 @@ def event_json(e: FaultEvent) -> dict:
 
 @dataclass
 class _CallState:
-    entry: str
     cpu: CPU
     result: CallResult
     started_base: int = 0  # instructions started in earlier slices of this call
@@ -379,7 +378,7 @@ class Machine:
         self.mem.write_u64(self.pgtables.translate(rsp), CALL_RETURN_ADDR)  # a stack slot, not code
         c.set_reg("rsp", rsp)
         c.set_reg("rflags", 0x2)
-        state = _CallState(name, c, CallResult(name, ERROR))
+        state = _CallState(c, CallResult(name, ERROR))
         self._call = state
         try:
             self._run(state, addr, budget)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from emu.errors import EmuError
 from emu.events import COMPLETED, FIXUP, PROGRESSED, RESTART, STOP
 from emu.fault import OopsHandler
 from emu.layout import PAGE_SIZE, THREAD_SIZE, stack_top
@@ -264,7 +265,6 @@ def test_a_fault_loop_uses_up_the_budget_too(machine):
 
 @pytest.mark.parametrize("bad", [-1, 0])
 def test_a_budget_must_be_positive(machine, bad):
-    from emu.errors import EmuError
     with pytest.raises(EmuError, match="budget must be positive"):
         machine.call("nothing", budget=bad)
 
