@@ -8,12 +8,14 @@ page tables at kern_vm_start + (u32)user_address.
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .errors import EmuError
 from .layout import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
-from .pgtable import PAGE_KERNEL, PageTables, mk_pte, pte_pfn, pte_present
+from .pgtable import PAGE_KERNEL, PAGE_USER, PTRS_PER_TABLE, PageTables, index, mk_pte, pte_pfn, pte_present
 from .physmem import FrameKind, OutOfMemory, PhysMem
 from .range_tree import RangeTree
 
@@ -45,6 +47,14 @@ class ArenaError(EmuError):
         super().__init__(f"-{ERRNO_NAMES[errno]}: {why}")
 
 
+class SegmentationFault(EmuError):
+    """A user-space access the arena's VMA refuses: the process gets SIGSEGV."""
+
+    def __init__(self, address: int, why: str):
+        self.address = address
+        super().__init__(f"SIGSEGV at {address:#x}: {why}")
+
+
 class ArenaMM(Protocol):
     """What the arena needs from the machine."""
 
@@ -56,6 +66,14 @@ class ArenaMM(Protocol):
 
 def clear_lo32(value: int) -> int:
     return value & ~_U32
+
+
+def _table_runs(va: int, page_cnt: int) -> Iterator[tuple[int, int]]:
+    """Split a run of pages where it crosses from one PTE table to the next."""
+    while page_cnt:
+        n = min(page_cnt, PTRS_PER_TABLE - index("PTE", va))
+        yield va, n
+        va, page_cnt = va + n * PAGE_SIZE, page_cnt - n
 
 
 def _round_up_4g(value: int) -> int:
@@ -71,6 +89,8 @@ class Arena:
     user_vm_end: int
     kern_vm: int  # the start of the reserved vmalloc area (guard included)
     rt: RangeTree = field(default_factory=RangeTree)
+    name: str = "arena"
+    map_ptr: int = 0  # the kernel address of the map, what kfuncs take as p__map
 
     @property
     def kern_vm_start(self) -> int:
@@ -120,10 +140,11 @@ class Arena:
         kaddr = self.kern_addr(uaddr)
         installed = 0
         try:
-            for i in range(page_cnt):
-                if not self._apply_range_set_cb(kaddr + i * PAGE_SIZE):
+            for va, n in _table_runs(kaddr, page_cnt):
+                done = self._apply_range_set_cb(va, n)
+                installed += done
+                if done < n:
                     break
-                installed += 1
         except OutOfMemory:
             pass
         if installed < page_cnt:  # give the tail back to the range tree, free the head
@@ -133,16 +154,22 @@ class Arena:
             return 0
         return uaddr
 
-    def _apply_range_set_cb(self, kaddr: int) -> bool:
-        """apply_range_set_cb(): a fresh zeroed page, installed only over a none PTE (else -EBUSY)."""
-        if self.mm.pgtables.get_pte(kaddr) != 0:
-            return False
-        pfn = self.mm.mem.alloc_frame(FrameKind.ARENA)
-        self.mm.pgtables.set_pte(kaddr, mk_pte(pfn, PAGE_KERNEL))
-        return True
+    def _apply_range_set_cb(self, kaddr: int, n: int) -> int:
+        """apply_range_set_cb() over n PTEs of one table: fresh zeroed pages, each installed only
+        over a none PTE; the first PTE that is not none stops it (-EBUSY). Returns how many."""
+        ptes = self.mm.pgtables.get_ptes(kaddr, n)
+        free = n if not any(ptes) else next(i for i, v in enumerate(ptes) if v)
+        if free:
+            pfns = self.mm.mem.alloc_frames(FrameKind.ARENA, free)
+            self.mm.pgtables.set_ptes(kaddr, array("Q", [mk_pte(pfn, PAGE_KERNEL) for pfn in pfns]))
+        return free
 
     def free_pages(self, ptr: int, page_cnt: int) -> None:
-        """bpf_arena_free_pages() -> arena_free_pages(): only the low 32 bits, rounded down."""
+        """bpf_arena_free_pages() -> arena_free_pages(): only the low 32 bits, rounded down.
+
+        The range goes back to the range tree first, then the kernel PTEs are cleared,
+        the kernel range flushed, the user mappings zapped, and the pages freed.
+        """
         if page_cnt == 0 or ptr == 0:
             return
         uaddr = ptr & _U32 & PAGE_MASK
@@ -151,13 +178,81 @@ class Arena:
             return
         end = min(full_uaddr + (page_cnt << PAGE_SHIFT), self.user_vm_end)
         page_cnt = (end - full_uaddr) >> PAGE_SHIFT
-        self.rt.range_tree_set(self.compute_pgoff(uaddr), page_cnt)  # before the PTEs, as the kernel does
+        self.rt.range_tree_set(self.compute_pgoff(uaddr), page_cnt)
         kaddr = self.kern_addr(uaddr)
-        for i in range(page_cnt):
-            old = self.mm.pgtables.unmap(kaddr + i * PAGE_SIZE)
-            if pte_present(old):
-                self.mm.mem.free_frame(pte_pfn(old))
+        frames = self._clear_ptes(kaddr, page_cnt)  # apply_range_clear_cb()
         self.mm.flush_tlb_kernel_range(kaddr, kaddr + (page_cnt << PAGE_SHIFT))
+        self.zap_pages(full_uaddr, page_cnt)
+        self.mm.mem.free_frames(frames)
+
+    def _clear_ptes(self, va: int, page_cnt: int) -> list[int]:
+        """Clear the PTEs of a range, one table at a time; returns the frames they mapped."""
+        frames: list[int] = []
+        for start, n in _table_runs(va, page_cnt):
+            ptes = self.mm.pgtables.get_ptes(start, n)
+            if any(ptes):
+                frames += [pte_pfn(v) for v in ptes if pte_present(v)]
+                self.mm.pgtables.set_ptes(start, array("Q", bytes(8 * n)))
+        return frames
+
+    def zap_pages(self, uaddr: int, page_cnt: int) -> None:
+        """zap_pages(): drop user space's mappings of the range (and their TLB entries)."""
+        if self._clear_ptes(uaddr, page_cnt):
+            self.mm.flush_tlb_kernel_range(uaddr, uaddr + (page_cnt << PAGE_SHIFT))
+
+    # -- user space's view ----------------------------------------------------
+
+    def arena_vm_fault(self, address: int) -> int:
+        """arena_vm_fault(): a user access found no PTE. Map the kernel's page if there is one;
+        else allocate a zeroed page into both views, unless BPF_F_SEGV_ON_FAULT.
+
+        As in the kernel, range_tree_clear() succeeds on a page that is not free, so a user
+        touch of a *reserved* page allocates it: only the mapping flag makes user faults fail.
+        Returns the PFN now mapped at the page of `address`.
+        """
+        if not self.user_vm_start <= address < self.user_vm_end:
+            raise SegmentationFault(address, "not inside the arena's mapping")
+        upage = address & PAGE_MASK
+        kaddr = self.kern_addr(upage)
+        pte = self.mm.pgtables.get_pte(kaddr)
+        if pte_present(pte):
+            pfn = pte_pfn(pte)
+        else:
+            if self.flags & BPF_F_SEGV_ON_FAULT:
+                raise SegmentationFault(address, "no page is allocated there and the arena has BPF_F_SEGV_ON_FAULT")
+            self.rt.range_tree_clear(self.compute_pgoff(upage), 1)
+            pfn = self.mm.mem.alloc_frame(FrameKind.ARENA)
+            self.mm.pgtables.set_pte(kaddr, mk_pte(pfn, PAGE_KERNEL))
+        self.mm.pgtables.set_pte(upage, mk_pte(pfn, PAGE_USER))
+        return pfn
+
+    def _user_pa(self, address: int) -> int:
+        pte = self.mm.pgtables.get_pte(address & PAGE_MASK)
+        pfn = pte_pfn(pte) if pte_present(pte) else self.arena_vm_fault(address)
+        return (pfn << PAGE_SHIFT) | (address & (PAGE_SIZE - 1))
+
+    def user_read(self, address: int, length: int) -> bytes:
+        """Read as the process that mmap()ed the arena: an unmapped page goes through arena_vm_fault()."""
+        out = bytearray()
+        while len(out) < length:
+            va = address + len(out)
+            n = min(length - len(out), PAGE_SIZE - va % PAGE_SIZE)
+            out += self.mm.mem.read(self._user_pa(va), n)
+        return bytes(out)
+
+    def user_write(self, address: int, data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            va = address + pos
+            n = min(len(data) - pos, PAGE_SIZE - va % PAGE_SIZE)
+            self.mm.mem.write(self._user_pa(va), data[pos:pos + n])
+            pos += n
+
+    def user_read_u64(self, address: int) -> int:
+        return int.from_bytes(self.user_read(address, 8), "little")
+
+    def user_write_u64(self, address: int, value: int) -> None:
+        self.user_write(address, (value & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little"))
 
     def reserve_pages(self, ptr: int, page_cnt: int) -> int:
         """bpf_arena_reserve_pages() -> arena_reserve_pages(): 0 or -errno."""

@@ -8,6 +8,7 @@ P4D is folded into the PGD, as the kernel does with 4-level paging.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -65,8 +66,11 @@ def mk_pte(pfn: int, prot: int) -> int:
     return (pfn << 12) | prot
 
 
+PTRS_PER_TABLE = 512
+
+
 def index(level: str, va: int) -> int:
-    return (va >> _SHIFTS[level]) & 511
+    return (va >> _SHIFTS[level]) & (PTRS_PER_TABLE - 1)
 
 
 class PhysReader(Protocol):
@@ -192,6 +196,20 @@ class PageTables:
                 raise EmuError(f"{va:#x} is inside a {level} large page; 4 KiB operations need a PTE")
             table = entry & PTE_PFN_MASK
         return table + index("PTE", va) * 8
+
+    def get_ptes(self, va: int, n: int) -> array:
+        """The n PTEs from `va` on, all in one PTE table (zeros where no table exists)."""
+        slot = self._run_slot(va, n, create=False)
+        return array("Q", bytes(8 * n) if slot is None else self.mem.read(slot, 8 * n))
+
+    def set_ptes(self, va: int, values: array) -> None:
+        """set_pte() on a run of consecutive pages within one PTE table, in one write."""
+        self.mem.write(self._run_slot(va, len(values), create=True), values.tobytes())
+
+    def _run_slot(self, va: int, n: int, create: bool) -> int | None:
+        if index("PTE", va) + n > PTRS_PER_TABLE:
+            raise EmuError(f"{n} PTEs from {va:#x} cross a PTE table")
+        return self.pte_slot(va, create)
 
     def get_pte(self, va: int) -> int:
         slot = self.pte_slot(va)

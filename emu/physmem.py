@@ -67,6 +67,25 @@ class PhysMem:
         self._kinds[pfn] = kind
         return pfn
 
+    def alloc_frames(self, kind: FrameKind, n: int) -> list[int]:
+        """n zeroed frames at once: freed ones first, then never-used ones in one run."""
+        fresh = n - min(n, len(self._free))
+        if fresh > self.nr_frames - self._next_pfn:
+            raise OutOfMemory(f"guest RAM exhausted ({self.size >> 20} MiB): {n} frames asked, "
+                              f"{len(self._free) + self.nr_frames - self._next_pfn} free")
+        reused = [self._free.pop() for _ in range(n - fresh)]
+        for pfn in reused:
+            ctypes.memset(self.host_address + (pfn << PAGE_SHIFT), 0, PAGE_SIZE)
+            self._kinds[pfn] = kind
+        start = self._next_pfn
+        self._next_pfn += fresh
+        self._kinds[start:start + fresh] = bytes([kind]) * fresh
+        return reused + list(range(start, start + fresh))
+
+    def free_frames(self, pfns: list[int]) -> None:
+        for pfn in pfns:
+            self.free_frame(pfn)
+
     def free_frame(self, pfn: int) -> None:
         if not 0 < pfn < self.nr_frames or self._kinds[pfn] == FrameKind.FREE:
             raise EmuError(f"freeing frame {pfn:#x} that is not allocated")
@@ -78,6 +97,9 @@ class PhysMem:
         if 0 <= pfn < self.nr_frames:
             return FrameKind(self._kinds[pfn])
         return None
+
+    def frames_of(self, kind: FrameKind) -> int:
+        return self._kinds.count(kind)
 
     def frames_in_use(self) -> int:
         return self._next_pfn - 1 - len(self._free)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from emu import Machine
 from emu.arena import (
     BPF_F_MMAPABLE,
     BPF_F_NO_USER_CONV,
@@ -149,3 +150,34 @@ def test_freed_frames_go_back_to_the_allocator(machine, arena):
     assert machine.mem.frames_in_use() == in_use - 2  # the two pages; page tables stay
     assert [machine.mem.kind(f) for f in frames] == [FrameKind.FREE, FrameKind.FREE]
     assert all(machine.pte(arena.kern_addr(p) + i * PAGE_SIZE) == 0 for i in range(2))
+
+
+def test_all_4gib_of_pages_allocate_in_one_call_and_free_again():
+    """basic_alloc3 at the largest size: 1,048,576 pages, PTEs installed a table at a time."""
+    m = Machine(ram=(4 << 30) + (32 << 20))
+    a = m.create_arena(1 << 20, 1 << 32)
+    before, tables_before = m.mem.frames_in_use(), m.mem.frames_of(FrameKind.PGTABLE)
+    assert a.alloc_pages(0, 1 << 20) == 1 << 32
+    assert a.rt.runs() == []
+    assert a.alloc_pages(0, 1) == 0
+    tables = m.mem.frames_of(FrameKind.PGTABLE) - tables_before
+    assert 2048 <= tables <= 2049 + 5  # a PTE table per 2 MiB, a PMD table per 1 GiB, on demand
+    assert m.mem.frames_of(FrameKind.ARENA) == 1 << 20
+    assert m.mem.frames_in_use() - before == (1 << 20) + tables
+    for pgoff in (0, 511, 512, (1 << 20) - 1):
+        pte = m.pte(a.kern_vm_start + pgoff * PAGE_SIZE)
+        assert pte & ~0x000F_FFFF_FFFF_F000 == PAGE_KERNEL and m.mem.kind(pte_pfn(pte)) == FrameKind.ARENA
+    m.write_u64(a.kern_vm_start + (1 << 32) - 8, 7)
+    assert a.user_read_u64((1 << 33) - 8) == 7
+    a.free_pages(1 << 32, 1 << 20)
+    assert a.rt.runs() == [(0, 1 << 20)]
+    assert m.mem.frames_of(FrameKind.ARENA) == 0
+    assert m.mem.frames_in_use() - before == m.mem.frames_of(FrameKind.PGTABLE) - tables_before  # tables stay
+    assert m.pte(a.kern_vm_start) == m.pte(a.kern_vm_start + (1 << 32) - PAGE_SIZE) == 0
+
+
+def test_a_partial_install_gives_the_tail_back_and_frees_the_head(machine, arena):
+    machine.set_pte(arena.kern_addr(TOP) + PAGE_SIZE, 0x1063)  # something already mapped at page 1
+    assert arena.alloc_pages(0, 2) == 0  # apply_range_set_cb(): -EBUSY
+    assert arena.rt.runs() == [(0, 2)]
+    assert machine.pte(arena.kern_addr(TOP)) == 0
