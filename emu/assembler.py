@@ -51,7 +51,8 @@ _SAFE_INSN = re.compile(r"^[A-Za-z][\w.]*(\s+[\w\s$%()\[\],:*+\-.'<>~|&^/!]*)?$"
 _NUMERIC_REF = re.compile(r"(?<![\w.$])(\d+)([bf])(?![\w.$])")
 _DECIMAL = re.compile(r"(?<![\w.'])(\d+)(?![\w.'])")
 _MACRO = re.compile(r"^\s*(SYM_FUNC_START|SYM_FUNC_START_LOCAL|SYM_FUNC_END|SYM_CODE_START|SYM_CODE_START_LOCAL|"
-                    r"SYM_CODE_END|_ASM_EXTABLE)\s*\((.*)\)\s*$")
+                    r"SYM_CODE_END|_ASM_EXTABLE|BPF_PROG|BPF_SUBPROG|BPF_ARENA|BPF_KSYM)\s*\((.*)\)\s*$")
+_ARENA_FIELDS = ("max_entries", "map_extra", "map_flags")
 
 
 @dataclass
@@ -103,6 +104,37 @@ class _Extable(_Item):
     fixup: str = ""
 
 
+@dataclass(frozen=True)
+class BpfFunc:
+    """A function a file declares as BPF: `main` is None for a main program."""
+
+    name: str
+    main: str | None
+    start: int
+    end: int
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class ArenaDecl:
+    """BPF_ARENA(name, max_entries[, map_extra[, map_flags]]): the arena map a BPF object declares."""
+
+    name: str
+    params: dict[str, int]
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """What a BPF object asks of the kernel before it can be linked: its arena maps, and the
+    kernel functions it calls (`extern ... __ksym` in BPF C, BPF_KSYM(name) here)."""
+
+    arenas: list[ArenaDecl]
+    ksyms: list[tuple[str, str, int]]  # name, file, line
+
+
 @dataclass
 class LinkedSection:
     name: str
@@ -118,6 +150,7 @@ class Image:
     symbols: list[tuple[str, int, str, bool, str]]  # name, address, section, global, file
     extable: list[ExtableEntry]
     lines: dict[int, tuple[str, int]]  # instruction address -> (file, line)
+    bpf_funcs: list[BpfFunc] = field(default_factory=list)
 
 
 class _Unit:
@@ -132,6 +165,9 @@ class _Unit:
         self.labels: dict[str, _Label] = {}
         self.local_defs: dict[str, int] = {}  # numeric label -> definitions so far
         self.pending_forward: dict[str, int] = {}  # numeric label -> line of a `Nf` still unresolved
+        self.bpf: list[tuple[str, str | None, int]] = []  # BPF_PROG / BPF_SUBPROG: name, main, line
+        self.arenas: list[ArenaDecl] = []
+        self.ksyms: list[tuple[str, str, int]] = []
 
 
 def _strip_comments(text: str) -> list[str]:
@@ -355,10 +391,17 @@ class Assembler:
                         add(_Extable(source.name, lineno, section,
                                      insn=rename_numeric(args[0], lineno), fixup=rename_numeric(args[1], lineno)))
                         continue
+                    if macro.startswith("BPF_"):
+                        self._bpf_macro(unit, macro, args, lineno, err)
+                        continue
                     if len(args) != 1 or not _IDENT.fullmatch(args[0]):
                         err(lineno, f"{macro} takes one symbol name")
                         continue
                     if macro.endswith("_END"):
+                        if args[0] not in unit.labels:
+                            err(lineno, f"{macro}({args[0]}) without a start")
+                        else:
+                            define_label(f".L__end_{args[0]}", lineno)
                         continue
                     if section != "text":
                         err(lineno, f"{macro} outside .text")
@@ -400,6 +443,40 @@ class Assembler:
         for n, lineno in unit.pending_forward.items():
             err(lineno, f"local label '{n}' referenced as '{n}f' is never defined after that point")
         return unit
+
+    @staticmethod
+    def _bpf_macro(unit: _Unit, macro: str, args: list[str], lineno: int, err) -> None:
+        if macro == "BPF_ARENA":
+            if not 2 <= len(args) <= 1 + len(_ARENA_FIELDS) or not _IDENT.fullmatch(args[0]):
+                err(lineno, "BPF_ARENA takes a map name, max_entries, and optionally map_extra and map_flags")
+                return
+            try:
+                params = {f: evaluate(a, {}) for f, a in zip(_ARENA_FIELDS, args[1:], strict=False)}
+            except ExprError as e:
+                err(lineno, f"BPF_ARENA: {e}")
+                return
+            unit.arenas.append(ArenaDecl(args[0], params, unit.source.name, lineno))
+            return
+        if macro == "BPF_KSYM":
+            if len(args) != 1 or not _IDENT.fullmatch(args[0]):
+                err(lineno, "BPF_KSYM takes the name of a kernel function")
+            else:
+                unit.ksyms.append((args[0], unit.source.name, lineno))
+            return
+        want = 1 if macro == "BPF_PROG" else 2
+        if len(args) != want or not all(_IDENT.fullmatch(a) for a in args):
+            err(lineno, "BPF_PROG takes a function name" if want == 1
+                else "BPF_SUBPROG takes a function name and the name of its main program")
+            return
+        unit.bpf.append((args[0], args[1] if want == 2 else None, lineno))
+
+    def declarations(self, sources: list[Source], syntax: str = "att") -> Declarations:
+        """The BPF_ARENA and BPF_KSYM lines of `sources`, which must be met before the link."""
+        diags: list[Diagnostic] = []
+        units = [self._parse(s, syntax, diags) for s in sources]
+        if diags:
+            raise AsmError(diags)
+        return Declarations([d for u in units for d in u.arenas], [k for u in units for k in u.ksyms])
 
     def _directive(self, unit, word, rest, lineno, section, stack, add, rename):
         name = unit.source.name
@@ -827,9 +904,29 @@ class Assembler:
         for unit in units:
             for name in unit.equs:
                 symbols.append((name, local_values[id(unit)][name], "abs", name in unit.globals, unit.source.name))
+        bpf_funcs = self._bpf_funcs(units, local_values, diags)
         if diags:
             raise AsmError(self._dedup(diags))
-        return Image(sections, symbols, extable, lines)
+        return Image(sections, symbols, extable, lines, bpf_funcs)
+
+    @staticmethod
+    def _bpf_funcs(units, local_values, diags: list[Diagnostic]) -> list[BpfFunc]:
+        mains = {name for unit in units for name, main, _ in unit.bpf if main is None}
+        out = []
+        for unit in units:
+            values = local_values[id(unit)]
+            for name, main, line in unit.bpf:
+                label = unit.labels.get(name)
+                in_text = label is not None and label.section == "text"
+                problem = (f"'{name}' is not a function in this file's .text" if not in_text
+                           else f"BPF function '{name}' needs SYM_FUNC_END({name})" if f".L__end_{name}" not in values
+                           else f"'{main}' is not declared with BPF_PROG" if main is not None and main not in mains
+                           else None)
+                if problem:
+                    diags.append(Diagnostic(unit.source.name, line, problem))
+                else:
+                    out.append(BpfFunc(name, main, values[name], values[f".L__end_{name}"], unit.source.name, line))
+        return out
 
     @staticmethod
     def _data_bytes(item: _Data, scope: dict[str, int], diags: list[Diagnostic]) -> bytes:

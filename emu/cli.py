@@ -16,6 +16,7 @@ from .corpus import stub
 from .errors import AsmError, EmuError
 from .exprs import ExprError, evaluate
 from .machine import BUDGET, DEFAULT_BUDGET, DEFAULT_RAM, OOPS, RETURNED, CallResult, Machine
+from .stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
 
 EXIT = {RETURNED: 0, OOPS: 1, "error": 2, BUDGET: 3}
 
@@ -98,6 +99,21 @@ def _arguments(m: Machine, args: list[str]) -> list[int]:
     return out
 
 
+def _read_streams(m: Machine, entry: str) -> dict[str, str] | None:
+    """What `bpftool prog tracelog` would print for a BPF program: both streams, consumed."""
+    prog = m.progs.by_name.get(entry)
+    if prog is None:
+        return None
+    return {STREAM_NAMES[i]: prog.stream_read(i).decode(errors="replace") for i in (BPF_STDOUT, BPF_STDERR)}
+
+
+def _print_streams(streams: dict[str, str] | None) -> None:
+    for name, text in (streams or {}).items():
+        if text:
+            print(f"--- BPF {name} ---")
+            print(text, end="" if text.endswith("\n") else "\n")
+
+
 def _print_result(result: CallResult, args: list[int]) -> None:
     shown = ", ".join(f"{a:#x}" for a in args)
     print(f"call {result.entry}({shown})")
@@ -119,10 +135,15 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     _map_args(m, ns.map)
     args = _arguments(m, ns.arg)
     result = m.call(ns.entry, *args)
+    streams = _read_streams(m, ns.entry)
     if ns.json:
-        print(json.dumps(result.to_json(), indent=2))
+        out = result.to_json()
+        if streams is not None:
+            out["streams"] = streams
+        print(json.dumps(out, indent=2))
     else:
         _print_result(result, args)
+        _print_streams(streams)
     return EXIT[result.status]
 
 
@@ -160,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("arena-emu: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `arena-emu ... | head`: the reader is gone, as with any Unix tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:  # a bug of ours: one line for the user, the traceback on request
         if os.environ.get("ARENA_EMU_DEBUG"):
             raise

@@ -66,6 +66,12 @@ class CPU:
         self._on_exception(self, X86_TRAP_UD)
         return True
 
+    def add_code_hook(self, begin: int, end: int, callback: Callable[[CPU, int], None]) -> None:
+        """Run `callback(cpu, address)` before each instruction in [begin, end]: only code
+        translated from that range carries the hook."""
+        self.uc.hook_add(unicorn.UC_HOOK_CODE, lambda _uc, addr, _size, _d: callback(self, addr),
+                         begin=begin, end=end)
+
     def reg(self, name: str) -> int:
         return self.uc.reg_read(REG_IDS[name])
 

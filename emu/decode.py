@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from capstone import CS_ARCH_X86, CS_MODE_64, CS_OPT_SYNTAX_ATT, Cs, CsError
-from capstone.x86 import X86_OP_MEM
+from capstone import CS_AC_READ, CS_AC_WRITE, CS_ARCH_X86, CS_MODE_64, CS_OPT_SYNTAX_ATT, Cs, CsError
+from capstone.x86 import X86_OP_IMM, X86_OP_MEM, X86_OP_REG, X86_PREFIX_LOCK
 
 _att = Cs(CS_ARCH_X86, CS_MODE_64)
 _att.syntax = CS_OPT_SYNTAX_ATT
@@ -57,8 +57,66 @@ def disasm_one(code: bytes, address: int) -> Insn | None:
     return insns[0] if insns else None
 
 
+@dataclass(frozen=True)
+class MemOperand:
+    base: str | None
+    index: str | None
+    scale: int
+    disp: int
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One operand in Intel order (destination first)."""
+
+    kind: str  # "reg", "mem" or "imm"
+    size: int
+    reg: str | None = None
+    mem: MemOperand | None = None
+
+
+@dataclass(frozen=True)
+class DecodedInsn:
+    mnemonic: str
+    size: int
+    locked: bool
+    operands: tuple[Operand, ...]
+
+
+def decode_operands(code: bytes, address: int) -> DecodedInsn | None:
+    """The instruction's operands as capstone's detail mode sees them, for the JIT's extable."""
+    try:
+        insn = next(_detail.disasm(code, address, 1))
+    except (StopIteration, CsError):
+        return None
+    ops = []
+    for op in insn.operands:
+        if op.type == X86_OP_REG:
+            ops.append(Operand("reg", op.size, reg=insn.reg_name(op.reg)))
+        elif op.type == X86_OP_MEM:
+            m = op.mem
+            ops.append(Operand("mem", op.size, mem=MemOperand(
+                insn.reg_name(m.base) if m.base else None, insn.reg_name(m.index) if m.index else None,
+                m.scale, m.disp)))
+        elif op.type == X86_OP_IMM:
+            ops.append(Operand("imm", op.size))
+    return DecodedInsn(insn.mnemonic, insn.size, insn.prefix[0] == X86_PREFIX_LOCK, tuple(ops))
+
+
 def memory_operand_addresses(code: bytes, address: int, reg: Callable[[str], int]) -> list[int]:
     """Effective addresses of the explicit memory operands of the instruction at `address`."""
+    return [ea for ea, _size, _access in _memory_operands(code, address, reg)]
+
+
+def read_modify_write_at(code: bytes, address: int, reg: Callable[[str], int], target: int) -> bool:
+    """Whether the instruction reads and writes the memory operand covering `target`: x86
+    reports a fault of such an access as a write (its read is a read for ownership)."""
+    rmw = CS_AC_READ | CS_AC_WRITE
+    return any(ea <= target < ea + size and access & rmw == rmw
+               for ea, size, access in _memory_operands(code, address, reg))
+
+
+def _memory_operands(code: bytes, address: int, reg: Callable[[str], int]) -> list[tuple[int, int, int]]:
     try:
         insn = next(_detail.disasm(code, address, 1))
     except (StopIteration, CsError):
@@ -77,7 +135,7 @@ def memory_operand_addresses(code: bytes, address: int, reg: Callable[[str], int
             seg = insn.reg_name(op.mem.segment)
             if seg in ("fs", "gs"):
                 ea += reg(f"{seg}_base")
-        out.append(ea & 0xFFFF_FFFF_FFFF_FFFF)
+        out.append((ea & 0xFFFF_FFFF_FFFF_FFFF, op.size, op.access))
     return out
 
 

@@ -76,7 +76,9 @@ class FaultEvent:
     resume_at: int | None = None
     walk_after: PageWalk | None = None
     retry: str | None = None
-    report: str | None = None
+    report: str | None = None  # the oops text, when the call stopped
+    cleared: str | None = None  # the register ex_handler_bpf() zeroed
+    stream: str | None = None  # what this fault wrote to a BPF program's stderr
 
     @property
     def pte_before(self) -> int:
@@ -106,7 +108,8 @@ class FaultEvent:
     def summary(self) -> str:
         """One line, as `faults` lists it."""
         then = {RESTART: "restart", FIXUP: f"fixup -> {self.resume_at:#x}" if self.resume_at is not None else "fixup",
-                SKIP: "skip", STOP: "stop"}.get(self.action, self.action)
+                SKIP: f"skip, {self.cleared} = 0" if self.cleared else "skip",
+                STOP: "stop"}.get(self.action, self.action)
         tail = f" [{self.retry}]" if self.retry else ""
         return (f"#{self.seq} cpu{self.cpu} {self.kind} {self.address:#x} at {self.where}: "
                 f"{self.resolution} ({then}){tail}")
@@ -126,10 +129,16 @@ class FaultEvent:
             lines.append(f"  PTE after:  {_pte_text(self.walk_after)}")
         if self.action == RESTART:
             lines.append(f"  restart at {self.rip:#x}" + (f": {self.retry}" if self.retry else ""))
-        elif self.action in (FIXUP, SKIP):
+        elif self.action == FIXUP:
             lines.append(f"  continue at {self.resume_at:#x}")
+        elif self.action == SKIP:
+            cleared = f", {self.cleared} = 0" if self.cleared else ", no register cleared"
+            lines.append(f"  skip to {self.resume_at:#x}{cleared}")
         elif self.action == STOP:
             lines.append("  the call stops here (oops)")
+        if self.stream:
+            lines.append("  stderr:")
+            lines += [f"    {line}" for line in self.stream.rstrip("\n").split("\n")]
         return "\n".join(lines)
 
     def __repr__(self) -> str:

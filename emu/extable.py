@@ -10,7 +10,7 @@ import bisect
 from dataclasses import dataclass
 
 EX_TYPE_DEFAULT = 1  # _ASM_EXTABLE(from, to): continue at the fixup label
-EX_TYPE_BPF = 8  # the JIT's entries: ex_handler_bpf()
+EX_TYPE_BPF = 7  # the JIT's entries: ex_handler_bpf() (arch/x86/include/asm/extable_fixup_types.h)
 
 EX_TYPE_NAMES = {EX_TYPE_DEFAULT: "EX_TYPE_DEFAULT", EX_TYPE_BPF: "EX_TYPE_BPF"}
 

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .bpf_jit import ex_handler_bpf
 from .dumpstack import show_fault_oops
-from .events import FIXUP, RESTART, STOP
-from .extable import EX_TYPE_DEFAULT, ExtableEntry
+from .events import FIXUP, RESTART, SKIP, STOP
+from .extable import EX_TYPE_BPF, EX_TYPE_DEFAULT, ExtableEntry
 from .layout import fault_in_kernel_space
 from .pgtable import _PAGE_NX, _PAGE_RW, PageWalk
 from .traps import X86_PF_INSTR, X86_PF_PROT, X86_PF_WRITE, ErrorCode
@@ -41,6 +42,11 @@ class KernelOps(Protocol):
 
     def stack_guard(self, address: int) -> tuple[int, int] | None: ...
 
+    def pt_regs(self, offset: int) -> int:
+        """The faulting context's register at `offset` in struct pt_regs."""
+
+    def bpf_prog_report_arena_violation(self, is_write: bool, addr: int, fault_ip: int) -> None: ...
+
     @property
     def oops_handlers(self) -> list[OopsHandler]: ...
 
@@ -51,6 +57,7 @@ class Decision:
     action: str  # RESTART, FIXUP or STOP
     handler: str = ""
     resume_at: int | None = None
+    cleared: str | None = None  # the register ex_handler_bpf() zeroed
     steps: list[str] = field(default_factory=list)
     oops_what: str = "Oops"  # the die() string when action is STOP
     oops_err: int | None = None  # the die() error code, when not the hardware's
@@ -81,6 +88,18 @@ def fixup_exception(k: KernelOps, ip: int, d: Decision) -> bool:
     if entry is None:
         d.steps.append(f"fixup_exception: no exception-table entry for {ip:#x}")
         return False
+    if entry.type == EX_TYPE_BPF:
+        d.steps.append(f"fixup_exception: EX_TYPE_BPF entry for {ip:#x} (fixup {entry.fixup:#010x}, "
+                       f"data {entry.data:#010x})")
+        done = ex_handler_bpf(entry, ip, k.pt_regs, k.bpf_prog_report_arena_violation)
+        if done.address is not None:
+            d.steps.append(f"ex_handler_bpf: bpf_prog_report_arena_violation({'WRITE' if done.is_write else 'READ'}, "
+                           f"{done.address:#x}, ip={ip:#x})")
+        d.steps.append(f"ex_handler_bpf: {'clear ' + done.cleared if done.cleared else 'DONT_CLEAR'}, "
+                       f"regs->ip += {done.resume_at - ip} -> {done.resume_at:#x} (skipped, not restarted)")
+        d.resolution, d.action, d.handler, d.resume_at = "extable", SKIP, "ex_handler_bpf", done.resume_at
+        d.cleared = done.cleared
+        return True
     if entry.type != EX_TYPE_DEFAULT:
         d.steps.append(f"fixup_exception: {entry.type_name} entry for {ip:#x} has no handler in this model")
         return False

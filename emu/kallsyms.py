@@ -19,6 +19,7 @@ class Symbol:
     section: str  # "text", "rodata", "data", "bss", "abs"
     is_global: bool
     file: str
+    display: str = ""  # the name reports print, when not `name` (JITed BPF: bpf_prog_<tag>_<name>)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Location:
     size: int
 
     def __str__(self) -> str:
-        return f"{self.symbol.name}+{self.offset:#x}/{self.size:#x}"
+        return f"{self.symbol.display or self.symbol.name}+{self.offset:#x}/{self.size:#x}"
 
 
 class Kallsyms:

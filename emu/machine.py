@@ -8,23 +8,29 @@ Unicorn cannot place. Each exception becomes a FaultEvent with its story.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import unicorn
 
-from .arena import BPF_F_MMAPABLE, KERN_VM_SZ, Arena, arena_map_alloc
-from .assembler import SECTIONS, Assembler, Image, Source
+from .arena import BPF_F_MMAPABLE, KERN_VM_SZ, Arena, ArenaError, arena_map_alloc, clear_lo32
+from .assembler import SECTIONS, ArenaDecl, Assembler, Image, Source
+from .bpf_core import BpfProg, BpfProgs, prog_tag
+from .bpf_jit import PT_REGS_NAMES, NotJitForm, arena_access
+from .corpus import kernel_stub_defining
 from .cpu import ARG_REGS, CPU, MACHINE_PAGE_CODE
-from .decode import Insn, disasm_one, memory_operand_addresses
+from .decode import Insn, decode_operands, disasm_one, memory_operand_addresses, read_modify_write_at
 from .dumpstack import OPCODE_BUFSIZE, PROLOGUE_SIZE, oops_report
-from .errors import EmuError
-from .events import FIXUP, RESTART, STOP, FaultEvent, Observation, observe_retry
+from .errors import AsmError, Diagnostic, EmuError
+from .events import FIXUP, RESTART, SKIP, STOP, FaultEvent, Observation, observe_retry
 from .extable import ExceptionTable, ExtableEntry
 from .fault import Decision, OopsHandler, exc_page_fault, fixup_exception
 from .kallsyms import Kallsyms, Symbol
+from .kfuncs import KFUNC_SLOT, KFUNCS, KfuncCall, NativeKfunc
 from .layout import (
     CALL_RETURN_ADDR,
     KERNEL_TEXT_START,
+    KFUNC_PAGE,
     MACHINE_PAGE,
     MASK64,
     PAGE_SIZE,
@@ -35,6 +41,7 @@ from .layout import (
 )
 from .pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PageTables, PageWalk, pte_pfn, pte_present
 from .physmem import FrameKind, PhysMem
+from .stream import BPF_STDERR, BpfStreamStage
 from .traps import (
     TRAP_NAMES,
     X86_PF_INSTR,
@@ -46,7 +53,7 @@ from .traps import (
     X86_TRAP_UD,
     ErrorCode,
 )
-from .unwind import show_trace
+from .unwind import show_trace, walk_stack_frames
 
 DEFAULT_RAM = 64 << 20
 DEFAULT_BUDGET = 10_000_000
@@ -58,6 +65,8 @@ VMALLOC_DATA_START = VMALLOC_START + 0x1000_0000  # Machine.vmalloc() hands out 
 
 RETURNED, OOPS, BUDGET, ERROR = "returned", "oops", "budget", "error"
 TLB_SINGLE_PAGE_FLUSH_CEILING = 33
+
+_COMMENT = re.compile(r"/\*.*?(\*/|$)|\s#.*$")
 
 _BAD_ACCESS = {unicorn.UC_MEM_READ_UNMAPPED: 0, unicorn.UC_MEM_WRITE_UNMAPPED: X86_PF_WRITE,
                unicorn.UC_MEM_FETCH_UNMAPPED: X86_PF_INSTR}
@@ -105,7 +114,7 @@ def event_json(e: FaultEvent) -> dict:
         "access": e.error_code.access, "error_code_text": e.error_code.describe(),
         "pte_before": hx(e.pte_before), "pte_after": hx(e.pte_after),
         "resolution": e.resolution, "handler": e.handler, "action": e.action, "resume_at": hx(e.resume_at),
-        "retry": e.retry, "completed": e.completed, "steps": e.steps,
+        "retry": e.retry, "completed": e.completed, "cleared": e.cleared, "stream": e.stream, "steps": e.steps,
     }
 
 
@@ -116,6 +125,8 @@ class _CallState:
     started_base: int = 0  # instructions started in earlier slices of this call
     pending: FaultEvent | None = None  # a restarted instruction not yet seen again
     after_stop: tuple[FaultEvent, Decision] | None = None  # a bad access decided in a memory hook
+    kfunc_error: str | None = None  # a native kfunc refused to go on
+    report: tuple[str | None, str] | None = None  # the stream report of the fault being handled, and its fate
 
 
 class Machine:
@@ -134,6 +145,13 @@ class Machine:
         self.oops_handlers: list[OopsHandler] = []
         self.link_symbols: dict[str, int] = {}
         self.lines: dict[int, tuple[str, int]] = {}
+        self.maps: dict[int, Arena] = {}  # map pointer -> arena
+        self.arenas: dict[str, Arena] = {}
+        self.arena: Arena | None = None  # the arena programs loaded from now on use
+        self.progs = BpfProgs()
+        self.pid = 1
+        self._source_lines: dict[str, list[str]] = {}
+        self._kfunc_at: dict[int, NativeKfunc] = {}
         self.events: list[FaultEvent] = []
         self.budget = budget
         self.comm = comm
@@ -144,10 +162,13 @@ class Machine:
         self._call: _CallState | None = None
         self._insn_cache: dict[int, Insn | None] = {}
         self._map_machine_page()
+        self._map_kfunc_page()
         for i in range(cpus):
             self.map(stack_top(i) - THREAD_SIZE, THREAD_SIZE, PAGE_KERNEL, FrameKind.STACK)
         self.cpus = [CPU(i, self.mem, self.pgtables.root, self._on_exception, self._on_bad_access)
                      for i in range(cpus)]
+        for c in self.cpus:
+            c.add_code_hook(KFUNC_PAGE, KFUNC_PAGE + PAGE_SIZE - 1, self._on_kfunc)
 
     # -- memory ---------------------------------------------------------------
 
@@ -158,6 +179,19 @@ class Machine:
         self.kallsyms.add_section(MACHINE_PAGE, MACHINE_PAGE + PAGE_SIZE)
         self.kallsyms.add(Symbol("emu_call_return", CALL_RETURN_ADDR, "text", True, "<machine>"))
         self.kallsyms.add(Symbol("emu_invlpg", CALL_RETURN_ADDR + 0x10, "text", True, "<machine>"))
+
+    def _map_kfunc_page(self) -> None:
+        """One `ret` per native kfunc, 16 bytes apart, int3 between them."""
+        code = bytearray(b"\xcc" * PAGE_SIZE)
+        for i, k in enumerate(KFUNCS.values()):
+            addr = KFUNC_PAGE + i * KFUNC_SLOT
+            code[i * KFUNC_SLOT] = 0xC3
+            self._kfunc_at[addr] = k
+            self.kallsyms.add(Symbol(k.name, addr, "text", True, "<native>"))
+        pfn = self.mem.alloc_frame(FrameKind.TEXT)
+        self.mem.write(pfn << 12, bytes(code))
+        self.pgtables.map(KFUNC_PAGE, pfn, PAGE_KERNEL_ROX)
+        self.kallsyms.add_section(KFUNC_PAGE, KFUNC_PAGE + len(KFUNCS) * KFUNC_SLOT)
 
     def map(self, va: int, size: int = PAGE_SIZE, prot: int = PAGE_KERNEL,
             kind: FrameKind = FrameKind.DATA) -> list[int]:
@@ -198,12 +232,47 @@ class Machine:
         self._vmalloc_cursor += size + PAGE_SIZE
         return va
 
-    def create_arena(self, max_entries: int, map_extra: int = 0, flags: int = BPF_F_MMAPABLE) -> Arena:
-        """A BPF arena map; its addresses become the link-time symbols ARENA_KERN_VM_START
-        and ARENA_USER_VM_START for every file loaded after it."""
+    def create_arena(self, max_entries: int, map_extra: int = 0, flags: int = BPF_F_MMAPABLE,
+                     name: str = "arena") -> Arena:
+        """A BPF arena map. For every file loaded after it, `name` links to the map pointer
+        (the kfuncs' p__map), and ARENA_KERN_VM_START / ARENA_USER_VM_START to its addresses;
+        the BPF programs loaded after it use it."""
+        if name in self.arenas:
+            raise EmuError(f"an arena named '{name}' already exists")
         arena = arena_map_alloc(self, self.get_vm_area(KERN_VM_SZ), max_entries, map_extra, flags)
-        self.link_symbols.update(ARENA_KERN_VM_START=arena.kern_vm_start, ARENA_USER_VM_START=arena.user_vm_start)
+        arena.name, arena.map_ptr = name, self.vmalloc(PAGE_SIZE)  # struct bpf_arena: its fields live in Python
+        self.maps[arena.map_ptr] = self.arenas[name] = self.arena = arena
+        self.link_symbols.update({name: arena.map_ptr, "ARENA_KERN_VM_START": arena.kern_vm_start,
+                                  "ARENA_USER_VM_START": arena.user_vm_start})
         return arena
+
+    def _resolve_ksyms(self, ksyms: list[tuple[str, str, int]], loading: set[str]) -> None:
+        """Load the kernel_stubs/ files that define the kernel functions BPF code names with
+        BPF_KSYM, as libbpf resolves `__ksym` externs against the running kernel."""
+        for name, file, line in ksyms:
+            if name in self.kallsyms or name in self.link_symbols:
+                continue
+            path = kernel_stub_defining(name)
+            if path is None:
+                raise AsmError([Diagnostic(file, line, f"BPF_KSYM: the kernel has no function '{name}' "
+                                                       "(neither native nor in kernel_stubs/)")])
+            if os.path.relpath(path) not in loading and path not in loading:
+                self.load(path)
+
+    def _declare_arena(self, decl: ArenaDecl) -> None:
+        """BPF_ARENA in a file: create the map, or check an existing one of that name matches."""
+        params = {"max_entries": 0, "map_extra": 0, "map_flags": BPF_F_MMAPABLE} | decl.params
+        have = self.arenas.get(decl.name)
+        if have is not None:
+            if (have.max_entries, have.flags) != (params["max_entries"], params["map_flags"]) or (
+                    params["map_extra"] and params["map_extra"] != have.user_vm_start):
+                raise AsmError([Diagnostic(decl.file, decl.line,
+                                           f"arena '{decl.name}' already exists with other parameters")])
+            return
+        try:
+            self.create_arena(params["max_entries"], params["map_extra"], params["map_flags"], decl.name)
+        except ArenaError as e:
+            raise AsmError([Diagnostic(decl.file, decl.line, f"BPF_ARENA: arena_map_alloc() failed: {e}")]) from None
 
     def flush_tlb_kernel_range(self, start: int, end: int) -> None:
         """flush_tlb_kernel_range(): every CPU; page by page up to the kernel's
@@ -261,6 +330,19 @@ class Machine:
     def read_u64(self, va: int) -> int:
         return int.from_bytes(self.read(va, 8), "little")
 
+    def read_cstring(self, va: int, limit: int) -> str | None:
+        """A NUL-terminated string of at most `limit` bytes; None if unreadable."""
+        out = bytearray()
+        while len(out) < limit:
+            chunk = self._try_read(va + len(out), min(limit - len(out), PAGE_SIZE - (va + len(out)) % PAGE_SIZE))
+            if chunk is None:
+                return None
+            nul = chunk.find(0)
+            if nul >= 0:
+                return (out + chunk[:nul]).decode(errors="replace")
+            out += chunk
+        return out.decode(errors="replace")
+
     def write_u64(self, va: int, value: int) -> None:
         self.write(va, (value & MASK64).to_bytes(8, "little"))
 
@@ -295,9 +377,14 @@ class Machine:
     def load_sources(self, sources: list[Source], syntax: str = "att") -> Image:
         if syntax not in ("att", "intel"):
             raise EmuError(f"syntax is 'att' or 'intel', not '{syntax}'")
+        decls = self._assembler.declarations(sources, syntax)
+        self._resolve_ksyms(decls.ksyms, {s.name for s in sources})
+        for decl in decls.arenas:
+            self._declare_arena(decl)
         extern = dict(self.link_symbols)
         extern.update({name: s.address for name, s in self.kallsyms.global_symbols().items()})
         image = self._assembler.assemble(sources, self._cursor, extern, syntax)
+        progs, jit_extable = self._bpf_load(image)
         for name in SECTIONS:
             sect = image.sections[name]
             if not sect.data:
@@ -306,15 +393,51 @@ class Machine:
                           FrameKind.TEXT if name == "text" else FrameKind.DATA)
             self.kallsyms.add_section(sect.start, sect.start + len(sect.data))
             self._cursor[name] = sect.start + len(sect.data)
+        display = {(p.name, p.start): p.ksym for p in progs}
         for name, addr, section, is_global, file in image.symbols:
-            self.kallsyms.add(Symbol(name, addr, section, is_global, file))
-        for entry in image.extable:
+            self.kallsyms.add(Symbol(name, addr, section, is_global, file, display.get((name, addr), "")))
+        for entry in [*image.extable, *jit_extable]:
             self.extable.add(entry)
+        for prog in progs:
+            self.progs.add(prog)
+        for source in sources:
+            self._source_lines[source.name] = source.text.splitlines()
         self.lines.update(image.lines)
         self._insn_cache.clear()
         for c in self.cpus:
             c.uc.ctl_flush_tb()
         return image
+
+    def _bpf_load(self, image: Image) -> tuple[list[BpfProg], list[ExtableEntry]]:
+        """What the verifier and the JIT add for a file's BPF functions: the programs, and an
+        EX_TYPE_BPF entry for every arena access, found by decoding each instruction."""
+        text = image.sections["text"]
+        progs: dict[str, BpfProg] = {}
+        entries: list[ExtableEntry] = []
+        diags: list[Diagnostic] = []
+        addrs = sorted(image.lines)
+        for f in sorted(image.bpf_funcs, key=lambda f: f.main is not None):
+            code = bytes(text.data[f.start - text.start:f.end - text.start])
+            for addr in addrs:
+                if not f.start <= addr < f.end:
+                    continue
+                decoded = decode_operands(code[addr - f.start:addr - f.start + 16], addr)
+                file, line = image.lines[addr]
+                try:
+                    access = arena_access(decoded) if decoded is not None else None
+                except NotJitForm as e:
+                    diags.append(Diagnostic(file, line, f"BPF program '{f.name}': {e}"))
+                    continue
+                if access is not None:
+                    if self.arena is None:
+                        diags.append(Diagnostic(file, line, f"BPF program '{f.name}' accesses an arena, "
+                                                            "but there is none: declare one with BPF_ARENA"))
+                    entries.append(access.extable_entry(addr))
+            progs[f.name] = BpfProg(f.name, f.start, f.end, prog_tag(code),
+                                    progs[f.main] if f.main else None, self.arena)
+        if diags:
+            raise AsmError(diags)
+        return list(progs.values()), entries
 
     def _install(self, start: int, data: bytes, prot: int, kind: FrameKind) -> None:
         first, end = start & ~(PAGE_SIZE - 1), start + len(data)
@@ -345,6 +468,60 @@ class Machine:
 
     def search_exception_tables(self, ip: int) -> ExtableEntry | None:
         return self.extable.search_exception_tables(ip)
+
+    def pt_regs(self, offset: int) -> int:
+        return self._call.cpu.reg(PT_REGS_NAMES[offset])
+
+    def bpf_prog_report_arena_violation(self, is_write: bool, addr: int, fault_ip: int) -> None:
+        """bpf_prog_report_arena_violation(): to the main program's stderr, with the user-space
+        address of the faulting byte."""
+        prog = self.progs.bpf_prog_ksym_find(fault_ip)
+        if prog is None:
+            return
+        main = prog.main_prog
+        user_vm_start = main.arena.user_vm_start if main.arena is not None else 0
+        addr = (addr + clear_lo32(user_vm_start)) & MASK64
+        self._call.report = self._bpf_stream_stage(
+            main, BPF_STDERR, f"ERROR: Arena {'WRITE' if is_write else 'READ'} access at unmapped address {addr:#x}\n")
+
+    def _bpf_stream_stage(self, prog: BpfProg, stream_id: int, message: str) -> tuple[str | None, str]:
+        """bpf_stream_stage(): the message and a stack dump, committed whole, unless the
+        program has used up its error reports or the stream its capacity."""
+        if prog.bpf_prog_stream_error_limit():
+            return None, f"not reported: {prog.name} reached its limit of error reports"
+        ss = BpfStreamStage()
+        ss.bpf_stream_printk(message)
+        self._bpf_stream_dump_stack(ss)
+        ret = prog.streams[stream_id].push_staged(ss.elems)
+        if ret:
+            return None, f"not reported: bpf_stream_stage_commit() = {ret} (the stream is full)"
+        return ss.text, f"reported to {prog.name}'s stderr ({len(ss.text)} bytes)"
+
+    def _bpf_stream_dump_stack(self, ss: BpfStreamStage) -> None:
+        """bpf_stream_dump_stack(): the faulting frame, then a frame-pointer walk of the guest
+        stack. (The kernel's own fault-path frames above it run in Python here, not shown.)"""
+        c = self._call.cpu
+        ss.bpf_stream_printk(f"CPU: {c.index} UID: 0 PID: {self.pid} Comm: {self.comm}\n")
+        ss.bpf_stream_printk("Call trace:\n")
+        hi = stack_top(c.index)
+        frames = [c.reg("rip")] + [ret for _, ret in walk_stack_frames(
+            self._read_u64_or_none, c.reg("rbp"), hi - THREAD_SIZE, hi)]
+        for i, ip in enumerate(frames):
+            line = f"{self.symbolize(ip)}\n"
+            if self.progs.bpf_prog_ksym_find(ip) is not None:
+                line += self._bpf_line_info(ip if i == 0 else ip - 1)
+            ss.bpf_stream_printk(line)
+        ss.bpf_stream_printk("\n")
+
+    def _bpf_line_info(self, ip: int) -> str:
+        """bpf_prog_get_file_line(): `  <source line> @ <file>:<line>` for a BPF frame."""
+        starts = [a for a in self.lines if a <= ip]
+        if not starts:
+            return ""
+        file, line = self.lines[max(starts)]
+        text = self._source_lines.get(file, [])
+        src = " ".join(_COMMENT.sub(" ", text[line - 1]).split()) if 0 < line <= len(text) else ""
+        return f"  {src} @ {os.path.basename(file)}:{line}\n"
 
     def stack_guard(self, address: int) -> tuple[int, int] | None:
         """get_stack_guard_info(): the current task's stack if `address` is in its guard page."""
@@ -416,6 +593,10 @@ class Machine:
                 state.started_base += started
                 result.status, result.error = ERROR, f"unicorn: {error} at {rip:#x} <{self.symbolize(rip)}>"
                 break
+            if state.kfunc_error is not None:
+                state.started_base += started
+                result.status, result.error = ERROR, state.kfunc_error
+                break
             if rip == CALL_RETURN_ADDR and started <= remaining:
                 state.started_base += started
                 result.status, result.ret = RETURNED, c.reg("rax")
@@ -457,14 +638,38 @@ class Machine:
         state.result.faults.append(event)
         return event
 
+    def _on_kfunc(self, c: CPU, addr: int) -> None:
+        """UC_HOOK_CODE on the kfunc page: run a native kfunc; its `ret` then returns."""
+        k = self._kfunc_at.get(addr)
+        if k is None or self._call is None:
+            return
+        args = [c.reg(r) for r in ARG_REGS[:k.nargs]]
+        try:
+            value = k.body(KfuncCall(self, c.index, self.read_u64(c.reg("rsp"))), *args)
+        except EmuError as e:
+            self._call.kfunc_error = f"{k.name}: {e}"
+            c.uc.emu_stop()
+            return
+        result = k.result(value)
+        if result is not None:
+            c.set_reg("rax", result)
+
     def _on_exception(self, c: CPU, vector: int) -> None:
         """UC_HOOK_INTR: the CPU took an exception; play exc_page_fault() or die()."""
         error_code = c.exc.take_exception()
+        self._call.report = None
         if vector == X86_TRAP_PF:
             address = c.reg("cr2")
+            rmw = not error_code & (X86_PF_WRITE | X86_PF_INSTR) and read_modify_write_at(
+                self._try_read(c.reg("rip"), 16) or b"", c.reg("rip"), c.reg, address)
+            if rmw:
+                error_code |= X86_PF_WRITE
             event = self._new_event(c, vector, error_code, address)
             decision = exc_page_fault(self, address, event.error_code, event.rip, user_mode=False,
                                       walk=event.walk_before)
+            if rmw:
+                decision.steps.insert(0, "a read-modify-write access: x86 reports it as a write "
+                                         "(Unicorn's core faulted on its read half)")
         else:
             event = self._new_event(c, vector, error_code, None)
             decision = self._trap(c, event)
@@ -529,8 +734,16 @@ class Machine:
         event.steps, event.resolution, event.handler, event.action = d.steps, d.resolution, d.handler, d.action
         if event.vector == X86_TRAP_PF:
             event.walk_after = self.walk(event.address)
+        if self._call.report is not None:
+            event.stream, fate = self._call.report
+            event.steps.append(f"bpf_stream_stage: {fate}")
         if d.action == FIXUP:
             event.resume_at = d.resume_at
+            c.set_reg("rip", d.resume_at)
+        elif d.action == SKIP:
+            event.resume_at, event.cleared = d.resume_at, d.cleared
+            if d.cleared:
+                c.set_reg(d.cleared, 0)
             c.set_reg("rip", d.resume_at)
         elif d.action == RESTART:
             self._call.pending = event

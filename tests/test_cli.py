@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from emu.cli import main
-from emu.corpus import stub
+from emu.corpus import bpf_prog, stub
 
 
 def run(capsys, *argv):
@@ -87,3 +87,43 @@ def test_demo_runs_as_an_installed_command():
     assert proc.returncode == 0, proc.stderr
     assert "ex_handler_default: regs->ip = " in proc.stdout
     assert "BUG: unable to handle page fault for address: ffffc90077770000" in proc.stdout
+
+
+UVM = 0x7F7D_2620_0000
+
+
+@pytest.mark.parametrize(("file", "entry", "status", "ret", "faults", "reported"), [
+    ("stream.S", "stream_arena_read_fault", "returned", 0, [("read", "rax")], [("READ", UVM + 0x7FFF)]),
+    ("stream.S", "stream_arena_write_fault", "returned", 0, [("write", None)], [("WRITE", UVM + 0x7FFF)]),
+    ("stream.S", "stream_arena_subprog_fault", "returned", 0, [("write", None)],
+     [("WRITE", 0x7F7D_DEAD_BEEF)]),
+    ("arena_alloc.S", "alloc_write_free_read", "returned", 42 << 32, [("read", "rax")], [("READ", 0xFFFF_E000)]),
+    ("arena_alloc.S", "two_pages_and_outside", "returned", 0x0201_0000,
+     [("write", None), ("write", None), ("read", "rax"), ("read", "rdx")],
+     [("WRITE", 0xFFFF_DFFC), ("WRITE", 1 << 32), ("READ", 0xFFFF_DFFC), ("READ", 1 << 32)]),
+    ("arena_list.S", "arena_list_build", "returned", UVM, [], []),
+    ("arena_atomics.S", "atomic_add_unallocated", "returned", 7, [("write", None)], [("WRITE", UVM + 0x5000)]),
+    ("arena_atomics.S", "atomic_xadd_unallocated", "returned", 7, [("write", None)], [("WRITE", UVM + 0x5008)]),
+    ("arena_kfunc.S", "kfunc_read_allocated", "returned", 0x1234, [], []),
+    ("arena_kfunc.S", "kfunc_read_unallocated", "oops", None, [("read", None)], []),
+])
+def test_run_json_shows_each_bpf_program_as_the_kernel_would(capsys, file, entry, status, ret, faults, reported):
+    code, out, _ = run(capsys, "run", bpf_prog(file), "--entry", entry, "--arg", "5", "--json")
+    doc = json.loads(out)
+    assert code == (0 if status == "returned" else 1)
+    assert (doc["status"], doc["ret"]) == (status, ret)
+    assert [(f["access"], f["cleared"]) for f in doc["faults"]] == faults
+    for f in doc["faults"]:
+        assert (f["resolution"], f["action"]) == (("extable", "skip") if status == "returned" else ("oops", "stop"))
+    errors = [line for line in doc["streams"]["stderr"].splitlines() if line.startswith("ERROR")]
+    assert errors == [f"ERROR: Arena {a} access at unmapped address {addr:#x}" for a, addr in reported]
+    assert [f["stream"].splitlines()[0] for f in doc["faults"] if f["stream"]] == errors
+    assert doc["streams"]["stdout"] == ""
+
+
+def test_run_prints_the_bpf_streams_after_the_result(capsys):
+    code, out, _ = run(capsys, "run", bpf_prog("stream.S"), "--entry", "stream_arena_read_fault")
+    assert code == 0
+    tail = out.split("--- BPF stderr ---\n", 1)[1]
+    assert tail.startswith(f"ERROR: Arena READ access at unmapped address {UVM + 0x7FFF:#x}\n"
+                           "CPU: 0 UID: 0 PID: 1 Comm: arena-emu\nCall trace:\n")

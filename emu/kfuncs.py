@@ -1,0 +1,135 @@
+"""Native kfuncs: kernel functions implemented in Python, called from guest code with `call`.
+
+Each kfunc gets a 16-byte slot holding a `ret` in the machine's kfunc page; a
+code hook bounded to that page runs the Python body when a CPU reaches the
+slot, puts the result in RAX, and lets the `ret` return to the caller. Guest
+code elsewhere never leaves the compiled core. Adding a kfunc is one
+decorated function: its parameters after `call` are the argument registers in
+order, and `ret` says how wide its C return type is.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .stream import (
+    BPF_STDERR,
+    BPF_STDOUT,
+    EINVAL,
+    ENOENT,
+    MAX_BPRINTF_BUF,
+    MAX_BPRINTF_VARARGS,
+    FormatError,
+    bstr_printf,
+)
+
+if TYPE_CHECKING:
+    from .arena import Arena
+    from .bpf_core import BpfProg
+    from .machine import Machine
+
+KFUNC_SLOT = 16
+_U32 = 0xFFFF_FFFF
+
+
+@dataclass(frozen=True)
+class KfuncCall:
+    """What a native kfunc can see: the machine, the calling CPU, and who called."""
+
+    machine: Machine
+    cpu: int
+    return_address: int
+
+    @property
+    def prog(self) -> BpfProg | None:
+        """The BPF program the call came from, if any (the verifier's aux__prog)."""
+        return self.machine.progs.bpf_prog_ksym_find(self.return_address)
+
+    def arena(self, p__map: int) -> Arena | None:
+        """The arena a map pointer names; None when it is not an arena map (map_type check)."""
+        return self.machine.maps.get(p__map)
+
+
+@dataclass(frozen=True)
+class NativeKfunc:
+    name: str
+    body: Callable[..., int | None]
+    nargs: int
+    ret: str  # "void", "int" (32-bit, sign bit in bit 31) or "u64" (pointers and 64-bit values)
+
+    def result(self, value: int | None) -> int | None:
+        """The value RAX holds afterwards, as a C function of this return type leaves it."""
+        if self.ret == "void" or value is None:
+            return None
+        return value & _U32 if self.ret == "int" else value & 0xFFFF_FFFF_FFFF_FFFF
+
+
+KFUNCS: dict[str, NativeKfunc] = {}
+
+
+def kfunc(ret: str) -> Callable[[Callable[..., int | None]], Callable[..., int | None]]:
+    def register(body: Callable[..., int | None]) -> Callable[..., int | None]:
+        nargs = len(inspect.signature(body).parameters) - 1
+        KFUNCS[body.__name__] = NativeKfunc(body.__name__, body, nargs, ret)
+        return body
+    return register
+
+
+def _s32(v: int) -> int:
+    v &= _U32
+    return v - (1 << 32) if v >> 31 else v
+
+
+# -- kernel/bpf/arena.c ---------------------------------------------------------
+
+@kfunc(ret="u64")
+def bpf_arena_alloc_pages(call: KfuncCall, p__map: int, addr__ign: int, page_cnt: int, node_id: int,
+                          flags: int) -> int:
+    arena = call.arena(p__map)
+    if arena is None:
+        return 0
+    return arena.alloc_pages(addr__ign, page_cnt & _U32, _s32(node_id), flags)
+
+
+@kfunc(ret="void")
+def bpf_arena_free_pages(call: KfuncCall, p__map: int, ptr__ign: int, page_cnt: int) -> None:
+    arena = call.arena(p__map)
+    if arena is not None:
+        arena.free_pages(ptr__ign, page_cnt & _U32)
+
+
+@kfunc(ret="int")
+def bpf_arena_reserve_pages(call: KfuncCall, p__map: int, ptr__ign: int, page_cnt: int) -> int:
+    arena = call.arena(p__map)
+    if arena is None:
+        return -EINVAL
+    return arena.reserve_pages(ptr__ign, page_cnt & _U32)
+
+
+# -- kernel/bpf/stream.c --------------------------------------------------------
+
+@kfunc(ret="int")
+def bpf_stream_vprintk(call: KfuncCall, stream_id: int, fmt__str: int, args: int, len__sz: int,
+                       aux__prog: int) -> int:
+    """bpf_stream_vprintk(): the program comes from the return address, as the verifier's
+    hidden aux__prog argument would name it."""
+    prog = call.prog
+    stream_id = _s32(stream_id)
+    if prog is None or stream_id not in (BPF_STDOUT, BPF_STDERR):
+        return -ENOENT
+    len__sz &= _U32
+    if len__sz & 7 or len__sz > MAX_BPRINTF_VARARGS * 8 or (len__sz and not args):
+        return -EINVAL
+    m = call.machine
+    fmt = m.read_cstring(fmt__str, MAX_BPRINTF_BUF)
+    values = [m.read_u64(args + 8 * i) for i in range(len__sz // 8)] if len__sz else []
+    if fmt is None:
+        return -EINVAL
+    try:
+        text = bstr_printf(fmt, values, lambda p: m.read_cstring(p, MAX_BPRINTF_BUF))
+    except FormatError:
+        return -EINVAL
+    return prog.main_prog.streams[stream_id].bpf_stream_push_str(text.encode()[:MAX_BPRINTF_BUF - 1])

@@ -1,0 +1,237 @@
+"""The programs in bpf_progs/: what the kernel does with each of their arena faults."""
+
+import pytest
+
+from emu import Machine
+from emu.corpus import bpf_prog
+from emu.layout import PAGE_SIZE
+from emu.stream import BPF_PROG_STREAM_ERROR_CNT, BPF_STDERR, BPF_STDOUT
+
+UVM = 0x7F7D_2620_0000  # the default user_vm_start (the kernel's own example)
+
+
+def loaded(filename: str) -> Machine:
+    m = Machine()
+    m.load(bpf_prog(filename))
+    return m
+
+
+def stderr(m: Machine, prog: str) -> str:
+    return m.progs.by_name[prog].stream_read(BPF_STDERR).decode()
+
+
+def test_stream_arena_read_fault_reports_the_exact_user_address_and_reads_zero():
+    m = loaded("stream.S")
+    r = m.call("stream_arena_read_fault")
+    assert (r.status, r.ret) == ("returned", 0)
+    [e] = r.faults
+    kern = m.arena.kern_vm_start + 0x2620_7FFF
+    assert (e.address, e.error_code.access, e.resolution, e.handler, e.action, e.cleared) == (
+        kern, "read", "extable", "ex_handler_bpf", "skip", "rax")
+    assert e.resume_at == e.rip + 4 and e.retry is None
+    assert e.pte_before == e.pte_after == 0
+    p = m.progs.by_name["stream_arena_read_fault"]
+    assert e.where == f"{p.ksym}+0x1c/0x30"
+    assert stderr(m, "stream_arena_read_fault") == (
+        f"ERROR: Arena READ access at unmapped address {UVM + 0x7FFF:#x}\n"
+        "CPU: 0 UID: 0 PID: 1 Comm: arena-emu\n"
+        "Call trace:\n"
+        f"{p.ksym}+0x1c/0x30\n"
+        "  mov 0x0(%rdi,%r12,1), %eax @ stream.S:21\n"
+        "emu_call_return+0x0/0x10\n"
+        "\n")
+    assert e.stream == f"ERROR: Arena READ access at unmapped address {UVM + 0x7FFF:#x}\n" + \
+        e.stream.split("\n", 1)[1]
+    assert stderr(m, "stream_arena_read_fault") == ""  # reading consumed it
+
+
+def test_stream_arena_write_fault_is_a_write_that_clears_nothing():
+    m = loaded("stream.S")
+    r = m.call("stream_arena_write_fault")
+    [e] = r.faults
+    assert (r.ret, e.error_code.access, e.cleared, e.action) == (0, "write", None, "skip")
+    assert e.resume_at == e.rip + 8
+    assert stderr(m, "stream_arena_write_fault").startswith(
+        f"ERROR: Arena WRITE access at unmapped address {UVM + 0x7FFF:#x}\nCPU: 0 UID: 0 PID: 1 Comm: arena-emu\n")
+
+
+def test_a_fault_in_a_subprogram_reports_to_the_main_program_with_both_frames():
+    m = loaded("stream.S")
+    r = m.call("stream_arena_subprog_fault")
+    assert r.ret == 0
+    sub, main = m.progs.by_name["subprog"], m.progs.by_name["stream_arena_subprog_fault"]
+    assert sub.main_prog is main
+    text = stderr(m, "stream_arena_subprog_fault")
+    assert text == (
+        f"ERROR: Arena WRITE access at unmapped address {(UVM & ~0xFFFF_FFFF) + 0xDEADBEEF:#x}\n"
+        "CPU: 0 UID: 0 PID: 1 Comm: arena-emu\n"
+        "Call trace:\n"
+        f"{sub.ksym}+0x15/0x30\n"
+        "  movl $1, 0x0(%rdi,%r12,1) @ stream.S:51\n"
+        f"{main.ksym}+0x15/0x19\n"
+        "  call subprog @ stream.S:65\n"
+        "emu_call_return+0x0/0x10\n"
+        "\n")
+    assert sub.streams[BPF_STDERR].pending() == 0  # the subprogram's own streams are not used
+
+
+def test_use_after_free_reads_zero():
+    m = loaded("arena_alloc.S")
+    r = m.call("alloc_write_free_read")
+    assert r.ret == 42 << 32  # 42 before the free, 0 after
+    [e] = r.faults
+    assert (e.address, e.error_code.access, e.cleared) == (m.arena.kern_vm_start + 0xFFFF_E000, "read", "rax")
+    assert "ERROR: Arena READ access at unmapped address 0xffffe000\n" in stderr(m, "alloc_write_free_read")
+    assert m.arena.rt.runs() == [(0, 2)]
+
+
+def test_accesses_just_outside_a_two_page_allocation_are_dropped_and_read_zero():
+    """verifier_arena.c basic_alloc2, with the arena at the top of its 4 GiB window."""
+    m = loaded("arena_alloc.S")
+    r = m.call("two_pages_and_outside")
+    assert r.ret == 0x0201_0000
+    kvm = m.arena.kern_vm_start
+    assert [(e.address - kvm, e.error_code.access, e.cleared) for e in r.faults] == [
+        (0xFFFF_DFFC, "write", None), (0x1_0000_0000, "write", None),
+        (0xFFFF_DFFC, "read", "rax"), (0x1_0000_0000, "read", "rdx")]
+    text = stderr(m, "two_pages_and_outside")
+    assert [line for line in text.splitlines() if line.startswith("ERROR")] == [
+        "ERROR: Arena WRITE access at unmapped address 0xffffdffc",
+        "ERROR: Arena WRITE access at unmapped address 0x100000000",
+        "ERROR: Arena READ access at unmapped address 0xffffdffc",
+        "ERROR: Arena READ access at unmapped address 0x100000000"]
+
+
+def test_a_list_built_and_walked_in_the_arena():
+    m = loaded("arena_list.S")
+    head = m.call("arena_list_build", 20).ret
+    assert head == UVM
+    assert m.call("arena_list_sum", head).ret == sum(range(1, 21))
+    assert m.arena.rt.runs() == [(1, 16)]
+
+
+def test_a_list_whose_next_pointer_leads_to_an_unallocated_page_ends_there():
+    m = loaded("arena_list.S")
+    head = m.call("arena_list_build", 3).ret
+    m.write_u64(m.arena.kern_addr(head + 16), UVM + 5 * PAGE_SIZE)  # node 1 -> a page no one allocated
+    r = m.call("arena_list_sum", head)
+    assert r.ret == 1 + 2
+    assert [(e.address, e.cleared) for e in r.faults] == [
+        (m.arena.kern_vm_start + 0x2620_5008, "rdx"), (m.arena.kern_vm_start + 0x2620_5000, "rbx")]
+
+
+@pytest.mark.parametrize("prog", ["atomic_add_unallocated", "atomic_xadd_unallocated"])
+def test_an_atomic_on_an_unallocated_page_is_a_write_and_clears_nothing(prog):
+    m = loaded("arena_atomics.S")
+    r = m.call(prog)
+    assert r.ret == 7
+    [e] = r.faults
+    assert (e.error_code.access, e.cleared, e.action) == ("write", None, "skip")
+    assert e.steps[0].startswith("a read-modify-write access: x86 reports it as a write")
+    assert stderr(m, prog).startswith("ERROR: Arena WRITE access at unmapped address 0x7f7d2620500")
+
+
+def test_a_kfunc_reads_an_arena_pointer_rebased_by_the_verifier():
+    m = loaded("arena_kfunc.S")
+    r = m.call("kfunc_read_allocated")
+    assert (r.status, r.ret, r.faults) == ("returned", 0x1234, [])
+
+
+def test_a_kfunc_fault_on_an_unallocated_arena_page_oopses_under_the_oops_policy():
+    m = loaded("arena_kfunc.S")
+    r = m.call("kfunc_read_unallocated")
+    kaddr = m.arena.kern_vm_start + 0x2620_1000
+    assert r.status == "oops"
+    assert r.oops.splitlines()[:3] == [
+        f"BUG: unable to handle page fault for address: {kaddr:016x}",
+        "#PF: supervisor read access in kernel mode",
+        "#PF: error_code(0x0000) - not-present page"]
+    assert "RIP: 0010:bpf_kfunc_arena_read_u64+0x4/0x10" in r.oops
+    assert f" {m.progs.by_name['kfunc_read_unallocated'].ksym}+0x24/0x28\n" in r.oops
+    assert stderr(m, "kfunc_read_unallocated") == ""  # no extable, no BPF report
+
+
+def test_the_stream_error_limit_stops_reports_after_512():
+    m = Machine()
+    m.load_source("""
+	BPF_ARENA(arena, 1)
+	.text
+SYM_FUNC_START(fault_n_times)
+	push	%rbp
+	mov	%rsp, %rbp
+	push	%r12
+	movabs	$ARENA_KERN_VM_START, %r12
+	xor	%esi, %esi
+1:	mov	0x0(%rsi,%r12,1), %rax
+	dec	%rdi
+	jnz	1b
+	pop	%r12
+	leave
+	ret
+SYM_FUNC_END(fault_n_times)
+	BPF_PROG(fault_n_times)
+""", name="loop.S")
+    first = m.call("fault_n_times", 300)
+    assert all(e.resolution == "extable" and e.stream for e in first.faults)
+    assert stderr(m, "fault_n_times").count("ERROR: Arena READ access") == 300  # and the reader empties it
+    second = m.call("fault_n_times", 300)
+    reported = [e for e in second.faults if e.stream]
+    assert len(reported) == BPF_PROG_STREAM_ERROR_CNT - 300
+    assert second.faults[212].stream is None
+    assert second.faults[212].steps[-1] == ("bpf_stream_stage: not reported: fault_n_times reached its limit "
+                                            "of error reports")
+    assert all(e.resolution == "extable" and e.cleared == "rax" for e in second.faults)
+    assert stderr(m, "fault_n_times").count("ERROR: Arena READ access") == 212
+
+
+def test_the_stream_capacity_stops_reports_before_the_error_limit_when_no_one_reads():
+    m = Machine()
+    m.load(bpf_prog("stream.S"))
+    r = m.call("stream_arena_read_fault")
+    size = len(r.faults[0].stream.encode())
+    p = m.progs.by_name["stream_arena_read_fault"]
+    for _ in range(600):
+        m.call("stream_arena_read_fault")
+    assert p.streams[BPF_STDERR].pending() == (100_000 - 1) // size * size
+    assert p.stream_error_cnt == 601
+
+
+def test_the_stream_capacity_drops_a_whole_report():
+    m = Machine()
+    m.load(bpf_prog("stream.S"))
+    p = m.progs.by_name["stream_arena_read_fault"]
+    p.streams[BPF_STDERR].bpf_stream_push_str(b"x" * (100_000 - 100))
+    r = m.call("stream_arena_read_fault")
+    assert r.faults[0].stream is None
+    assert r.faults[0].steps[-1].startswith("bpf_stream_stage: not reported: bpf_stream_stage_commit() = -28")
+    assert p.streams[BPF_STDERR].pending() == 100_000 - 100
+
+
+def test_a_program_prints_to_its_stdout_with_bpf_stream_vprintk():
+    m = Machine()
+    m.load_source(r"""
+	BPF_ARENA(arena, 1)
+	.rodata
+fmt:	.asciz "pages at %lx, n=%d\n"
+	.text
+SYM_FUNC_START(say)
+	push	%rbp
+	mov	%rsp, %rbp
+	sub	$16, %rsp
+	movabs	$ARENA_USER_VM_START, %rax
+	mov	%rax, -16(%rbp)
+	movq	$-3, -8(%rbp)
+	mov	$1, %edi			/* BPF_STDOUT */
+	movabs	$fmt, %rsi
+	lea	-16(%rbp), %rdx
+	mov	$16, %ecx
+	xor	%r8d, %r8d
+	call	bpf_stream_vprintk
+	leave
+	ret
+SYM_FUNC_END(say)
+	BPF_PROG(say)
+""", name="say.S")
+    r = m.call("say")
+    assert r.ret == 0
+    assert m.progs.by_name["say"].stream_read(BPF_STDOUT) == f"pages at {UVM:x}, n=-3\n".encode()
