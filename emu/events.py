@@ -137,8 +137,7 @@ class FaultEvent:
         elif self.action == STOP:
             lines.append("  the call stops here (oops)")
         if self.stream:
-            lines.append("  stderr:")
-            lines += [f"    {line}" for line in self.stream.rstrip("\n").split("\n")]
+            lines.append(f"  stderr: {self.stream.splitlines()[0]}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -181,3 +181,16 @@ def test_a_partial_install_gives_the_tail_back_and_frees_the_head(machine, arena
     assert arena.alloc_pages(0, 2) == 0  # apply_range_set_cb(): -EBUSY
     assert arena.rt.runs() == [(0, 2)]
     assert machine.pte(arena.kern_addr(TOP)) == 0
+
+
+def test_first_fit_allocates_sequentially_then_reuses_gaps(machine):
+    """big_alloc2's order, through alloc_pages(): lowest free run that fits, first."""
+    a = machine.create_arena(10, 1 << 32)
+    pages = [a.alloc_pages(0, 1) for _ in range(5)]
+    assert pages == [(1 << 32) + i * PAGE_SIZE for i in range(5)]
+    a.free_pages(pages[1], 1)
+    a.free_pages(pages[3], 1)
+    assert a.alloc_pages(0, 2) == (1 << 32) + 5 * PAGE_SIZE  # neither 1-page gap fits
+    assert a.alloc_pages(0, 1) == pages[1]
+    assert a.alloc_pages(0, 1) == pages[3]
+    assert a.rt.runs() == [(7, 10)]

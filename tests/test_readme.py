@@ -21,3 +21,14 @@ def test_the_demo_transcript_is_what_the_demo_prints():
     out = subprocess.run([sys.executable, "-m", "emu.cli", "demo"], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert transcript in out
+
+
+def test_each_command_transcript_is_what_the_command_prints(monkeypatch):
+    """A ```sh block of one `arena-emu run` followed by a ```text block: the text is in its output."""
+    root = Path(__file__).resolve().parent.parent
+    pairs = re.findall(r"```sh\n(arena-emu run [^\n]*)\n```\n```text\n(.*?)```", README, re.S)
+    assert pairs
+    for command, transcript in pairs:
+        out = subprocess.run([sys.executable, "-m", "emu.cli", *command.split()[1:]], capture_output=True,
+                             text=True, timeout=60, cwd=root).stdout
+        assert transcript in out, command
