@@ -105,18 +105,6 @@ def decode_operands(code: bytes, address: int) -> DecodedInsn | None:
 
 def memory_operand_addresses(code: bytes, address: int, reg: Callable[[str], int]) -> list[int]:
     """Effective addresses of the explicit memory operands of the instruction at `address`."""
-    return [ea for ea, _size, _access in _memory_operands(code, address, reg)]
-
-
-def read_modify_write_at(code: bytes, address: int, reg: Callable[[str], int], target: int) -> bool:
-    """Whether the instruction reads and writes the memory operand covering `target`: x86
-    reports a fault of such an access as a write (its read is a read for ownership)."""
-    rmw = CS_AC_READ | CS_AC_WRITE
-    return any(ea <= target < ea + size and access & rmw == rmw
-               for ea, size, access in _memory_operands(code, address, reg))
-
-
-def _memory_operands(code: bytes, address: int, reg: Callable[[str], int]) -> list[tuple[int, int, int]]:
     try:
         insn = next(_detail.disasm(code, address, 1))
     except (StopIteration, CsError):
@@ -135,8 +123,46 @@ def _memory_operands(code: bytes, address: int, reg: Callable[[str], int]) -> li
             seg = insn.reg_name(op.mem.segment)
             if seg in ("fs", "gs"):
                 ea += reg(f"{seg}_base")
-        out.append((ea & 0xFFFF_FFFF_FFFF_FFFF, op.size, op.access))
+        out.append(ea & 0xFFFF_FFFF_FFFF_FFFF)
     return out
+
+
+@dataclass(frozen=True)
+class MemRef:
+    """A memory operand's addressing, to compute its effective address later."""
+
+    base: str | None
+    index: str | None
+    scale: int
+    disp: int
+    segment: str | None
+    size: int
+    next_ip: int  # for RIP-relative operands
+
+
+def read_modify_write_operands(code: bytes, address: int) -> tuple[MemRef, ...]:
+    """The memory operands the instruction both reads and writes (a read-modify-write)."""
+    try:
+        insn = next(_detail.disasm(code, address, 1))
+    except (StopIteration, CsError):
+        return ()
+    rmw = CS_AC_READ | CS_AC_WRITE
+    return tuple(
+        MemRef(insn.reg_name(op.mem.base) if op.mem.base else None,
+               insn.reg_name(op.mem.index) if op.mem.index else None, op.mem.scale, op.mem.disp,
+               insn.reg_name(op.mem.segment) if op.mem.segment else None, op.size, address + insn.size)
+        for op in insn.operands if op.type == X86_OP_MEM and op.access & rmw == rmw)
+
+
+def effective_address(m: MemRef, reg: Callable[[str], int]) -> int:
+    ea = m.disp
+    if m.base:
+        ea += m.next_ip if m.base == "rip" else _read(reg, m.base)
+    if m.index:
+        ea += _read(reg, m.index) * m.scale
+    if m.segment in ("fs", "gs"):
+        ea += reg(f"{m.segment}_base")
+    return ea & 0xFFFF_FFFF_FFFF_FFFF
 
 
 def _read(reg: Callable[[str], int], name: str) -> int:

@@ -19,7 +19,15 @@ from .bpf_core import BpfProg, BpfProgs, prog_tag
 from .bpf_jit import PT_REGS_NAMES, NotJitForm, arena_access
 from .corpus import kernel_stub_defining
 from .cpu import ARG_REGS, CPU, MACHINE_PAGE_CODE
-from .decode import Insn, decode_operands, disasm_one, memory_operand_addresses, read_modify_write_at
+from .decode import (
+    Insn,
+    MemRef,
+    decode_operands,
+    disasm_one,
+    effective_address,
+    memory_operand_addresses,
+    read_modify_write_operands,
+)
 from .dumpstack import OPCODE_BUFSIZE, PROLOGUE_SIZE, oops_report
 from .errors import AsmError, Diagnostic, EmuError
 from .events import FIXUP, RESTART, SKIP, STOP, FaultEvent, Observation, observe_retry
@@ -161,6 +169,7 @@ class Machine:
         self._die_counter = 0
         self._call: _CallState | None = None
         self._insn_cache: dict[int, Insn | None] = {}
+        self._rmw_cache: dict[int, tuple[MemRef, ...]] = {}
         self._map_machine_page()
         self._map_kfunc_page()
         for i in range(cpus):
@@ -179,6 +188,11 @@ class Machine:
         self.kallsyms.add_section(MACHINE_PAGE, MACHINE_PAGE + PAGE_SIZE)
         self.kallsyms.add(Symbol("emu_call_return", CALL_RETURN_ADDR, "text", True, "<machine>"))
         self.kallsyms.add(Symbol("emu_invlpg", CALL_RETURN_ADDR + 0x10, "text", True, "<machine>"))
+
+    def _clear_decode_caches(self) -> None:
+        """Code may have changed (a load, a write, a PTE): decode again."""
+        self._insn_cache.clear()
+        self._rmw_cache.clear()
 
     def _map_kfunc_page(self) -> None:
         """One `ret` per native kfunc, 16 bytes apart, int3 between them."""
@@ -211,7 +225,7 @@ class Machine:
 
     def unmap(self, va: int, size: int = PAGE_SIZE) -> None:
         """Clear the PTEs and free the frames. No TLB flush: call flush_tlb() for that."""
-        self._insn_cache.clear()
+        self._clear_decode_caches()
         for page in range(va, va + size, PAGE_SIZE):
             old = self.pgtables.unmap(page)
             if pte_present(old):
@@ -293,7 +307,7 @@ class Machine:
 
     def set_pte(self, va: int, value: int) -> int:
         """Write a PTE as the kernel's set_pte() would: no TLB flush."""
-        self._insn_cache.clear()
+        self._clear_decode_caches()
         return self.pgtables.set_pte(va, value)
 
     def _try_read(self, va: int, length: int) -> bytes | None:
@@ -317,7 +331,7 @@ class Machine:
         return data
 
     def write(self, va: int, data: bytes) -> None:
-        self._insn_cache.clear()
+        self._clear_decode_caches()
         pos = 0
         while pos < len(data):
             pa = self.pgtables.translate(va + pos) if is_canonical(va + pos) else None
@@ -403,7 +417,7 @@ class Machine:
         for source in sources:
             self._source_lines[source.name] = source.text.splitlines()
         self.lines.update(image.lines)
-        self._insn_cache.clear()
+        self._clear_decode_caches()
         for c in self.cpus:
             c.uc.ctl_flush_tb()
         return image
@@ -621,6 +635,13 @@ class Machine:
             self._insn_cache[rip] = disasm_one(code, rip) if code else None
         return self._insn_cache[rip]
 
+    def _rmw_at(self, rip: int) -> tuple[MemRef, ...]:
+        """The read-modify-write memory operands of the instruction at `rip`, decoded once."""
+        if rip not in self._rmw_cache:
+            code = self._try_read(rip, 16)
+            self._rmw_cache[rip] = read_modify_write_operands(code, rip) if code else ()
+        return self._rmw_cache[rip]
+
     def _new_event(self, c: CPU, vector: int, error_code: int, address: int | None) -> FaultEvent:
         state = self._call
         rip, rcx = c.reg("rip"), c.reg("rcx")
@@ -660,8 +681,8 @@ class Machine:
         self._call.report = None
         if vector == X86_TRAP_PF:
             address = c.reg("cr2")
-            rmw = not error_code & (X86_PF_WRITE | X86_PF_INSTR) and read_modify_write_at(
-                self._try_read(c.reg("rip"), 16) or b"", c.reg("rip"), c.reg, address)
+            rmw = not error_code & (X86_PF_WRITE | X86_PF_INSTR) and any(
+                ea <= address < ea + m.size for m in self._rmw_at(c.reg("rip")) for ea in [effective_address(m, c.reg)])
             if rmw:
                 error_code |= X86_PF_WRITE
             event = self._new_event(c, vector, error_code, address)
@@ -733,7 +754,8 @@ class Machine:
     def _apply(self, c: CPU, event: FaultEvent, d: Decision) -> None:
         event.steps, event.resolution, event.handler, event.action = d.steps, d.resolution, d.handler, d.action
         if event.vector == X86_TRAP_PF:
-            event.walk_after = self.walk(event.address)
+            # Only a handler in page_fault_oops()'s chain changes the tables; a fixup does not.
+            event.walk_after = event.walk_before if d.action in (FIXUP, SKIP) else self.walk(event.address)
         if self._call.report is not None:
             event.stream, fate = self._call.report
             event.steps.append(f"bpf_stream_stage: {fate}")
