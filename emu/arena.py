@@ -15,8 +15,19 @@ from typing import Protocol
 
 from .errors import EmuError
 from .layout import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
-from .pgtable import PAGE_KERNEL, PAGE_USER, PTRS_PER_TABLE, PageTables, index, mk_pte, pte_pfn, pte_present
+from .pgtable import (
+    PAGE_KERNEL,
+    PAGE_KERNEL_RO,
+    PAGE_USER,
+    PTRS_PER_TABLE,
+    PageTables,
+    index,
+    mk_pte,
+    pte_pfn,
+    pte_present,
+)
 from .physmem import FrameKind, OutOfMemory, PhysMem
+from .policy import MAP_ALWAYS, SCRATCH, Policy
 from .range_tree import RangeTree
 
 BPF_F_MMAPABLE = 1 << 10
@@ -91,6 +102,23 @@ class Arena:
     rt: RangeTree = field(default_factory=RangeTree)
     name: str = "arena"
     map_ptr: int = 0  # the kernel address of the map, what kfuncs take as p__map
+    policy: Policy = field(default_factory=Policy)
+    scratch_pfn: int | None = None  # the scratch page (scratch policies)
+    garbage_pfn: int | None = None  # RFC 2/9's garbage page (map-always)
+
+    @property
+    def scratch_pte(self) -> int:
+        return mk_pte(self.scratch_pfn, PAGE_KERNEL_RO if self.policy.scratch_readonly else PAGE_KERNEL)
+
+    def is_scratch(self, pte: int) -> bool:
+        return self.scratch_pfn is not None and pte_present(pte) and pte_pfn(pte) == self.scratch_pfn
+
+    def is_garbage(self, pte: int) -> bool:
+        return self.garbage_pfn is not None and pte_present(pte) and pte_pfn(pte) == self.garbage_pfn
+
+    def _shared(self, pte: int) -> bool:
+        """A PTE of the arena's own shared page (scratch or garbage), which free never frees."""
+        return self.is_scratch(pte) or self.is_garbage(pte)
 
     @property
     def kern_vm_start(self) -> int:
@@ -155,14 +183,28 @@ class Arena:
         return uaddr
 
     def _apply_range_set_cb(self, kaddr: int, n: int) -> int:
-        """apply_range_set_cb() over n PTEs of one table: fresh zeroed pages, each installed only
-        over a none PTE; the first PTE that is not none stops it (-EBUSY). Returns how many."""
+        """apply_range_set_cb() over n PTEs of one table: a fresh zeroed page for each, installed
+        over a none PTE; the first PTE it may not replace stops it (-EBUSY). Returns how many.
+
+        What it may replace is the policy's: `scratch` (f64c723741c9) replaces the scratch
+        page: ptep_get_and_clear(), flush_tlb_before_set() (a no-op on x86, a flush with the
+        flush-on-replace knob), set; `scratch-v1` does not, so allocation over a scratched
+        page fails every time; `map-always` replaces the garbage page (the RFC's text for its
+        TLB handling is not recovered: the model flushes it).
+        """
         ptes = self.mm.pgtables.get_ptes(kaddr, n)
-        free = n if not any(ptes) else next(i for i, v in enumerate(ptes) if v)
-        if free:
-            pfns = self.mm.mem.alloc_frames(FrameKind.ARENA, free)
+        ok = next((i for i, v in enumerate(ptes) if v and not self._replaceable(v)), n) if any(ptes) else n
+        if ok:
+            pfns = self.mm.mem.alloc_frames(FrameKind.ARENA, ok)
             self.mm.pgtables.set_ptes(kaddr, array("Q", [mk_pte(pfn, PAGE_KERNEL) for pfn in pfns]))
-        return free
+            for i in range(ok):
+                if ptes[i] and (self.policy.name == MAP_ALWAYS or self.policy.flush_on_replace):
+                    self.mm.flush_tlb_kernel_range(kaddr + i * PAGE_SIZE, kaddr + (i + 1) * PAGE_SIZE)
+        return ok
+
+    def _replaceable(self, pte: int) -> bool:
+        return (self.policy.name == SCRATCH and self.is_scratch(pte)) or (
+            self.policy.name == MAP_ALWAYS and self.is_garbage(pte))
 
     def free_pages(self, ptr: int, page_cnt: int) -> None:
         """bpf_arena_free_pages() -> arena_free_pages(): only the low 32 bits, rounded down.
@@ -178,22 +220,56 @@ class Arena:
             return
         end = min(full_uaddr + (page_cnt << PAGE_SHIFT), self.user_vm_end)
         page_cnt = (end - full_uaddr) >> PAGE_SHIFT
-        self.rt.range_tree_set(self.compute_pgoff(uaddr), page_cnt)
+        pgoff = self.compute_pgoff(uaddr)
+        if not self.policy.flush_before_release:
+            self.rt.range_tree_set(pgoff, page_cnt)  # the kernel's order: the range is reusable from here
         kaddr = self.kern_addr(uaddr)
-        frames = self._clear_ptes(kaddr, page_cnt)  # apply_range_clear_cb()
+        frames = self._clear_ptes(kaddr, page_cnt, self._freed_pte())  # apply_range_clear_cb()
         self.mm.flush_tlb_kernel_range(kaddr, kaddr + (page_cnt << PAGE_SHIFT))
+        if self.policy.flush_before_release:
+            self.rt.range_tree_set(pgoff, page_cnt)
         self.zap_pages(full_uaddr, page_cnt)
         self.mm.mem.free_frames(frames)
 
-    def _clear_ptes(self, va: int, page_cnt: int) -> list[int]:
-        """Clear the PTEs of a range, one table at a time; returns the frames they mapped."""
+    def _freed_pte(self) -> int:
+        """What a freed page's PTE becomes: none, or under map-always the garbage page again."""
+        return mk_pte(self.garbage_pfn, PAGE_KERNEL) if self.garbage_pfn is not None else 0
+
+    def _clear_ptes(self, va: int, page_cnt: int, value: int = 0) -> list[int]:
+        """Set the PTEs of a range to `value` (none), one table at a time; returns the frames
+        they mapped, the arena's shared scratch or garbage page excepted."""
         frames: list[int] = []
         for start, n in _table_runs(va, page_cnt):
             ptes = self.mm.pgtables.get_ptes(start, n)
-            if any(ptes):
-                frames += [pte_pfn(v) for v in ptes if pte_present(v)]
-                self.mm.pgtables.set_ptes(start, array("Q", bytes(8 * n)))
+            if any(ptes) or value:
+                frames += [pte_pfn(v) for v in ptes if pte_present(v) and not self._shared(v)]
+                self.mm.pgtables.set_ptes(start, array("Q", [value]) * n)
         return frames
+
+    def arena_map_free(self) -> None:
+        """arena_map_free(): free every page still mapped (the scratch page once, at the end),
+        clear the kernel range and drop user space's mappings."""
+        self.zap_pages(self.user_vm_start, self.page_cnt_max)
+        pages = KERN_VM_SZ >> PAGE_SHIFT
+        self.mm.mem.free_frames(self._clear_ptes(self.kern_vm, pages))
+        self.mm.flush_tlb_kernel_range(self.kern_vm, self.kern_vm + KERN_VM_SZ)
+        for pfn in (self.scratch_pfn, self.garbage_pfn):
+            if pfn is not None:
+                self.mm.mem.free_frame(pfn)
+        self.scratch_pfn = self.garbage_pfn = None
+
+    def handle_page_fault(self, addr: int) -> int | None:
+        """The arena half of bpf_arena_handle_page_fault(): for an address in
+        [kern_vm_start, kern_vm_start + 4 GiB + 32 KiB), try to install the scratch page
+        over an all-zero PTE (a populated PTE is left alone) and flush nothing. Returns the
+        page-aligned offset from kern_vm_start, or None outside that range (the lower
+        half-guard included): then the fault oopses."""
+        page_addr = addr & PAGE_MASK
+        kbase = self.kern_vm_start
+        if self.scratch_pfn is None or not kbase <= page_addr < kbase + SZ_4G + GUARD_SZ // 2:
+            return None
+        self.mm.pgtables.ptep_try_set(page_addr, self.scratch_pte)
+        return page_addr - kbase
 
     def zap_pages(self, uaddr: int, page_cnt: int) -> None:
         """zap_pages(): drop user space's mappings of the range (and their TLB entries)."""
@@ -215,7 +291,10 @@ class Arena:
         upage = address & PAGE_MASK
         kaddr = self.kern_addr(upage)
         pte = self.mm.pgtables.get_pte(kaddr)
-        if pte_present(pte):
+        if self.is_scratch(pte):
+            raise SegmentationFault(address, "the kernel scratched this page (a kernel fault mapped the scratch "
+                                             "page there); user space never sees it")
+        if pte_present(pte) and not self.is_garbage(pte):  # map-always: the garbage page counts as none
             pfn = pte_pfn(pte)
         else:
             if self.flags & BPF_F_SEGV_ON_FAULT:
@@ -270,7 +349,8 @@ class Arena:
 
 
 def arena_map_alloc(mm: ArenaMM, kern_vm: int, max_entries: int, map_extra: int = 0,
-                    flags: int = BPF_F_MMAPABLE, key_size: int = 0, value_size: int = 0) -> Arena:
+                    flags: int = BPF_F_MMAPABLE, key_size: int = 0, value_size: int = 0,
+                    policy: Policy | None = None) -> Arena:
     """arena_map_alloc(): the checks and error codes of map creation.
 
     `kern_vm` is the reserved vmalloc area (KERN_VM_SZ bytes, no PTEs). With
@@ -292,6 +372,11 @@ def arena_map_alloc(mm: ArenaMM, kern_vm: int, max_entries: int, map_extra: int 
         start = DEFAULT_USER_VM_START
         if start >> 32 != (start + vm_range - 1) >> 32:
             start = _round_up_4g(start)
-    arena = Arena(mm, max_entries, flags, start, start + vm_range, kern_vm)
+    arena = Arena(mm, max_entries, flags, start, start + vm_range, kern_vm, policy=policy or Policy())
     arena.rt.range_tree_set(0, max_entries)
+    if arena.policy.scratch:
+        arena.scratch_pfn = mm.mem.alloc_frame(FrameKind.SCRATCH)  # zeroed, and never zeroed again
+    elif arena.policy.name == MAP_ALWAYS:
+        arena.garbage_pfn = mm.mem.alloc_frame(FrameKind.GARBAGE)
+        arena._clear_ptes(kern_vm, KERN_VM_SZ >> PAGE_SHIFT, arena._freed_pte())  # every kernel PTE
     return arena

@@ -25,12 +25,13 @@ class OopsHandler:
     """A slot in page_fault_oops()'s chain for not-present faults (KFENCE, the arena, ...).
 
     `handle(address, is_write, ip)` returns True when it fixed the fault so the
-    instruction can be retried, as kfence_handle_page_fault() does.
+    instruction can be retried, as kfence_handle_page_fault() does; or a pair
+    (handled, why) to say in the fault's story what it found.
     """
 
     name: str
     resolution: str
-    handle: Callable[[int, bool, int], bool]
+    handle: Callable[[int, bool, int], bool | tuple[bool, str]]
 
 
 class KernelOps(Protocol):
@@ -124,12 +125,15 @@ def page_fault_oops(k: KernelOps, address: int, error_code: ErrorCode, ip: int, 
             return
         if not error_code.present:
             for h in k.oops_handlers:
-                if h.handle(address, error_code.write, ip):
+                verdict = h.handle(address, error_code.write, ip)
+                handled, why = verdict if isinstance(verdict, tuple) else (bool(verdict), "")
+                why = f": {why}" if why else ""
+                if handled:
                     d.steps.append(f"page_fault_oops: {h.name}({address:#x}, {error_code.access}) "
-                                   "handled it -> return, the instruction restarts")
+                                   f"handled it{why} -> return, the instruction restarts")
                     d.resolution, d.action, d.handler = h.resolution, RESTART, h.name
                     return
-                d.steps.append(f"page_fault_oops: {h.name}() declined")
+                d.steps.append(f"page_fault_oops: {h.name}() declined{why}")
     d.steps.append("page_fault_oops: oops")
     d.oops_head = show_fault_oops(address, error_code, user_mode, walk)
     d.resolution, d.action, d.handler = "oops", STOP, "page_fault_oops"

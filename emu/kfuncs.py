@@ -109,6 +109,13 @@ def bpf_arena_reserve_pages(call: KfuncCall, p__map: int, ptr__ign: int, page_cn
     return arena.reserve_pages(ptr__ign, page_cnt & _U32)
 
 
+@kfunc(ret="u64")
+def bpf_arena_map_kern_vm_start(call: KfuncCall, p__map: int) -> int:
+    """bpf_arena_map_kern_vm_start() (53cc12a2dc88): kernel code's way to the arena's base."""
+    arena = call.arena(p__map)
+    return arena.kern_vm_start if arena is not None else 0
+
+
 # -- kernel/bpf/stream.c --------------------------------------------------------
 
 @kfunc(ret="int")

@@ -41,6 +41,7 @@ from .layout import (
     KFUNC_PAGE,
     MACHINE_PAGE,
     MASK64,
+    PAGE_MASK,
     PAGE_SIZE,
     THREAD_SIZE,
     VMALLOC_START,
@@ -49,6 +50,7 @@ from .layout import (
 )
 from .pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PageTables, PageWalk, pte_pfn, pte_present
 from .physmem import FrameKind, PhysMem
+from .policy import DEFAULT_POLICY, Policy
 from .stream import BPF_STDERR, BpfStreamStage
 from .traps import (
     TRAP_NAMES,
@@ -73,6 +75,11 @@ VMALLOC_DATA_START = VMALLOC_START + 0x1000_0000  # Machine.vmalloc() hands out 
 
 RETURNED, OOPS, BUDGET, ERROR = "returned", "oops", "budget", "error"
 TLB_SINGLE_PAGE_FLUSH_CEILING = 33
+
+def _no_kfence(_addr: int, _is_write: bool, _ip: int) -> tuple[bool, str]:
+    """The KFENCE slot of page_fault_oops(): this machine has no KFENCE pool."""
+    return False, "not a KFENCE address"
+
 
 _COMMENT = re.compile(r"/\*.*?(\*/|$)|\s#.*$")
 
@@ -141,7 +148,7 @@ class Machine:
     """One emulated machine. Cheap to build: every test can have its own."""
 
     def __init__(self, *, ram: int = DEFAULT_RAM, cpus: int = 1, budget: int = DEFAULT_BUDGET,
-                 comm: str = "arena-emu"):
+                 comm: str = "arena-emu", policy: str | Policy = DEFAULT_POLICY, knobs: tuple[str, ...] = ()):
         if not 1 <= cpus <= 8:
             raise EmuError(f"a machine has 1 to 8 CPUs, not {cpus}")
         if budget <= 0:
@@ -150,7 +157,11 @@ class Machine:
         self.pgtables = PageTables(self.mem)
         self.kallsyms = Kallsyms()
         self.extable = ExceptionTable()
-        self.oops_handlers: list[OopsHandler] = []
+        self.policy = policy if isinstance(policy, Policy) else Policy.parse(policy, knobs)
+        self.oops_handlers: list[OopsHandler] = [OopsHandler("kfence_handle_page_fault", "kfence", _no_kfence)]
+        if self.policy.scratch:
+            self.oops_handlers.append(OopsHandler("bpf_arena_handle_page_fault", "scratch",
+                                                  self.bpf_arena_handle_page_fault))
         self.link_symbols: dict[str, int] = {}
         self.lines: dict[int, tuple[str, int]] = {}
         self.maps: dict[int, Arena] = {}  # map pointer -> arena
@@ -253,7 +264,8 @@ class Machine:
         the BPF programs loaded after it use it."""
         if name in self.arenas:
             raise EmuError(f"an arena named '{name}' already exists")
-        arena = arena_map_alloc(self, self.get_vm_area(KERN_VM_SZ), max_entries, map_extra, flags)
+        arena = arena_map_alloc(self, self.get_vm_area(KERN_VM_SZ), max_entries, map_extra, flags,
+                                policy=self.policy)
         arena.name, arena.map_ptr = name, self.vmalloc(PAGE_SIZE)  # struct bpf_arena: its fields live in Python
         self.maps[arena.map_ptr] = self.arenas[name] = self.arena = arena
         self.link_symbols.update({name: arena.map_ptr, "ARENA_KERN_VM_START": arena.kern_vm_start,
@@ -497,6 +509,37 @@ class Machine:
         addr = (addr + clear_lo32(user_vm_start)) & MASK64
         self._call.report = self._bpf_stream_stage(
             main, BPF_STDERR, f"ERROR: Arena {'WRITE' if is_write else 'READ'} access at unmapped address {addr:#x}\n")
+
+    def bpf_arena_handle_page_fault(self, addr: int, is_write: bool, fault_ip: int) -> tuple[bool, str]:
+        """bpf_arena_handle_page_fault() as merged (dc11a4dba246): the BPF program on the kernel
+        stack, its arena's recovery range, the scratch page over a none PTE, no TLB flush, a
+        report with the page-aligned user address, and the instruction restarts."""
+        prog = self.bpf_prog_find_from_stack()
+        if prog is None:
+            return False, "no BPF program on the stack"
+        arena = prog.arena
+        if arena is None:
+            return False, f"{prog.name} has no arena"
+        off = arena.handle_page_fault(addr)
+        if off is None:
+            return False, f"{addr:#x} is outside {arena.name}'s [kern_vm_start, +4 GiB + 32 KiB)"
+        self._call.report = self._bpf_stream_stage(
+            prog, BPF_STDERR, f"ERROR: Arena {'WRITE' if is_write else 'READ'} access at unmapped address "
+                              f"{off + clear_lo32(arena.user_vm_start):#x}\n")
+        return True, f"{prog.name} is on the stack; scratch page at {addr & PAGE_MASK:#x}, no TLB flush"
+
+    def bpf_prog_find_from_stack(self) -> BpfProg | None:
+        """bpf_prog_find_from_stack(): the first BPF program, as its main program, in a
+        frame-pointer walk of the faulting context's stack."""
+        c = self._call.cpu
+        hi = stack_top(c.index)
+        frames = [c.reg("rip")] + [ret for _, ret in walk_stack_frames(
+            self._read_u64_or_none, c.reg("rbp"), hi - THREAD_SIZE, hi)]
+        for ip in frames:
+            prog = self.progs.bpf_prog_ksym_find(ip)
+            if prog is not None:
+                return prog.main_prog
+        return None
 
     def _bpf_stream_stage(self, prog: BpfProg, stream_id: int, message: str) -> tuple[str | None, str]:
         """bpf_stream_stage(): the message and a stack dump, committed whole, unless the

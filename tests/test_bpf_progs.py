@@ -10,8 +10,8 @@ from emu.stream import BPF_PROG_STREAM_ERROR_CNT, BPF_STDERR, BPF_STDOUT
 UVM = 0x7F7D_2620_0000  # the default user_vm_start (the kernel's own example)
 
 
-def loaded(filename: str) -> Machine:
-    m = Machine()
+def loaded(filename: str, policy: str = "scratch") -> Machine:
+    m = Machine(policy=policy)
     m.load(bpf_prog(filename))
     return m
 
@@ -138,7 +138,7 @@ def test_a_kfunc_reads_an_arena_pointer_rebased_by_the_verifier():
 
 
 def test_a_kfunc_fault_on_an_unallocated_arena_page_oopses_under_the_oops_policy():
-    m = loaded("arena_kfunc.S")
+    m = loaded("arena_kfunc.S", policy="oops")
     r = m.call("kfunc_read_unallocated")
     kaddr = m.arena.kern_vm_start + 0x2620_1000
     assert r.status == "oops"
