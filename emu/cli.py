@@ -12,10 +12,13 @@ import os
 import sys
 
 from . import __version__
-from .corpus import stub
+from .corpus import bpf_prog
 from .errors import AsmError, EmuError
 from .exprs import ExprError, evaluate
 from .machine import BUDGET, DEFAULT_BUDGET, DEFAULT_RAM, OOPS, RETURNED, CallResult, Machine
+from .policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
+from .policy import OOPS as OOPS_POLICY
+from .scenario import load_scenarios
 from .stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
 
 EXIT = {RETURNED: 0, OOPS: 1, "error": 2, BUDGET: 3}
@@ -70,10 +73,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ram", type=_size, default=DEFAULT_RAM, metavar="SIZE", help="guest RAM (default 64M)")
     run.add_argument("--syntax", choices=("att", "intel"), default="att", help="assembly syntax (default att)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
+    _policy_args(run)
 
-    demo = sub.add_parser("demo", help="a guided run: a fault fixed up by the exception table, then an oops")
+    demo = sub.add_parser("demo", help="a guided run: a kfunc fault recovered by the scratch page, then the oops "
+                                       "it was before")
     demo.add_argument("--json", action="store_true", help="print the two results as JSON")
+
+    compare = sub.add_parser("compare", help="run every scenario under every policy and print the outcomes",
+                             description="Run the scenarios in scenarios/ under each policy: a table with a row "
+                                         "per scenario and a column per policy.")
+    compare.add_argument("--scenario", action="append", default=[], metavar="NAME",
+                         help="only this scenario (repeatable)")
+    compare.add_argument("--json", action="store_true", help="print the outcomes as JSON")
     return p
+
+
+def _policy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", choices=POLICIES, default=DEFAULT_POLICY,
+                   help=f"what a kernel fault on an unmapped arena page does (default {DEFAULT_POLICY})")
+    p.add_argument("--knob", action="append", default=[], choices=sorted(KNOBS), metavar="KNOB",
+                   help="; ".join(f"{k}: {v}" for k, v in KNOBS.items()) + " (repeatable)")
 
 
 def _map_args(m: Machine, specs: list[str]) -> None:
@@ -130,7 +149,7 @@ def _print_result(result: CallResult, args: list[int]) -> None:
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
-    m = Machine(ram=ns.ram, budget=ns.budget)
+    m = Machine(ram=ns.ram, budget=ns.budget, policy=Policy.parse(ns.policy, ns.knob))
     m.load(*ns.files, syntax=ns.syntax)
     _map_args(m, ns.map)
     args = _arguments(m, ns.arg)
@@ -148,30 +167,55 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
-    """Kernel code reading memory that is not mapped, two ways."""
-    m = Machine()
-    m.load(stub("maccess.S"), stub("list.S"))
-    buf = m.vmalloc(4096)
-    hole = 0xFFFF_C900_7777_0000
-    first = m.call("copy_from_kernel_nofault", buf, hole, 16)
-    m.write_u64(m.symbol("demo_list") + 0x10, hole)  # node_a->next now points at nothing
-    second = m.call("list_count", m.symbol("demo_list"))
+    """A kfunc touching an arena page no one allocated, under the merged kernel and before it."""
+    runs = []
+    for policy in (SCRATCH, OOPS_POLICY):
+        m = Machine(policy=policy)
+        m.load(bpf_prog("scratch.S"))
+        runs.append((m, m.call("arena_arg_unpopulated"), _read_streams(m, "arena_arg_unpopulated")))
     if ns.json:
-        print(json.dumps([first.to_json(), second.to_json()], indent=2))
+        print(json.dumps([dict(r.to_json(), policy=str(m.policy), streams=st) for m, r, st in runs], indent=2))
         return 0
-    print("1. copy_from_kernel_nofault() reads an unmapped address. Its load has an")
-    print("   _ASM_EXTABLE entry, so the fault path continues at the fixup label:\n")
-    _print_result(first, [buf, hole, 16])
-    print("\n2. list_count() follows a list whose next pointer leads to the same hole.")
-    print("   No exception-table entry and no handler in page_fault_oops(): an oops.\n")
-    _print_result(second, [m.symbol("demo_list")])
+    (m, recovered, streams), (_, oopsed, _) = runs
+    print("A BPF program hands a kfunc a pointer into the second page of a 2-page object;")
+    print("only the first page was allocated (arena_kfunc.c: arena_arg_unpopulated).\n")
+    print("1. Policy `scratch`, the merged kernel: page_fault_oops() calls")
+    print("   bpf_arena_handle_page_fault(), which maps the arena's scratch page, reports to")
+    print("   the program's stderr, and the load restarts:\n")
+    _print_result(recovered, [])
+    _print_streams(streams)
+    print("\n2. Policy `oops`, the kernel before the scratch series: the same load oopses.\n")
+    print(f"call {oopsed.entry}()")
+    print("\n".join(oopsed.oops.splitlines()[:5]))
+    print("...")
+    return 0
+
+
+def _cmd_compare(ns: argparse.Namespace) -> int:
+    scenarios = load_scenarios()
+    unknown = set(ns.scenario) - {s.name for s in scenarios}
+    if unknown:
+        raise EmuError(f"no scenario {', '.join(sorted(unknown))}: there are {', '.join(s.name for s in scenarios)}")
+    scenarios = [s for s in scenarios if not ns.scenario or s.name in ns.scenario]
+    rows = [(s, [s.run(Policy(p))[0] for p in POLICIES]) for s in scenarios]
+    if ns.json:
+        print(json.dumps([{"scenario": s.name, "title": s.title,
+                           "outcomes": {p: o.to_json() for p, o in zip(POLICIES, outs, strict=True)}}
+                          for s, outs in rows], indent=2))
+        return 0
+    table = [["scenario", *POLICIES]] + [[s.name, *(o.cell(s.meaning) for o in outs)] for s, outs in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for i, r in enumerate(table):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "demo": _cmd_demo}[ns.command](ns)
+        return {"run": _cmd_run, "demo": _cmd_demo, "compare": _cmd_compare}[ns.command](ns)
     except EmuError as e:
         if getattr(ns, "json", False):
             print(json.dumps({"status": "error", "error": str(e)}, indent=2))

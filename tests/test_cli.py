@@ -85,8 +85,8 @@ def test_invalid_arguments_get_usage_and_exit_2(capsys, argv):
 def test_demo_runs_as_an_installed_command():
     proc = subprocess.run([sys.executable, "-m", "emu.cli", "demo"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "ex_handler_default: regs->ip = " in proc.stdout
-    assert "BUG: unable to handle page fault for address: ffffc90077770000" in proc.stdout
+    assert "bpf_arena_handle_page_fault(0xffffc90036209000, read) handled it" in proc.stdout
+    assert "BUG: unable to handle page fault for address: ffffc90036209000" in proc.stdout
 
 
 UVM = 0x7F7D_2620_0000
@@ -108,7 +108,7 @@ UVM = 0x7F7D_2620_0000
     ("arena_kfunc.S", "kfunc_read_unallocated", "oops", None, [("read", None)], []),
 ])
 def test_run_json_shows_each_bpf_program_as_the_kernel_would(capsys, file, entry, status, ret, faults, reported):
-    code, out, _ = run(capsys, "run", bpf_prog(file), "--entry", entry, "--arg", "5", "--json")
+    code, out, _ = run(capsys, "run", bpf_prog(file), "--entry", entry, "--arg", "5", "--json", "--policy", "oops")
     doc = json.loads(out)
     assert code == (0 if status == "returned" else 1)
     assert (doc["status"], doc["ret"]) == (status, ret)
@@ -127,3 +127,43 @@ def test_run_prints_the_bpf_streams_after_the_result(capsys):
     tail = out.split("--- BPF stderr ---\n", 1)[1]
     assert tail.startswith(f"ERROR: Arena READ access at unmapped address {UVM + 0x7FFF:#x}\n"
                            "CPU: 0 UID: 0 PID: 1 Comm: arena-emu\nCall trace:\n")
+
+
+def test_compare_json_has_every_policy_for_the_scenarios_asked(capsys):
+    code, out, _ = run(capsys, "compare", "--scenario", "lost-write", "--scenario", "lower-guard", "--json")
+    doc = json.loads(out)
+    assert code == 0
+    assert [(d["scenario"], {p: (o["status"], o["ret"], o["reports"]) for p, o in d["outcomes"].items()})
+            for d in doc] == [
+        ("lost-write", {"oops": ("oops", None, 0), "map-always": ("returned", 0, 0),
+                        "scratch-v1": ("returned", 7, 2), "scratch": ("returned", 7, 2)}),
+        ("lower-guard", {"oops": ("oops", None, 0), "map-always": ("returned", 0, 0),
+                         "scratch-v1": ("oops", None, 0), "scratch": ("oops", None, 0)})]
+
+
+def test_compare_refuses_an_unknown_scenario(capsys):
+    code, _, err = run(capsys, "compare", "--scenario", "nope")
+    assert code == 2 and err.startswith("arena-emu: no scenario nope: there are alloc-over-scratch, ")
+
+
+def test_run_takes_a_policy_and_knobs(capsys):
+    args = ("run", bpf_prog("scratch.S"), "--entry", "lost_write", "--json")
+    assert json.loads(run(capsys, *args)[1])["ret"] == 7
+    assert json.loads(run(capsys, *args, "--knob", "flush-on-replace")[1])["ret"] == 0
+    assert json.loads(run(capsys, *args, "--policy", "oops")[1])["status"] == "oops"
+
+
+def test_an_unknown_policy_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", bpf_prog("scratch.S"), "--entry", "lost_write", "--policy", "lazy"])
+    assert e.value.code == 2
+    assert "invalid choice: 'lazy' (choose from 'oops', 'map-always', 'scratch-v1', 'scratch')" in \
+        capsys.readouterr().err
+
+
+def test_the_demo_shows_a_scratch_recovery_then_the_oops(capsys):
+    code, out, _ = run(capsys, "demo")
+    assert code == 0
+    assert "handled it: arena_arg_unpopulated is on the stack" in out
+    assert "  restart at 0xffffffff81000004: completed\n" in out
+    assert "\n2. Policy `oops`" in out and "BUG: unable to handle page fault for address: ffffc90036209000" in out

@@ -1,0 +1,117 @@
+"""Scenarios: one TOML file each in scenarios/, run by the CLI, the tests and `compare` alike.
+
+A scenario names the files to load, a program to call, and what the kernel
+version behind each policy does with it:
+
+    title = "a kfunc reads an unallocated page for a BPF program"
+    files = ["bpf_progs/scratch.S"]
+    entry = "arena_arg_unpopulated"
+    [meaning]                   # optional: return values worth a name in the table
+    "0x7" = "write lost"
+    [expect]                    # every policy; a key may add knobs: "scratch+flush-on-replace"
+    oops = { status = "oops" }
+    scratch = { ret = 0, reports = 1, faults = 1 }
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
+
+from .corpus import corpus_dir
+from .errors import EmuError
+from .exprs import ExprError, evaluate
+from .machine import RETURNED, Machine
+from .policy import POLICIES, Policy
+from .stream import BPF_STDERR
+
+_EXPECT_KEYS = {"status", "ret", "reports", "faults"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one run of a scenario did: how the call ended, and what the programs reported."""
+
+    status: str
+    ret: int | None
+    reports: int  # ERROR reports in the programs' stderr streams
+    faults: int
+
+    def matches(self, expect: dict) -> bool:
+        want = {"status": RETURNED, **expect}
+        return all(getattr(self, k) == v for k, v in want.items())
+
+    def cell(self, meaning: dict[int, str]) -> str:
+        """The outcome in a few words, as the comparison table shows it."""
+        if self.status != RETURNED:
+            return self.status
+        what = meaning.get(self.ret, f"ret {self.ret:#x}")
+        return f"{what}, {self.reports} report{'s' if self.reports != 1 else ''}"
+
+    def to_json(self) -> dict:
+        return {"status": self.status, "ret": self.ret, "reports": self.reports, "faults": self.faults}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    files: tuple[str, ...]
+    entry: str
+    args: tuple[str, ...]
+    meaning: dict[int, str]
+    expect: dict[str, dict] = field(repr=False)
+    path: str = ""
+
+    def run(self, policy: Policy) -> tuple[Outcome, Machine]:
+        m = Machine(policy=policy)
+        m.load(*(str(_resolve(f)) for f in self.files))
+        scope = {s.name: s.address for s in m.kallsyms.symbols()} | m.link_symbols
+        try:
+            args = [evaluate(a, scope) for a in self.args]
+        except ExprError as e:
+            raise EmuError(f"{self.path}: args: {e}") from None
+        r = m.call(self.entry, *args)
+        reports = sum(p.stream_read(BPF_STDERR).decode().count("ERROR: ") for p in m.progs if p.main is None)
+        return Outcome(r.status, r.ret, reports, len(r.faults)), m
+
+
+def _resolve(path: str) -> Path:
+    top, _, rest = path.partition("/")
+    return corpus_dir(top) / rest
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise EmuError(f"{path}: {e}") from None
+    missing = [k for k in ("title", "files", "entry", "expect") if k not in doc]
+    if missing:
+        raise EmuError(f"{path}: missing {', '.join(missing)}")
+    expect = doc["expect"]
+    for key, want in expect.items():
+        name, *knobs = key.split("+")
+        Policy.parse(name, knobs)
+        if not isinstance(want, dict) or set(want) - _EXPECT_KEYS:
+            raise EmuError(f"{path}: expect.{key} takes {', '.join(sorted(_EXPECT_KEYS))}")
+    absent = [p for p in POLICIES if p not in expect]
+    if absent:
+        raise EmuError(f"{path}: no expectation for {', '.join(absent)}: a scenario states every policy's outcome")
+    try:
+        meaning = {int(k, 0): v for k, v in doc.get("meaning", {}).items()}
+    except ValueError as e:
+        raise EmuError(f"{path}: meaning: {e}") from None
+    return Scenario(path.stem, doc["title"], tuple(doc["files"]), doc["entry"], tuple(doc.get("args", [])),
+                    meaning, expect, str(path))
+
+
+def load_scenarios() -> list[Scenario]:
+    return [load_scenario(p) for p in sorted(corpus_dir("scenarios").glob("*.toml"))]
+
+
+def policy_of(key: str) -> Policy:
+    name, *knobs = key.split("+")
+    return Policy.parse(name, knobs)
