@@ -378,5 +378,7 @@ def arena_map_alloc(mm: ArenaMM, kern_vm: int, max_entries: int, map_extra: int 
         arena.scratch_pfn = mm.mem.alloc_frame(FrameKind.SCRATCH)  # zeroed, and never zeroed again
     elif arena.policy.name == MAP_ALWAYS:
         arena.garbage_pfn = mm.mem.alloc_frame(FrameKind.GARBAGE)
-        arena._clear_ptes(kern_vm, KERN_VM_SZ >> PAGE_SHIFT, arena._freed_pte())  # every kernel PTE
+        full = array("Q", [arena._freed_pte()]) * PTRS_PER_TABLE
+        for va, n in _table_runs(kern_vm, KERN_VM_SZ >> PAGE_SHIFT):  # every kernel PTE of the range
+            mm.pgtables.set_ptes(va, full if n == PTRS_PER_TABLE else full[:n])
     return arena

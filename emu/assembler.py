@@ -34,6 +34,7 @@ SECTIONS = ("text", "rodata", "data", "bss")
 _MAX_RELAX_PASSES = 16
 _CACHE_SIZE = 256
 _CACHE: dict[tuple, Image] = {}
+_DECLS: dict[tuple, Declarations] = {}
 
 _LABEL = re.compile(r"^\s*([A-Za-z_.$][\w.$]*|\d+)\s*:(?!:)")
 _IDENT = re.compile(r"[A-Za-z_.][\w.$]*")
@@ -142,7 +143,7 @@ class LinkedSection:
     data: bytearray
 
 
-@dataclass
+@dataclass(eq=False)
 class Image:
     """What the linker hands the machine: bytes per section, symbols, extable, line map."""
 
@@ -472,11 +473,16 @@ class Assembler:
 
     def declarations(self, sources: list[Source], syntax: str = "att") -> Declarations:
         """The BPF_ARENA and BPF_KSYM lines of `sources`, which must be met before the link."""
-        diags: list[Diagnostic] = []
-        units = [self._parse(s, syntax, diags) for s in sources]
-        if diags:
-            raise AsmError(diags)
-        return Declarations([d for u in units for d in u.arenas], [k for u in units for k in u.ksyms])
+        key = (syntax, tuple((s.name, s.text) for s in sources))
+        if key not in _DECLS:
+            diags: list[Diagnostic] = []
+            units = [self._parse(s, syntax, diags) for s in sources]
+            if diags:
+                raise AsmError(diags)
+            if len(_DECLS) >= _CACHE_SIZE:
+                _DECLS.pop(next(iter(_DECLS)))
+            _DECLS[key] = Declarations([d for u in units for d in u.arenas], [k for u in units for k in u.ksyms])
+        return _DECLS[key]
 
     def _directive(self, unit, word, rest, lineno, section, stack, add, rename):
         name = unit.source.name

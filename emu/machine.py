@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 from dataclasses import dataclass, field
 
 import unicorn
@@ -75,6 +76,35 @@ VMALLOC_DATA_START = VMALLOC_START + 0x1000_0000  # Machine.vmalloc() hands out 
 
 RETURNED, OOPS, BUDGET, ERROR = "returned", "oops", "budget", "error"
 TLB_SINGLE_PAGE_FLUSH_CEILING = 33
+
+# The JIT's view of a linked image, derived once per image (the assembler caches images).
+_JIT: weakref.WeakKeyDictionary[Image, tuple[list, list[ExtableEntry], list[Diagnostic]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _jit_extable(image: Image) -> tuple[list, list[ExtableEntry], list[Diagnostic]]:
+    """Decode every instruction of the image's BPF functions with capstone; each arena access
+    gets the EX_TYPE_BPF entry the x86 JIT writes, and a form it never emits is an error."""
+    text = image.sections["text"]
+    funcs, entries, diags = [], [], []
+    addrs = sorted(image.lines)
+    for f in sorted(image.bpf_funcs, key=lambda f: f.main is not None):
+        code = bytes(text.data[f.start - text.start:f.end - text.start])
+        for addr in addrs:
+            if not f.start <= addr < f.end:
+                continue
+            decoded = decode_operands(code[addr - f.start:addr - f.start + 16], addr)
+            file, line = image.lines[addr]
+            try:
+                access = arena_access(decoded) if decoded is not None else None
+            except NotJitForm as e:
+                diags.append(Diagnostic(file, line, f"BPF program '{f.name}': {e}"))
+                continue
+            if access is not None:
+                entries.append(access.extable_entry(addr))
+        funcs.append((f, prog_tag(code)))
+    return funcs, entries, diags
+
 
 def _no_kfence(_addr: int, _is_write: bool, _ip: int) -> tuple[bool, str]:
     """The KFENCE slot of page_fault_oops(): this machine has no KFENCE pool."""
@@ -436,33 +466,20 @@ class Machine:
 
     def _bpf_load(self, image: Image) -> tuple[list[BpfProg], list[ExtableEntry]]:
         """What the verifier and the JIT add for a file's BPF functions: the programs, and an
-        EX_TYPE_BPF entry for every arena access, found by decoding each instruction."""
-        text = image.sections["text"]
-        progs: dict[str, BpfProg] = {}
-        entries: list[ExtableEntry] = []
-        diags: list[Diagnostic] = []
-        addrs = sorted(image.lines)
-        for f in sorted(image.bpf_funcs, key=lambda f: f.main is not None):
-            code = bytes(text.data[f.start - text.start:f.end - text.start])
-            for addr in addrs:
-                if not f.start <= addr < f.end:
-                    continue
-                decoded = decode_operands(code[addr - f.start:addr - f.start + 16], addr)
-                file, line = image.lines[addr]
-                try:
-                    access = arena_access(decoded) if decoded is not None else None
-                except NotJitForm as e:
-                    diags.append(Diagnostic(file, line, f"BPF program '{f.name}': {e}"))
-                    continue
-                if access is not None:
-                    if self.arena is None:
-                        diags.append(Diagnostic(file, line, f"BPF program '{f.name}' accesses an arena, "
-                                                            "but there is none: declare one with BPF_ARENA"))
-                    entries.append(access.extable_entry(addr))
-            progs[f.name] = BpfProg(f.name, f.start, f.end, prog_tag(code),
-                                    progs[f.main] if f.main else None, self.arena)
+        EX_TYPE_BPF entry for every arena access."""
+        if image not in _JIT:
+            _JIT[image] = _jit_extable(image)
+        funcs, entries, diags = _JIT[image]
+        if entries and self.arena is None:
+            file, line = image.lines[entries[0].insn]
+            name = next(f.name for f, _ in funcs if f.start <= entries[0].insn < f.end)
+            diags = [*diags, Diagnostic(file, line, f"BPF program '{name}' accesses an arena, but there is none: "
+                                                    "declare one with BPF_ARENA")]
         if diags:
             raise AsmError(diags)
+        progs: dict[str, BpfProg] = {}
+        for f, tag in funcs:
+            progs[f.name] = BpfProg(f.name, f.start, f.end, tag, progs[f.main] if f.main else None, self.arena)
         return list(progs.values()), entries
 
     def _install(self, start: int, data: bytes, prot: int, kind: FrameKind) -> None:
