@@ -54,6 +54,9 @@ class CPU:
         enable_long_mode_paging(self.uc, cr3)
         self.exc = ExceptionState(self.uc)
         self.running = False
+        # Pages whose present PTE changed since this CPU last flushed them: the old PTE it may
+        # still hold in its TLB (if it used it), page -> old PTE.
+        self.maybe_stale: dict[int, int] = {}
         self._on_exception = on_exception
         self.uc.hook_add(unicorn.UC_HOOK_INTR, lambda _uc, intno, _d: self._on_exception(self, intno))
         self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID,
@@ -83,6 +86,7 @@ class CPU:
 
     def flush_tlb_all(self) -> None:
         flush_tlb_all(self.uc)
+        self.maybe_stale.clear()
 
     def flush_tlb_one(self, va: int) -> None:
         """invlpg, executed by this CPU. Inside a running call Unicorn cannot nest a run,
@@ -90,6 +94,7 @@ class CPU:
         if self.running:
             self.flush_tlb_all()
             return
+        self.maybe_stale.pop(va & ~0xFFF, None)
         rip, rdi = self.reg("rip"), self.reg("rdi")
         self.set_reg("rdi", va)
         self.uc.emu_start(INVLPG_ADDR, INVLPG_ADDR + 3)

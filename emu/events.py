@@ -111,8 +111,10 @@ class FaultEvent:
                 SKIP: f"skip, {self.cleared} = 0" if self.cleared else "skip",
                 STOP: "stop"}.get(self.action, self.action)
         tail = f" [{self.retry}]" if self.retry else ""
-        return (f"#{self.seq} cpu{self.cpu} {self.kind} {self.address:#x} at {self.where}: "
-                f"{self.resolution} ({then}){tail}")
+        head = f"#{self.seq} cpu{self.cpu} {self.kind} {self.address:#x} at {self.where}: "
+        if not self.action:
+            return head + "caught, the handler has not run yet"
+        return f"{head}{self.resolution} ({then}){tail}"
 
     def story(self) -> str:
         """The whole story, step by step like the kernel's path."""

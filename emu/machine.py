@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import unicorn
@@ -75,6 +76,7 @@ SECTION_PROT = {"text": PAGE_KERNEL_ROX, "rodata": PAGE_KERNEL_RO, "data": PAGE_
 VMALLOC_DATA_START = VMALLOC_START + 0x1000_0000  # Machine.vmalloc() hands out from here
 
 RETURNED, OOPS, BUDGET, ERROR = "returned", "oops", "budget", "error"
+STOPPED = "stopped"  # a started call that can go on: a step done, a breakpoint, a caught fault
 TLB_SINGLE_PAGE_FLUSH_CEILING = 33
 
 # The JIT's view of a linked image, derived once per image (the assembler caches images).
@@ -172,6 +174,10 @@ class _CallState:
     after_stop: tuple[FaultEvent, Decision] | None = None  # a bad access decided in a memory hook
     kfunc_error: str | None = None  # a native kfunc refused to go on
     report: tuple[str | None, str] | None = None  # the stream report of the fault being handled, and its fate
+    budget: int = 0
+    used: int = 0  # of the budget
+    stop: str | None = None  # why a debugger stop happened (a breakpoint, a caught fault, an interrupt)
+    held: tuple[FaultEvent, Decision | None] | None = None  # a fault caught before its handler ran (or applied)
 
 
 class Machine:
@@ -189,6 +195,9 @@ class Machine:
         self.extable = ExceptionTable()
         self.policy = policy if isinstance(policy, Policy) else Policy.parse(policy, knobs)
         self.oops_handlers: list[OopsHandler] = [OopsHandler("kfence_handle_page_fault", "kfence", _no_kfence)]
+        # A debugger's catchpoint: called before a fault's handler runs (decision None) and before an
+        # oops is printed; True stops the call there, to go on with resume().
+        self.catch: Callable[[FaultEvent, Decision | None], bool] | None = None
         if self.policy.scratch:
             self.oops_handlers.append(OopsHandler("bpf_arena_handle_page_fault", "scratch",
                                                   self.bpf_arena_handle_page_fault))
@@ -219,6 +228,7 @@ class Machine:
                      for i in range(cpus)]
         for c in self.cpus:
             c.add_code_hook(KFUNC_PAGE, KFUNC_PAGE + PAGE_SIZE - 1, self._on_kfunc)
+        self.pgtables.listeners.append(self._pte_changed)
 
     # -- memory ---------------------------------------------------------------
 
@@ -340,6 +350,12 @@ class Machine:
             else:
                 for page in range(start, end, PAGE_SIZE):
                     c.flush_tlb_one(page)
+
+    def _pte_changed(self, changes: list[tuple[int, int]]) -> None:
+        for c in self.cpus:
+            stale = c.maybe_stale
+            for va, old in changes:
+                stale.setdefault(va, old)
 
     def walk(self, va: int) -> PageWalk:
         return self.pgtables.walk(va & MASK64)
@@ -512,6 +528,10 @@ class Machine:
     def search_exception_tables(self, ip: int) -> ExtableEntry | None:
         return self.extable.search_exception_tables(ip)
 
+    def stream_text(self, stream_id: int = BPF_STDERR) -> str:
+        """What every main program's stream holds, not consumed."""
+        return "".join(p.streams[stream_id].peek().decode(errors="replace") for p in self.progs if p.main is None)
+
     def pt_regs(self, offset: int) -> int:
         return self._call.cpu.reg(PT_REGS_NAMES[offset])
 
@@ -610,6 +630,14 @@ class Machine:
     def call(self, entry: str | int, *args: int, cpu: int = 0, budget: int | None = None) -> CallResult:
         """Call a function with integer arguments and run it until it returns, oopses,
         or uses up its instruction budget. Never raises for what the guest does."""
+        self.start_call(entry, *args, cpu=cpu, budget=budget)
+        try:
+            return self.resume()
+        finally:
+            self._call = None
+
+    def start_call(self, entry: str | int, *args: int, cpu: int = 0, budget: int | None = None) -> CallResult:
+        """Set a CPU up to call `entry`, stopped at its first instruction; resume() runs it."""
         if not 0 <= cpu < len(self.cpus):
             raise EmuError(f"no CPU {cpu}: this machine has {len(self.cpus)}")
         if len(args) > len(ARG_REGS):
@@ -629,17 +657,64 @@ class Machine:
         self.mem.write_u64(self.pgtables.translate(rsp), CALL_RETURN_ADDR)  # a stack slot, not code
         c.set_reg("rsp", rsp)
         c.set_reg("rflags", 0x2)
-        state = _CallState(c, CallResult(name, ERROR))
-        self._call = state
-        try:
-            self._run(state, addr, budget)
-        finally:
-            self._call = None
-        return state.result
+        c.set_reg("rip", addr)
+        self._call = _CallState(c, CallResult(name, STOPPED), budget=budget)
+        return self._call.result
 
-    def _run(self, state: _CallState, begin: int, budget: int) -> None:
+    @property
+    def current(self) -> CallResult | None:
+        """The started call, while it can go on."""
+        return self._call.result if self._call is not None else None
+
+    def resume(self, count: int | None = None) -> CallResult:
+        """Run the started call on from its RIP: to its end, or for at most `count` instructions,
+        or to a debugger stop. Its status stays STOPPED while it can go on."""
+        state = self._call
+        if state is None:
+            raise EmuError("no call is running")
+        state.stop = None
+        if state.held is not None:
+            self._run_held(state)
+            if count is not None or state.result.status != STOPPED:
+                return self._settle(state)
+            state.stop = None
+        left = state.budget - state.used
+        limit = left if count is None else min(count, left)
+        self._run(state, state.cpu.reg("rip"), limit, stepping=limit < left)
+        return self._settle(state)
+
+    def interrupt(self) -> None:
+        """Stop the running call at its next instruction (Ctrl-C)."""
+        if self._call is not None:
+            self._call.stop = "interrupted"
+            self._call.cpu.uc.emu_stop()
+
+    def _settle(self, state: _CallState) -> CallResult:
+        result = state.result
+        result.insns = state.started_base
+        if result.status != STOPPED:
+            c = state.cpu
+            if state.pending is not None:
+                state.pending.retry = observe_retry(state.pending, Observation(
+                    rip=c.reg("rip"), started=state.started_base, rcx=c.reg("rcx"), fault_address=None,
+                    returned=result.status == RETURNED))
+                state.pending = None
+            self._call = None
+        return result
+
+    def _run_held(self, state: _CallState) -> None:
+        """Run (or apply) the handler of a fault caught before it; a restarted instruction then
+        runs once, so the step lands where the hardware would after it."""
+        event, decision = state.held
+        state.held = None
+        c = state.cpu
+        self._handle(c, event, decision)
+        if state.result.status != OOPS and event.action == RESTART:
+            self._run(state, c.reg("rip"), 1, stepping=True)
+
+    def _run(self, state: _CallState, begin: int, limit: int, stepping: bool) -> None:
         c, result = state.cpu, state.result
-        remaining = budget
+        remaining = limit
         while True:
             error = None
             try:
@@ -648,43 +723,40 @@ class Machine:
                 error = e
             started = c.exc.instructions_started
             used = min(started, remaining)
+            state.used += used
+            state.started_base += started
             rip = c.reg("rip")
             if result.status == OOPS:
-                state.started_base += started
                 break
             if error is not None and state.after_stop is not None:
                 # A bad physical access decided in the memory hook; apply it now.
-                state.started_base += started
                 event, decision = state.after_stop
                 state.after_stop = None
                 if decision.action == FIXUP:
                     c.set_reg("rip", decision.resume_at)
                     begin, remaining = decision.resume_at, remaining - used
-                    continue
+                    if remaining > 0:
+                        continue
+                    result.status = STOPPED if stepping else BUDGET
+                    break
                 self._stop_with_oops(c, event, decision)
                 break
             if error is not None:
-                state.started_base += started
                 result.status, result.error = ERROR, f"unicorn: {error} at {rip:#x} <{self.symbolize(rip)}>"
                 break
             if state.kfunc_error is not None:
-                state.started_base += started
                 result.status, result.error = ERROR, state.kfunc_error
                 break
             if rip == CALL_RETURN_ADDR and started <= remaining:
-                state.started_base += started
                 result.status, result.ret = RETURNED, c.reg("rax")
                 break
-            state.started_base += used
+            state.started_base -= started - used
+            if state.stop is not None or state.held is not None or stepping:
+                result.status = STOPPED
+                break
             result.status = BUDGET
-            result.error = (f"instruction budget of {budget} exhausted at {rip:#x} <{self.symbolize(rip)}>")
+            result.error = f"instruction budget of {state.budget} exhausted at {rip:#x} <{self.symbolize(rip)}>"
             break
-        result.insns = state.started_base
-        if state.pending is not None:
-            state.pending.retry = observe_retry(state.pending, Observation(
-                rip=c.reg("rip"), started=state.started_base, rcx=c.reg("rcx"), fault_address=None,
-                returned=result.status == RETURNED))
-            state.pending = None
 
     # -- exceptions -----------------------------------------------------------
 
@@ -736,9 +808,11 @@ class Machine:
             c.set_reg("rax", result)
 
     def _on_exception(self, c: CPU, vector: int) -> None:
-        """UC_HOOK_INTR: the CPU took an exception; play exc_page_fault() or die()."""
+        """UC_HOOK_INTR: the CPU took an exception; play exc_page_fault() or die(), unless a
+        debugger catches it first."""
         error_code = c.exc.take_exception()
         self._call.report = None
+        rmw = False
         if vector == X86_TRAP_PF:
             address = c.reg("cr2")
             rmw = not error_code & (X86_PF_WRITE | X86_PF_INSTR) and any(
@@ -746,15 +820,34 @@ class Machine:
             if rmw:
                 error_code |= X86_PF_WRITE
             event = self._new_event(c, vector, error_code, address)
-            decision = exc_page_fault(self, address, event.error_code, event.rip, user_mode=False,
-                                      walk=event.walk_before)
-            if rmw:
-                decision.steps.insert(0, "a read-modify-write access: x86 reports it as a write "
-                                         "(Unicorn's core faulted on its read half)")
         else:
             event = self._new_event(c, vector, error_code, None)
-            decision = self._trap(c, event)
+        if rmw:
+            event.steps.append("a read-modify-write access: x86 reports it as a write "
+                               "(Unicorn's core faulted on its read half)")
+        if self.catch is not None and self.catch(event, None):
+            self._hold(c, event, None)
+            return
+        decision = self._decide(c, event)
+        if decision.action == STOP and self.catch is not None and self.catch(event, decision):
+            self._hold(c, event, decision)
+            return
         self._apply(c, event, decision)
+
+    def _hold(self, c: CPU, event: FaultEvent, decision: Decision | None) -> None:
+        self._call.held = (event, decision)
+        self._call.stop = "caught"
+        c.uc.emu_stop()
+
+    def _decide(self, c: CPU, event: FaultEvent) -> Decision:
+        if event.vector == X86_TRAP_PF:
+            return exc_page_fault(self, event.address, event.error_code, event.rip, user_mode=False,
+                                  walk=event.walk_before)
+        return self._trap(c, event)
+
+    def _handle(self, c: CPU, event: FaultEvent, decision: Decision | None) -> None:
+        self._call.report = None
+        self._apply(c, event, decision if decision is not None else self._decide(c, event))
 
     def _trap(self, c: CPU, event: FaultEvent) -> Decision:
         """A kernel-mode trap other than #PF: the extable first (do_trap()), then die()."""
@@ -812,7 +905,8 @@ class Machine:
         return candidates[0] if candidates else rip
 
     def _apply(self, c: CPU, event: FaultEvent, d: Decision) -> None:
-        event.steps, event.resolution, event.handler, event.action = d.steps, d.resolution, d.handler, d.action
+        event.steps, event.resolution, event.handler, event.action = (
+            event.steps + d.steps, d.resolution, d.handler, d.action)
         if event.vector == X86_TRAP_PF:
             # Only a handler in page_fault_oops()'s chain changes the tables; a fixup does not.
             event.walk_after = event.walk_before if d.action in (FIXUP, SKIP) else self.walk(event.address)

@@ -9,6 +9,7 @@ P4D is folded into the PGD, as the kernel does with 4-level paging.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -178,6 +179,15 @@ class PageTables:
     def __init__(self, mem: PhysMem):
         self.mem = mem
         self.root = mem.alloc_frame(FrameKind.PGTABLE) << 12
+        # Told [(va, old PTE), ...] whenever present PTEs change: a TLB may still hold the old ones.
+        self.listeners: list[Callable[[list[tuple[int, int]]], None]] = []
+        self.generation = 0  # bumped by every PTE write, so a cached translation knows it may be old
+
+    def _changed(self, va: int, old: int, new: int) -> None:
+        self.generation += 1
+        if old & _PAGE_PRESENT and old != new:
+            for listener in self.listeners:
+                listener([(va, old)])
 
     def pte_slot(self, va: int, create: bool = False) -> int | None:
         """Physical address of the PTE for `va`, allocating tables when `create`."""
@@ -204,7 +214,15 @@ class PageTables:
 
     def set_ptes(self, va: int, values: array) -> None:
         """set_pte() on a run of consecutive pages within one PTE table, in one write."""
-        self.mem.write(self._run_slot(va, len(values), create=True), values.tobytes())
+        slot = self._run_slot(va, len(values), create=True)
+        self.generation += 1
+        if self.listeners:
+            old = array("Q", self.mem.read(slot, 8 * len(values)))
+            changed = [(va + i * PAGE_SIZE, v) for i, v in enumerate(old) if v & _PAGE_PRESENT and v != values[i]]
+            if changed:
+                for listener in self.listeners:
+                    listener(changed)
+        self.mem.write(slot, values.tobytes())
 
     def _run_slot(self, va: int, n: int, create: bool) -> int | None:
         if index("PTE", va) + n > PTRS_PER_TABLE:
@@ -220,11 +238,13 @@ class PageTables:
         slot = self.pte_slot(va, create=True)
         old = self.mem.read_u64(slot)
         self.mem.write_u64(slot, value)
+        self._changed(va, old, value)
         return old
 
     def ptep_try_set(self, va: int, value: int) -> bool:
         """mm: ptep_try_set(): install `value` only over an all-zero PTE (cmpxchg 0 -> pte)."""
         slot = self.pte_slot(va, create=True)
+        self.generation += 1
         return self.mem.cmpxchg_u64(slot, 0, value) == 0
 
     def map(self, va: int, pfn: int, prot: int = PAGE_KERNEL) -> None:
@@ -239,6 +259,7 @@ class PageTables:
             return 0
         old = self.mem.read_u64(slot)
         self.mem.write_u64(slot, 0)
+        self._changed(va, old, 0)
         return old
 
     def walk(self, va: int) -> PageWalk:

@@ -68,6 +68,10 @@ class BpfStream:
                 self._consumed = 0
         return bytes(out)
 
+    def peek(self) -> bytes:
+        """What a reader would get, without consuming it (the debugger's view)."""
+        return b"".join(self._elems)[self._consumed:]
+
     def pending(self) -> int:
         """Bytes a reader would still get."""
         return sum(map(len, self._elems)) - self._consumed
