@@ -10,14 +10,17 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from . import __version__
 from .corpus import bpf_prog
+from .debugger import Debugger
 from .errors import AsmError, EmuError
 from .exprs import ExprError, evaluate
 from .machine import BUDGET, DEFAULT_BUDGET, DEFAULT_RAM, OOPS, RETURNED, CallResult, Machine
 from .policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from .policy import OOPS as OOPS_POLICY
+from .repl import Session, banner, use_color
 from .scenario import load_scenarios
 from .stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
 
@@ -75,6 +78,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object")
     _policy_args(run)
 
+    debug = sub.add_parser("debug", help="a gdb-like debugger stopped at the entry of a call",
+                           description="Assemble FILEs, set up a call to ENTRY and stop at its first instruction. "
+                                       "Commands come from -x FILE and -ex CMD first, then from the terminal "
+                                       "(or standard input, when it is not one).")
+    debug.add_argument("files", nargs="+", metavar="FILE", help="assembly source (.S)")
+    debug.add_argument("--entry", required=True, metavar="SYM", help="function to call")
+    debug.add_argument("--arg", action="append", default=[], metavar="N", help="argument (repeat, up to 6)")
+    debug.add_argument("--budget", type=_positive, default=DEFAULT_BUDGET, metavar="N",
+                       help=f"instruction budget (default {DEFAULT_BUDGET})")
+    debug.add_argument("--syntax", choices=("att", "intel"), default="att", help="assembly syntax")
+    debug.add_argument("-x", dest="script", metavar="FILE", help="run the commands in FILE first")
+    debug.add_argument("-ex", dest="commands", action="append", default=[], metavar="CMD",
+                       help="run CMD first (repeatable, after -x)")
+    debug.add_argument("--batch", action="store_true", help="leave after -x and -ex, as gdb -batch")
+    debug.add_argument("--gdb", type=_port, metavar="PORT",
+                       help="serve the gdb remote protocol on 127.0.0.1:PORT instead of a prompt")
+    _policy_args(debug)
+
     demo = sub.add_parser("demo", help="a guided run: a kfunc fault recovered by the scratch page, then the oops "
                                        "it was before")
     demo.add_argument("--json", action="store_true", help="print the two results as JSON")
@@ -86,6 +107,13 @@ def _parser() -> argparse.ArgumentParser:
                          help="only this scenario (repeatable)")
     compare.add_argument("--json", action="store_true", help="print the outcomes as JSON")
     return p
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: '{text}'")
+    return value
 
 
 def _policy_args(p: argparse.ArgumentParser) -> None:
@@ -191,6 +219,30 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_debug(ns: argparse.Namespace) -> int:
+    d = Debugger(ns.files, ns.entry, ns.arg, policy=Policy.parse(ns.policy, ns.knob), syntax=ns.syntax,
+                 budget=ns.budget, color=use_color())
+    if ns.gdb is not None:
+        from .gdbstub import serve
+        return serve(d, ns.gdb)
+    session = Session(d)
+    session.say(banner(d))
+    if ns.script:
+        try:
+            lines = Path(ns.script).read_text().splitlines()
+        except OSError as e:
+            raise EmuError(f"cannot read {ns.script}: {e.strerror}") from None
+        if not session.run_script(lines):
+            return 0
+    if not session.run_script(ns.commands) or ns.batch:
+        return 0
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        session.interact()
+    else:
+        session.run_script(sys.stdin)
+    return 0
+
+
 def _cmd_compare(ns: argparse.Namespace) -> int:
     scenarios = load_scenarios()
     unknown = set(ns.scenario) - {s.name for s in scenarios}
@@ -215,7 +267,7 @@ def _cmd_compare(ns: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "demo": _cmd_demo, "compare": _cmd_compare}[ns.command](ns)
+        return {"run": _cmd_run, "demo": _cmd_demo, "compare": _cmd_compare, "debug": _cmd_debug}[ns.command](ns)
     except EmuError as e:
         if getattr(ns, "json", False):
             print(json.dumps({"status": "error", "error": str(e)}, indent=2))
