@@ -176,3 +176,39 @@ def test_the_gdb_server_listens_on_loopback_only():
     finally:
         server.wait(timeout=30)
     assert server.returncode == 0
+
+
+def _rsp(conn: socket.socket, data: bytes) -> bytes:
+    """Send one packet, return the reply packet's payload."""
+    from emu.gdbstub import frame
+
+    conn.sendall(frame(data))
+    return _reply(conn)
+
+
+def _reply(conn: socket.socket) -> bytes:
+    buf = b""
+    while not re.search(rb"\$[^#]*#[0-9a-f]{2}$", buf):
+        buf += conn.recv(4096)
+    return re.search(rb"\$([^#]*)#", buf).group(1)
+
+
+def test_the_gdb_server_stops_a_running_continue_on_ctrl_c(spin_file):
+    server = subprocess.Popen([*DEBUG, spin_file, "--entry", "spin", "--budget", str(10**12), "--gdb", "0"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stdout.readline()).group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            assert _rsp(conn, b"?") == b"S05"
+            conn.sendall(b"$c#63")
+            time.sleep(0.5)
+            conn.sendall(b"\x03")
+            assert _reply(conn) == b"S02"  # SIGINT, as gdb expects after Ctrl-C
+            rip = int.from_bytes(bytes.fromhex(_rsp(conn, b"p10").decode()), "little")
+            assert rip in (0xFFFF_FFFF_8100_0004, 0xFFFF_FFFF_8100_0007)  # inside the loop
+            rax = int.from_bytes(bytes.fromhex(_rsp(conn, b"p0").decode()), "little")
+            assert rax > 100_000
+            assert _rsp(conn, b"m0,8") == b"E14"  # nothing mapped at 0
+            assert _rsp(conn, b"D") == b"OK"
+    finally:
+        server.wait(timeout=30)
