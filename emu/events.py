@@ -52,6 +52,20 @@ def observe_retry(event: FaultEvent, now: Observation) -> str | None:
     return COMPLETED  # it retired, and execution came back to it later
 
 
+class EventText(str):
+    """A fault event's resolution, action, handler or retry: a plain string that knows its event,
+    so a failing `assert fault.resolution == "scratch"` can show the whole story (the pytest plugin's
+    pytest_assertrepr_compare)."""
+
+    event: FaultEvent
+
+    def __repr__(self) -> str:
+        return repr(str(self))
+
+
+_TEXT_FIELDS = frozenset({"resolution", "action", "handler", "retry", "cleared"})
+
+
 @dataclass
 class FaultEvent:
     """One exception taken by a CPU, recorded before and after handling."""
@@ -79,6 +93,12 @@ class FaultEvent:
     report: str | None = None  # the oops text, when the call stopped
     cleared: str | None = None  # the register ex_handler_bpf() zeroed
     stream: str | None = None  # what this fault wrote to a BPF program's stderr
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _TEXT_FIELDS and isinstance(value, str):
+            value = EventText(value)
+            value.event = self
+        object.__setattr__(self, name, value)
 
     @property
     def pte_before(self) -> int:
@@ -116,6 +136,29 @@ class FaultEvent:
             return head + "caught, the handler has not run yet"
         return f"{head}{self.resolution} ({then}){tail}"
 
+    def _then(self) -> str:
+        """Where execution went after the handler."""
+        if self.action == RESTART:
+            return f"restart at {self.rip:#x}" + (f": {self.retry}" if self.retry else "")
+        if self.action == FIXUP:
+            return f"continue at {self.resume_at:#x}"
+        if self.action == SKIP:
+            cleared = f"{self.cleared} = 0" if self.cleared else "no register cleared"
+            return f"skip to {self.resume_at:#x}, {cleared}"
+        if self.action == STOP:
+            return "the call stops here (oops)"
+        return ""
+
+    def brief(self) -> list[str]:
+        """The story in four lines, for places that truncate (pytest's assertion messages)."""
+        then = self._then() or "the handler has not run yet"
+        lines = [f"{self.kind} at {self.rip:#x} <{self.where}>: {self.insn}, address {self.address:#x}",
+                 f"PTE before {self.pte_before:#x}, after {self.pte_after:#x}; "
+                 f"{self.resolution or '-'} by {self.handler or '-'}: {then}"]
+        if self.stream:
+            lines.append(f"stderr: {self.stream.splitlines()[0]}")
+        return lines
+
     def story(self) -> str:
         """The whole story, step by step like the kernel's path."""
         lines = [f"fault #{self.seq} on CPU {self.cpu}: {self.kind} at {self.rip:#x} <{self.where}>"]
@@ -129,15 +172,8 @@ class FaultEvent:
         lines += [f"  {s}" for s in self.steps]
         if self.walk_after is not None:
             lines.append(f"  PTE after:  {_pte_text(self.walk_after)}")
-        if self.action == RESTART:
-            lines.append(f"  restart at {self.rip:#x}" + (f": {self.retry}" if self.retry else ""))
-        elif self.action == FIXUP:
-            lines.append(f"  continue at {self.resume_at:#x}")
-        elif self.action == SKIP:
-            cleared = f", {self.cleared} = 0" if self.cleared else ", no register cleared"
-            lines.append(f"  skip to {self.resume_at:#x}{cleared}")
-        elif self.action == STOP:
-            lines.append("  the call stops here (oops)")
+        if self.action:
+            lines.append(f"  {self._then()}")
         if self.stream:
             lines.append(f"  stderr: {self.stream.splitlines()[0]}")
         return "\n".join(lines)
