@@ -67,6 +67,10 @@ class Scenario:
 
     def run(self, policy: Policy) -> tuple[Outcome, Machine]:
         m = Machine(policy=policy)
+        return self.run_on(m), m
+
+    def run_on(self, m: Machine) -> Outcome:
+        """Load the scenario's files into `m` and make its call."""
         m.load(*(str(_resolve(f)) for f in self.files))
         scope = {s.name: s.address for s in m.kallsyms.symbols()} | m.link_symbols
         try:
@@ -74,8 +78,8 @@ class Scenario:
         except ExprError as e:
             raise EmuError(f"{self.path}: args: {e}") from None
         r = m.call(self.entry, *args)
-        reports = sum(p.stream_read(BPF_STDERR).decode().count("ERROR: ") for p in m.progs if p.main is None)
-        return Outcome(r.status, r.ret, reports, len(r.faults)), m
+        reports = m.stream_text(BPF_STDERR).count("ERROR: ")
+        return Outcome(r.status, r.ret, reports, len(r.faults))
 
 
 def _resolve(path: str) -> Path:

@@ -3,12 +3,9 @@ import pytest
 from emu import Machine
 from emu.corpus import stub
 
+pytest_plugins = ["pytester"]
+
 STUBS = ("maccess.S", "string.S", "list.S")
-
-
-@pytest.fixture
-def machine() -> Machine:
-    return Machine()
 
 
 @pytest.fixture
@@ -35,3 +32,4 @@ def spin_file(tmp_path) -> str:
     path = tmp_path / "spin.S"
     path.write_text(SPIN)
     return str(path)
+

@@ -10,12 +10,26 @@ from pathlib import Path
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
+BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+
+
 def test_python_examples_run(monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)
-    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    assert blocks
-    for block in blocks:
+    scripts = [b for b in BLOCKS if "def test_" not in b]
+    assert scripts
+    for block in scripts:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_pytest_examples_pass_under_the_plugin(pytester):
+    suites = [b for b in BLOCKS if "def test_" in b]
+    assert suites
+    for i, block in enumerate(suites):
+        pytester.makepyfile(**{f"test_readme_{i}": block})
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_a_kfunc_fault_is_recovered[[]scratch-v1[]] PASSED*",
+                                 "*test_a_kfunc_fault_is_recovered[[]scratch[]] PASSED*"])
 
 
 def test_the_demo_transcript_is_what_the_demo_prints():

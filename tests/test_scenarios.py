@@ -3,15 +3,15 @@
 import pytest
 
 from emu.errors import EmuError
-from emu.scenario import load_scenario, load_scenarios, policy_of
+from emu.scenario import load_scenario, load_scenarios
 
 CASES = [(s, key) for s in load_scenarios() for key in s.expect]
 
 
-@pytest.mark.parametrize(("scenario", "key"), CASES, ids=[f"{s.name}[{k}]" for s, k in CASES])
-def test_scenario_outcome_per_policy(scenario, key):
-    outcome, machine = scenario.run(policy_of(key))
-    assert outcome.matches(scenario.expect[key]), (outcome, [e.summary() for e in machine.events])
+@pytest.mark.parametrize(("scenario", "policy"), CASES, ids=[f"{s.name}-{k}" for s, k in CASES], indirect=["policy"])
+def test_scenario_outcome_per_policy(scenario, policy, machine):
+    outcome = scenario.run_on(machine)
+    assert outcome.matches(scenario.expect[str(policy)]), (outcome, [e.summary() for e in machine.events])
 
 
 def test_a_scenario_must_state_every_policy(tmp_path):
