@@ -49,6 +49,8 @@ DEFAULT_USER_VM_START = 0x7F7D_2620_0000
 
 _U32 = 0xFFFF_FFFF
 
+FREE_BEFORE_FLUSH = "free-before-flush"  # a preemption point of arena_free_pages()
+
 
 class ArenaError(EmuError):
     """arena_map_alloc() refused: `errno` is the positive error number."""
@@ -212,6 +214,13 @@ class Arena:
         The range goes back to the range tree first, then the kernel PTEs are cleared,
         the kernel range flushed, the user mappings zapped, and the pages freed.
         """
+        for _point in self.free_pages_steps(ptr, page_cnt):
+            pass
+
+    def free_pages_steps(self, ptr: int, page_cnt: int) -> Iterator[str]:
+        """free_pages(), stopping at FREE_BEFORE_FLUSH: the PTEs are cleared and (unless the
+        flush-before-release knob is on) the range is back in the allocator, but no TLB has
+        been flushed yet; a CPU that still holds a translation can write to the old page."""
         if page_cnt == 0 or ptr == 0:
             return
         uaddr = ptr & _U32 & PAGE_MASK
@@ -225,6 +234,7 @@ class Arena:
             self.rt.range_tree_set(pgoff, page_cnt)  # the kernel's order: the range is reusable from here
         kaddr = self.kern_addr(uaddr)
         frames = self._clear_ptes(kaddr, page_cnt, self._freed_pte())  # apply_range_clear_cb()
+        yield FREE_BEFORE_FLUSH
         self.mm.flush_tlb_kernel_range(kaddr, kaddr + (page_cnt << PAGE_SHIFT))
         if self.policy.flush_before_release:
             self.rt.range_tree_set(pgoff, page_cnt)

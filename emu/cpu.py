@@ -57,6 +57,7 @@ class CPU:
         # Pages whose present PTE changed since this CPU last flushed them: the old PTE it may
         # still hold in its TLB (if it used it), page -> old PTE.
         self.maybe_stale: dict[int, int] = {}
+        self.kfunc_done_at: int | None = None  # a native kfunc whose body already ran: its hook skips once
         self._on_exception = on_exception
         self.uc.hook_add(unicorn.UC_HOOK_INTR, lambda _uc, intno, _d: self._on_exception(self, intno))
         self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID,

@@ -5,13 +5,14 @@ code hook bounded to that page runs the Python body when a CPU reaches the
 slot, puts the result in RAX, and lets the `ret` return to the caller. Guest
 code elsewhere never leaves the compiled core. Adding a kfunc is one
 decorated function: its parameters after `call` are the argument registers in
-order, and `ret` says how wide its C return type is.
+order, and `ret` says how wide its C return type is. A kfunc that is a
+generator yields the names of the points where a scheduler may preempt it.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -95,10 +96,11 @@ def bpf_arena_alloc_pages(call: KfuncCall, p__map: int, addr__ign: int, page_cnt
 
 
 @kfunc(ret="void")
-def bpf_arena_free_pages(call: KfuncCall, p__map: int, ptr__ign: int, page_cnt: int) -> None:
+def bpf_arena_free_pages(call: KfuncCall, p__map: int, ptr__ign: int, page_cnt: int) -> Iterator[str]:
+    """A generator: a scheduler may preempt it between returning the range and the TLB flush."""
     arena = call.arena(p__map)
     if arena is not None:
-        arena.free_pages(ptr__ign, page_cnt & _U32)
+        yield from arena.free_pages_steps(ptr__ign, page_cnt & _U32)
 
 
 @kfunc(ret="int")

@@ -12,6 +12,7 @@ import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import GeneratorType
 
 import unicorn
 
@@ -178,6 +179,7 @@ class _CallState:
     used: int = 0  # of the budget
     stop: str | None = None  # why a debugger stop happened (a breakpoint, a caught fault, an interrupt)
     held: tuple[FaultEvent, Decision | None] | None = None  # a fault caught before its handler ran (or applied)
+    kfunc: tuple | None = None  # a native kfunc stopped at a preemption point: (kfunc, body, slot)
 
 
 class Machine:
@@ -217,7 +219,13 @@ class Machine:
         self._vmalloc_cursor = VMALLOC_DATA_START
         self._assembler = Assembler()
         self._die_counter = 0
-        self._call: _CallState | None = None
+        self._call: _CallState | None = None  # the call of the CPU running (or last resumed)
+        self._calls: dict[int, _CallState] = {}  # every started call, by CPU
+        self.results: dict[int, CallResult] = {}  # the last call started on each CPU
+        # A scheduler's preemption points: preempt(cpu, point) is asked at each named point of a
+        # native kfunc ("free-before-flush", ...) and when a fault is taken ("fault"); True stops
+        # the CPU there, to go on with resume().
+        self.preempt: Callable[[int, str], bool] | None = None
         self._insn_cache: dict[int, Insn | None] = {}
         self._rmw_cache: dict[int, tuple[MemRef, ...]] = {}
         self._map_machine_page()
@@ -417,6 +425,9 @@ class Machine:
 
     def write_u64(self, va: int, value: int) -> None:
         self.write(va, (value & MASK64).to_bytes(8, "little"))
+
+    def read_u64_or_none(self, va: int) -> int | None:
+        return self._read_u64_or_none(va)
 
     def _read_u64_or_none(self, va: int) -> int | None:
         data = self._try_read(va, 8)
@@ -632,14 +643,17 @@ class Machine:
         or uses up its instruction budget. Never raises for what the guest does."""
         self.start_call(entry, *args, cpu=cpu, budget=budget)
         try:
-            return self.resume()
+            return self.resume(cpu=cpu)
         finally:
+            self._calls.pop(cpu, None)
             self._call = None
 
     def start_call(self, entry: str | int, *args: int, cpu: int = 0, budget: int | None = None) -> CallResult:
         """Set a CPU up to call `entry`, stopped at its first instruction; resume() runs it."""
         if not 0 <= cpu < len(self.cpus):
             raise EmuError(f"no CPU {cpu}: this machine has {len(self.cpus)}")
+        if cpu in self._calls:
+            raise EmuError(f"CPU {cpu} is already running a call")
         if len(args) > len(ARG_REGS):
             raise EmuError(f"at most {len(ARG_REGS)} arguments are passed in registers, got {len(args)}")
         budget = self.budget if budget is None else budget
@@ -658,21 +672,54 @@ class Machine:
         c.set_reg("rsp", rsp)
         c.set_reg("rflags", 0x2)
         c.set_reg("rip", addr)
-        self._call = _CallState(c, CallResult(name, STOPPED), budget=budget)
+        self._call = self._calls[cpu] = _CallState(c, CallResult(name, STOPPED), budget=budget)
+        self.results[cpu] = self._call.result
         return self._call.result
+
+    def running_cpus(self) -> list[int]:
+        """The CPUs with a started call that can go on."""
+        return sorted(self._calls)
+
+    def resume_until(self, addr: int, cpu: int, why: str = "") -> CallResult:
+        """Resume `cpu` until its RIP reaches `addr` (or the call ends, or it stops for another reason)."""
+        c = self.cpus[cpu]
+        state = self._calls.get(cpu)
+        if state is None or c.reg("rip") == addr:
+            return self.results[cpu]
+
+        def stop_here(uc, _address, _size, _data) -> None:
+            state.stop = why or f"reached {addr:#x}"
+            uc.emu_stop()
+
+        hook = c.uc.hook_add(unicorn.UC_HOOK_CODE, stop_here, begin=addr, end=addr)
+        c.uc.ctl_flush_tb()
+        try:
+            return self.resume(cpu=cpu)
+        finally:
+            c.uc.hook_del(hook)
+            c.uc.ctl_flush_tb()
 
     @property
     def current(self) -> CallResult | None:
         """The started call, while it can go on."""
         return self._call.result if self._call is not None else None
 
-    def resume(self, count: int | None = None) -> CallResult:
-        """Run the started call on from its RIP: to its end, or for at most `count` instructions,
-        or to a debugger stop. Its status stays STOPPED while it can go on."""
-        state = self._call
+    def resume(self, count: int | None = None, cpu: int | None = None) -> CallResult:
+        """Run a started call on from its RIP (the last resumed CPU's, or `cpu`'s): to its end,
+        for at most `count` instructions, or to a debugger stop or a preemption point. Its
+        status stays STOPPED while it can go on."""
+        state = self._call if cpu is None else self._calls.get(cpu)
         if state is None:
-            raise EmuError("no call is running")
+            raise EmuError("no call is running" if cpu is None else f"CPU {cpu} is not running a call")
+        self._call = state
         state.stop = None
+        if state.kfunc is not None:
+            if self._drive_kfunc(state.cpu, state):
+                return self._settle(state)
+            if count is not None:
+                count -= 1  # the kfunc was the step's instruction
+                if count <= 0:
+                    return self._settle(state)
         if state.held is not None:
             self._run_held(state)
             if count is not None or state.result.status != STOPPED:
@@ -699,6 +746,7 @@ class Machine:
                     rip=c.reg("rip"), started=state.started_base, rcx=c.reg("rcx"), fault_address=None,
                     returned=result.status == RETURNED))
                 state.pending = None
+            self._calls.pop(c.index, None)
             self._call = None
         return result
 
@@ -792,20 +840,57 @@ class Machine:
         return event
 
     def _on_kfunc(self, c: CPU, addr: int) -> None:
-        """UC_HOOK_CODE on the kfunc page: run a native kfunc; its `ret` then returns."""
+        """UC_HOOK_CODE on the kfunc page: run a native kfunc; its `ret` then returns. A kfunc
+        with preemption points is a generator: a scheduler may stop the CPU at one of them, and
+        the rest of the body runs when the CPU is resumed."""
         k = self._kfunc_at.get(addr)
-        if k is None or self._call is None:
+        state = self._call
+        if k is None or state is None:
+            return
+        if c.kfunc_done_at == addr:  # resumed after a preempted body finished: just `ret`
+            c.kfunc_done_at = None
             return
         args = [c.reg(r) for r in ARG_REGS[:k.nargs]]
         try:
             value = k.body(KfuncCall(self, c.index, self.read_u64(c.reg("rsp"))), *args)
         except EmuError as e:
-            self._call.kfunc_error = f"{k.name}: {e}"
+            state.kfunc_error = f"{k.name}: {e}"
             c.uc.emu_stop()
             return
+        if isinstance(value, GeneratorType):
+            state.kfunc = (k, value, addr)
+            if self._drive_kfunc(c, state):
+                c.uc.emu_stop()
+            return
+        self._kfunc_return(c, k, value)
+
+    def _kfunc_return(self, c: CPU, k: NativeKfunc, value: int | None) -> None:
         result = k.result(value)
         if result is not None:
             c.set_reg("rax", result)
+
+    def _drive_kfunc(self, c: CPU, state: _CallState) -> bool:
+        """Run a preemptible kfunc body on to its end or its next preemption point; True when
+        a scheduler stopped it there."""
+        k, body, addr = state.kfunc
+        try:
+            while True:
+                point = next(body)
+                if self.preempt is not None and self.preempt(c.index, point):
+                    state.stop = f"preempted in {k.name} at {point}"
+                    return True
+        except StopIteration as done:
+            state.kfunc = None
+            self._kfunc_return(c, k, done.value)
+            if c.running:
+                return False
+            c.kfunc_done_at = addr  # resumed from outside the hook: the hook must not run it again
+            return False
+        except EmuError as e:
+            state.kfunc = None
+            state.kfunc_error = f"{k.name}: {e}"
+            state.result.status, state.result.error = ERROR, state.kfunc_error
+            return True
 
     def _on_exception(self, c: CPU, vector: int) -> None:
         """UC_HOOK_INTR: the CPU took an exception; play exc_page_fault() or die(), unless a
@@ -827,6 +912,10 @@ class Machine:
                                "(Unicorn's core faulted on its read half)")
         if self.catch is not None and self.catch(event, None):
             self._hold(c, event, None)
+            return
+        if self.preempt is not None and self.preempt(c.index, "fault"):
+            self._hold(c, event, None)
+            self._call.stop = "preempted at fault"
             return
         decision = self._decide(c, event)
         if decision.action == STOP and self.catch is not None and self.catch(event, decision):
