@@ -22,6 +22,8 @@ from .policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from .policy import OOPS as OOPS_POLICY
 from .repl import Session, banner, use_color
 from .scenario import load_scenarios
+from .sched import Entry, Schedule, explore, sample, schedules
+from .sched import Scenario as SmpScenario
 from .stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
 
 EXIT = {RETURNED: 0, OOPS: 1, "error": 2, BUDGET: 3}
@@ -95,6 +97,26 @@ def _parser() -> argparse.ArgumentParser:
     debug.add_argument("--gdb", type=_port, metavar="PORT",
                        help="serve the gdb remote protocol on 127.0.0.1:PORT instead of a prompt")
     _policy_args(debug)
+
+    explore = sub.add_parser("explore", help="run a multi-CPU scenario under many schedules and group the outcomes",
+                             description="Start one call per CPU (--entry0, --entry1, ...), interleave them by "
+                                         "every schedule of up to --bound steps (or --samples random ones), and "
+                                         "print each distinct outcome with a schedule that replays it. "
+                                         "--schedule runs one schedule and prints its faults.")
+    explore.add_argument("files", nargs="+", metavar="FILE", help="assembly source (.S)")
+    explore.add_argument("--cpus", type=_positive, default=2, metavar="N", help="CPUs (default 2)")
+    for i in range(8):
+        explore.add_argument(f"--entry{i}", metavar="SYM",
+                             help=f"the call CPU {i} makes" if i < 2 else argparse.SUPPRESS)
+    explore.add_argument("--setup", metavar="SYM", help="a call made on CPU 0 before the others start")
+    explore.add_argument("--probe", metavar="EXPR", help="an address whose u64 is part of the outcome")
+    explore.add_argument("--bound", type=_positive, default=2, metavar="N", help="steps per schedule (default 2)")
+    explore.add_argument("--samples", type=_positive, metavar="N", help="random schedules instead of all")
+    explore.add_argument("--seed", type=_int, default=0, metavar="S", help="seed of --samples (default 0)")
+    explore.add_argument("--schedule", metavar="STEPS", help="run this one schedule, e.g. '1:@fault 0:12 1:*'")
+    explore.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, metavar="N",
+                         help="processes (default: one per core)")
+    _policy_args(explore)
 
     demo = sub.add_parser("demo", help="a guided run: a kfunc fault recovered by the scratch page, then the oops "
                                        "it was before")
@@ -243,6 +265,25 @@ def _cmd_debug(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explore(ns: argparse.Namespace) -> int:
+    entries = tuple(Entry(i, getattr(ns, f"entry{i}")) for i in range(min(ns.cpus, 8)) if getattr(ns, f"entry{i}"))
+    if not entries:
+        raise EmuError("explore needs at least one --entryN")
+    if any(e.cpu >= ns.cpus for e in entries):
+        raise EmuError(f"an --entryN names a CPU beyond --cpus {ns.cpus}")
+    scenario = SmpScenario(tuple(ns.files), entries, policy=Policy.parse(ns.policy, ns.knob),
+                           setup=Entry(0, ns.setup) if ns.setup else None, probe=ns.probe, cpus=ns.cpus)
+    if ns.schedule is not None:
+        outcome, m = scenario.run(Schedule.parse(ns.schedule))
+        for event in m.events:
+            print(event.summary())
+        print(f"schedule '{Schedule.parse(ns.schedule)}': {outcome}")
+        return 0
+    plan = sample(scenario, ns.samples, ns.seed, ns.bound) if ns.samples else schedules(scenario, ns.bound)
+    print(explore(scenario, plan, workers=ns.workers).report())
+    return 0
+
+
 def _cmd_compare(ns: argparse.Namespace) -> int:
     scenarios = load_scenarios()
     unknown = set(ns.scenario) - {s.name for s in scenarios}
@@ -267,7 +308,8 @@ def _cmd_compare(ns: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     try:
-        return {"run": _cmd_run, "demo": _cmd_demo, "compare": _cmd_compare, "debug": _cmd_debug}[ns.command](ns)
+        return {"run": _cmd_run, "demo": _cmd_demo, "compare": _cmd_compare, "debug": _cmd_debug,
+                "explore": _cmd_explore}[ns.command](ns)
     except EmuError as e:
         if getattr(ns, "json", False):
             print(json.dumps({"status": "error", "error": str(e)}, indent=2))

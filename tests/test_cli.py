@@ -167,3 +167,16 @@ def test_the_demo_shows_a_scratch_recovery_then_the_oops(capsys):
     assert "handled it: arena_arg_unpopulated is on the stack" in out
     assert "  restart at 0xffffffff81000004: completed\n" in out
     assert "\n2. Policy `oops`" in out and "BUG: unable to handle page fault for address: ffffc90036209000" in out
+
+
+def test_explore_groups_outcomes_and_replays_a_schedule(capsys):
+    probe = "ARENA_KERN_VM_START + (ARENA_USER_VM_START & 0xffffffff) + 0x1000"
+    code, out, _ = run(capsys, "explore", bpf_prog("smp.S"), "--entry0", "h3_alloc", "--entry1", "h3_reader",
+                       "--probe", probe, "--bound", "1", "--workers", "1")
+    assert code == 0
+    assert out.splitlines()[0].endswith("distinct outcome(s):")
+    assert "probe 0x0" in out and "replay: --schedule '" in out
+    code, out, _ = run(capsys, "explore", bpf_prog("smp.S"), "--entry0", "h3_alloc", "--entry1", "h3_reader",
+                       "--probe", probe, "--schedule", "1:@smp.S:33")
+    assert out.splitlines()[-1] == ("schedule '1:@smp.S:33': cpu0 returned 0x7f7d26201000, cpu1 returned 0x0, "
+                                    "1 report, probe 0x0")

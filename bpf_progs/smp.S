@@ -1,0 +1,134 @@
+/*
+ * Races between CPUs around the scratch page (DESIGN.md hazards 3 and 5),
+ * one program per CPU. `arena-emu explore` interleaves them; the schedules
+ * named in the comments reach the outcome each race is about.
+ *
+ * Pages: 1 for hazard 3, 2 for the double fault, 3 for the free race.
+ */
+	BPF_ARENA(arena, 16)
+	BPF_KSYM(bpf_kfunc_arena_read_u64)
+
+	.set	PAGE1, ARENA_USER_VM_START + 0x1000
+	.set	PAGE2, ARENA_USER_VM_START + 0x2000
+	.set	PAGE3, ARENA_USER_VM_START + 0x3000
+
+	.text
+/*
+ * Hazard 3, CPU 1: a kfunc reads page 1 (the scratch page is mapped and this
+ * CPU caches it), then the program stores 7 to page 1.
+ * With h3_alloc on CPU 0: --schedule '1:@smp.S:33' lets CPU 0 allocate the page
+ * between the two; the store then goes to the scratch page.
+ */
+SYM_FUNC_START(h3_reader)
+	push	%rbp
+	mov	%rsp, %rbp
+	push	%r12
+	movabs	$ARENA_KERN_VM_START, %r12
+	movabs	$PAGE1, %rdi
+	mov	%edi, %edi
+	add	%r12, %rdi
+	call	bpf_kfunc_arena_read_u64
+	movabs	$PAGE1, %rdi
+	mov	%edi, %edi
+	movq	$7, 0x0(%rdi,%r12,1)		/* line 33: the store */
+	xor	%eax, %eax
+	pop	%r12
+	leave
+	ret
+SYM_FUNC_END(h3_reader)
+	BPF_PROG(h3_reader)
+
+/* Hazard 3, CPU 0: allocate page 1. */
+SYM_FUNC_START(h3_alloc)
+	push	%rbp
+	mov	%rsp, %rbp
+	movabs	$arena, %rdi
+	movabs	$PAGE1, %rsi
+	mov	$1, %edx
+	mov	$-1, %ecx
+	xor	%r8d, %r8d
+	call	bpf_arena_alloc_pages
+	leave
+	ret
+SYM_FUNC_END(h3_alloc)
+	BPF_PROG(h3_alloc)
+
+/* Both CPUs: a kfunc reads page 2. With --schedule '0:@fault' both take the fault. */
+SYM_FUNC_START(fault_reader)
+	push	%rbp
+	mov	%rsp, %rbp
+	push	%r12
+	movabs	$ARENA_KERN_VM_START, %r12
+	movabs	$PAGE2, %rdi
+	mov	%edi, %edi
+	add	%r12, %rdi
+	call	bpf_kfunc_arena_read_u64
+	pop	%r12
+	leave
+	ret
+SYM_FUNC_END(fault_reader)
+	BPF_PROG(fault_reader)
+
+/* The free race, setup: allocate page 3. */
+SYM_FUNC_START(race_setup)
+	push	%rbp
+	mov	%rsp, %rbp
+	movabs	$arena, %rdi
+	movabs	$PAGE3, %rsi
+	mov	$1, %edx
+	mov	$-1, %ecx
+	xor	%r8d, %r8d
+	call	bpf_arena_alloc_pages
+	leave
+	ret
+SYM_FUNC_END(race_setup)
+	BPF_PROG(race_setup)
+
+/* The free race, CPU 0: free page 3. */
+SYM_FUNC_START(race_free)
+	push	%rbp
+	mov	%rsp, %rbp
+	movabs	$arena, %rdi
+	movabs	$PAGE3, %rsi
+	mov	$1, %edx
+	call	bpf_arena_free_pages
+	leave
+	ret
+SYM_FUNC_END(race_free)
+	BPF_PROG(race_free)
+
+/*
+ * The free race, CPU 1: store 1 to page 3 (this CPU caches its translation;
+ * a store, because Unicorn walks the tables again for the first store through
+ * a translation a load cached), allocate page 3, and if that worked store 7 to
+ * it. Returns the allocation.
+ * --schedule '1:@smp.S:117 0:@free-before-flush': CPU 1 allocates page 3 while
+ * CPU 0's free has returned it but not yet flushed; the store goes to the old page.
+ */
+SYM_FUNC_START(race_touch_alloc_store)
+	push	%rbp
+	mov	%rsp, %rbp
+	push	%r12
+	push	%rbx
+	movabs	$ARENA_KERN_VM_START, %r12
+	movabs	$PAGE3, %rdi
+	mov	%edi, %edi
+	movq	$1, 0x0(%rdi,%r12,1)
+	movabs	$arena, %rdi			/* line 117: after the first store */
+	movabs	$PAGE3, %rsi
+	mov	$1, %edx
+	mov	$-1, %ecx
+	xor	%r8d, %r8d
+	call	bpf_arena_alloc_pages
+	mov	%rax, %rbx
+	test	%rax, %rax
+	jz	1f
+	mov	%eax, %edi
+	movq	$7, 0x0(%rdi,%r12,1)
+1:	mov	%rbx, %rax
+	pop	%rbx
+	pop	%r12
+	leave
+	ret
+SYM_FUNC_END(race_touch_alloc_store)
+	BPF_PROG(race_touch_alloc_store)

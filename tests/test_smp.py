@@ -1,0 +1,106 @@
+"""Several CPUs: one memory, a TLB each, and deterministic interleavings."""
+
+import pytest
+
+from emu import Machine
+from emu.errors import EmuError
+from emu.pgtable import PAGE_KERNEL, mk_pte
+from emu.physmem import FrameKind
+from emu.policy import Policy
+from emu.sched import Entry, Scenario, Schedule, explore, sample, schedules
+
+PAGE1 = "ARENA_KERN_VM_START + (ARENA_USER_VM_START & 0xffffffff) + 0x1000"
+RW = """
+SYM_FUNC_START(rd)
+	mov	(%rdi), %rax
+	ret
+SYM_FUNC_END(rd)
+"""
+
+
+def h3(policy: Policy | None = None) -> Scenario:
+    return Scenario(("bpf_progs/smp.S",), (Entry(0, "h3_alloc"), Entry(1, "h3_reader")), policy=policy,
+                    probe=PAGE1)
+
+
+def test_a_cpu_that_was_not_flushed_still_reads_the_old_frame():
+    m = Machine(cpus=2)
+    m.load_source(RW)
+    va = m.vmalloc(4096)
+    m.write_u64(va, 1)
+    assert m.call("rd", va, cpu=0).ret == m.call("rd", va, cpu=1).ret == 1  # both CPUs cache the translation
+    pfn = m.mem.alloc_frame(FrameKind.DATA)
+    m.mem.write_u64(pfn << 12, 2)
+    m.set_pte(va, mk_pte(pfn, PAGE_KERNEL))
+    m.invlpg(va, cpu=0)  # a local flush on CPU 0 only
+    assert (m.call("rd", va, cpu=0).ret, m.call("rd", va, cpu=1).ret) == (2, 1)
+    assert va in m.cpus[1].maybe_stale and va not in m.cpus[0].maybe_stale
+    m.flush_tlb_kernel_range(va, va + 4096)  # a shootdown reaches every CPU
+    assert m.call("rd", va, cpu=1).ret == 2 and not m.cpus[1].maybe_stale
+
+
+def test_hazard_3_on_x86_the_store_after_allocation_is_lost_to_the_scratch_page():
+    outcome, m = h3().run(Schedule.parse("1:@smp.S:33"))
+    assert outcome.cpus == (("returned", 0x7F7D_2620_1000), ("returned", 0))
+    assert (outcome.reports, outcome.probe) == (1, 0)  # the page CPU 0 allocated never saw the 7
+    assert m.mem.read_u64(m.arena.scratch_pfn << 12) == 7  # it went to the scratch page
+
+
+def test_hazard_3_with_the_flush_on_replace_knob_the_store_reaches_the_page():
+    outcome, _ = h3(Policy("scratch", flush_on_replace=True)).run(Schedule.parse("1:@smp.S:33"))
+    assert (outcome.reports, outcome.probe) == (1, 7)
+
+
+def test_two_cpus_faulting_on_one_page_install_once_and_report_twice():
+    sc = Scenario(("bpf_progs/smp.S",), (Entry(0, "fault_reader"), Entry(1, "fault_reader")))
+    outcome, m = sc.run(Schedule.parse("0:@fault"))
+    assert outcome.reports == 2 and [e.cpu for e in m.events] == [0, 1]
+    assert [e.resolution for e in m.events] == ["scratch", "scratch"]
+    page_steps = [s for e in m.events for s in e.steps if "bpf_arena_handle_page_fault" in s]
+    assert len(page_steps) == 2
+    assert m.events[0].pte_before == m.events[1].pte_before == 0  # both saw none when they faulted
+    outcome, _ = sc.run(Schedule())
+    assert outcome.reports == 1  # one after the other: the second CPU finds the scratch page mapped
+
+
+def test_the_same_schedule_gives_the_same_run():
+    a, ma = h3().run(Schedule.parse("1:7 0:3 1:@fault 0:*"))
+    b, mb = h3().run(Schedule.parse("1:7 0:3 1:@fault 0:*"))
+    assert a == b and [e.summary() for e in ma.events] == [e.summary() for e in mb.events]
+
+
+def test_exploration_finds_the_lost_write_without_being_told_the_schedule():
+    sc = h3()
+    plan = list(schedules(sc, 2))
+    result = explore(sc, iter(plan))
+    lost = [o for o in result.outcomes if o.probe == 0]
+    assert lost and result.runs == len(plan)
+    schedule, _count = result.outcomes[lost[0]]
+    assert sc.run(schedule)[0] == lost[0]  # the printed schedule replays it
+    assert "replay: --schedule" in result.report()
+
+
+def test_sampling_is_deterministic_for_a_seed():
+    sc = h3()
+    assert [str(s) for s in sample(sc, 20, seed=7)] == [str(s) for s in sample(sc, 20, seed=7)]
+    assert [str(s) for s in sample(sc, 20, seed=7)] != [str(s) for s in sample(sc, 20, seed=8)]
+
+
+def test_a_free_can_be_preempted_between_returning_the_range_and_the_flush():
+    sc = Scenario(("bpf_progs/smp.S",), (Entry(0, "race_free"), Entry(1, "race_touch_alloc_store")),
+                  setup=Entry(0, "race_setup"),
+                  probe="ARENA_KERN_VM_START + (ARENA_USER_VM_START & 0xffffffff) + 0x3000")
+    m = sc.start()
+    m.preempt = lambda cpu, point: point == "free-before-flush"
+    r = m.resume(cpu=0)
+    assert r.status == "stopped" and m.arena.rt.is_range_tree_set(3, 1)  # back in the allocator...
+    page = m.arena.kern_addr(m.arena.user_vm_start + 0x3000)
+    assert m.pte(page) == 0 and page in m.cpus[1].maybe_stale  # ...but no CPU has flushed it yet
+    m.preempt = None
+    assert m.resume(cpu=1).ret == m.arena.user_vm_start + 0x3000  # CPU 1 allocates it meanwhile
+    assert m.resume(cpu=0).status == "returned"
+
+
+def test_bad_schedules_are_refused():
+    with pytest.raises(EmuError, match="bad schedule step 'x:1'"):
+        Schedule.parse("0:1 x:1")
