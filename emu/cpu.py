@@ -42,12 +42,10 @@ MACHINE_PAGE_CODE[INVLPG_ADDR - MACHINE_PAGE:INVLPG_ADDR - MACHINE_PAGE + 3] = b
 MACHINE_PAGE_CODE = bytes(MACHINE_PAGE_CODE)
 
 ExceptionHook = Callable[["CPU", int], None]
-BadAccessHook = Callable[["CPU", int, int, int], bool]
 
 
 class CPU:
-    def __init__(self, index: int, mem: PhysMem, cr3: int, on_exception: ExceptionHook,
-                 on_bad_access: BadAccessHook):
+    def __init__(self, index: int, mem: PhysMem, cr3: int, on_exception: ExceptionHook):
         self.index = index
         self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
         self.uc.mem_map_ptr(0, mem.size, unicorn.UC_PROT_ALL, mem.host_address)
@@ -60,8 +58,6 @@ class CPU:
         self.kfunc_done_at: int | None = None  # a native kfunc whose body already ran: its hook skips once
         self._on_exception = on_exception
         self.uc.hook_add(unicorn.UC_HOOK_INTR, lambda _uc, intno, _d: self._on_exception(self, intno))
-        self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID,
-                         lambda _uc, access, addr, size, _v, _d: on_bad_access(self, access, addr, size))
         self.uc.hook_add(unicorn.UC_HOOK_INSN_INVALID, self._on_invalid_opcode)
 
     def _on_invalid_opcode(self, _uc: unicorn.Uc, _data: object) -> bool:

@@ -116,8 +116,9 @@ def _no_kfence(_addr: int, _is_write: bool, _ip: int) -> tuple[bool, str]:
 
 _COMMENT = re.compile(r"/\*.*?(\*/|$)|\s#.*$")
 
-_BAD_ACCESS = {unicorn.UC_MEM_READ_UNMAPPED: 0, unicorn.UC_MEM_WRITE_UNMAPPED: X86_PF_WRITE,
-               unicorn.UC_MEM_FETCH_UNMAPPED: X86_PF_INSTR}
+# Unicorn's error when a translation names memory beyond guest RAM, and the access it was.
+_UNMAPPED = {unicorn.UC_ERR_READ_UNMAPPED: 0, unicorn.UC_ERR_WRITE_UNMAPPED: X86_PF_WRITE,
+             unicorn.UC_ERR_FETCH_UNMAPPED: X86_PF_INSTR}
 
 
 @dataclass
@@ -232,7 +233,7 @@ class Machine:
         self._map_kfunc_page()
         for i in range(cpus):
             self.map(stack_top(i) - THREAD_SIZE, THREAD_SIZE, PAGE_KERNEL, FrameKind.STACK)
-        self.cpus = [CPU(i, self.mem, self.pgtables.root, self._on_exception, self._on_bad_access)
+        self.cpus = [CPU(i, self.mem, self.pgtables.root, self._on_exception)
                      for i in range(cpus)]
         for c in self.cpus:
             c.add_code_hook(KFUNC_PAGE, KFUNC_PAGE + PAGE_SIZE - 1, self._on_kfunc)
@@ -776,6 +777,8 @@ class Machine:
             rip = c.reg("rip")
             if result.status == OOPS:
                 break
+            if error is not None and error.errno in _UNMAPPED and state.after_stop is None:
+                self._bad_access(c, _UNMAPPED[error.errno])
             if error is not None and state.after_stop is not None:
                 # A bad physical access decided in the memory hook; apply it now.
                 event, decision = state.after_stop
@@ -957,15 +960,17 @@ class Machine:
         d.steps.append(f"die(\"{d.oops_what}\")")
         return d
 
-    def _on_bad_access(self, c: CPU, access: int, pa: int, size: int) -> bool:
-        """UC_HOOK_MEM_INVALID: a translation named memory beyond guest RAM.
+    def _bad_access(self, c: CPU, access: int) -> None:
+        """Unicorn stopped: a translation named memory beyond guest RAM.
 
         Guest RAM ends where our physical address space ends, so such a PTE has
         reserved bits set, as on hardware with a narrower MAXPHYADDR: a #PF with
-        RSVD on the virtual address whose translation leads there.
+        RSVD on the virtual address whose translation leads there. (Found after
+        the stop rather than in a UC_HOOK_MEM_INVALID hook: any memory hook puts
+        every access on Unicorn's slow path, five times slower.)
         """
-        error_code = X86_PF_PROT | X86_PF_RSVD | _BAD_ACCESS.get(access, 0)
-        address = self._virtual_address_of(c, pa, access)
+        error_code = X86_PF_PROT | X86_PF_RSVD | access
+        address, pa = self._virtual_address_of(c, access)
         event = self._new_event(c, X86_TRAP_PF, error_code, address)
         decision = exc_page_fault(self, address, event.error_code, event.rip, user_mode=False)
         decision.steps.insert(0, f"the translation names physical address {pa:#x}, beyond guest RAM "
@@ -975,23 +980,23 @@ class Machine:
         event.resume_at = decision.resume_at
         event.walk_after = self.walk(address)
         self._call.after_stop = (event, decision)
-        return False
 
-    def _virtual_address_of(self, c: CPU, pa: int, access: int) -> int:
-        """Which virtual address an instruction meant when Unicorn reports only `pa`."""
+    def _virtual_address_of(self, c: CPU, access: int) -> tuple[int, int]:
+        """Which virtual address the instruction at RIP meant, when Unicorn says only that it
+        reached no memory: the operand (or RIP, for a fetch) whose walk leads beyond guest RAM."""
         rip = c.reg("rip")
-        if access == unicorn.UC_MEM_FETCH_UNMAPPED:
-            return rip
+        if access == X86_PF_INSTR:
+            return rip, self.walk(rip).pa or 0
         code = self._try_read(rip, 16) or b""
         rsp = c.reg("rsp")
         candidates = memory_operand_addresses(code, rip, c.reg) + [c.reg("rdi"), c.reg("rsi"), rsp - 8, rsp]
         for va in candidates:
             w = self.walk(va)
-            if w.pa is not None and w.pa >> 12 == pa >> 12:
-                return va
+            if w.pa is not None and not self.mem.contains(w.pa):
+                return va, w.pa
             if w.stopped and "outside guest RAM" in w.stopped:
-                return va
-        return candidates[0] if candidates else rip
+                return va, 0
+        return (candidates[0] if candidates else rip), 0
 
     def _apply(self, c: CPU, event: FaultEvent, d: Decision) -> None:
         event.steps, event.resolution, event.handler, event.action = (
