@@ -12,12 +12,15 @@
 	.set	PAGE2, ARENA_USER_VM_START + 0x2000
 	.set	PAGE3, ARENA_USER_VM_START + 0x3000
 
+	.data
+h3_allocated:	.quad 0
+
 	.text
 /*
  * Hazard 3, CPU 1: a kfunc reads page 1 (the scratch page is mapped and this
- * CPU caches it), then the program stores 7 to page 1.
- * With h3_alloc on CPU 0: --schedule '1:@smp.S:33' lets CPU 0 allocate the page
- * between the two; the store then goes to the scratch page.
+ * CPU caches it); then, once CPU 0 says page 1 is allocated (h3_allocated),
+ * the program stores 7 to it. Returns 0 when it stored, 1 when it gave up
+ * waiting (100 tries), so every completed store comes after the allocation.
  */
 SYM_FUNC_START(h3_reader)
 	push	%rbp
@@ -28,17 +31,25 @@ SYM_FUNC_START(h3_reader)
 	mov	%edi, %edi
 	add	%r12, %rdi
 	call	bpf_kfunc_arena_read_u64
-	movabs	$PAGE1, %rdi
+	mov	$100, %ecx			/* line 34: --schedule '1:@smp.S:34' stops here */
+1:	movabs	$h3_allocated, %rax
+	cmpq	$0, (%rax)
+	jne	2f
+	dec	%ecx
+	jnz	1b
+	mov	$1, %eax
+	jmp	3f
+2:	movabs	$PAGE1, %rdi
 	mov	%edi, %edi
-	movq	$7, 0x0(%rdi,%r12,1)		/* line 33: the store */
+	movq	$7, 0x0(%rdi,%r12,1)
 	xor	%eax, %eax
-	pop	%r12
+3:	pop	%r12
 	leave
 	ret
 SYM_FUNC_END(h3_reader)
 	BPF_PROG(h3_reader)
 
-/* Hazard 3, CPU 0: allocate page 1. */
+/* Hazard 3, CPU 0: allocate page 1, then say so. */
 SYM_FUNC_START(h3_alloc)
 	push	%rbp
 	mov	%rsp, %rbp
@@ -48,6 +59,8 @@ SYM_FUNC_START(h3_alloc)
 	mov	$-1, %ecx
 	xor	%r8d, %r8d
 	call	bpf_arena_alloc_pages
+	movabs	$h3_allocated, %rdi
+	movq	$1, (%rdi)
 	leave
 	ret
 SYM_FUNC_END(h3_alloc)
@@ -102,8 +115,10 @@ SYM_FUNC_END(race_free)
  * a store, because Unicorn walks the tables again for the first store through
  * a translation a load cached), allocate page 3, and if that worked store 7 to
  * it. Returns the allocation.
- * --schedule '1:@smp.S:117 0:@free-before-flush': CPU 1 allocates page 3 while
- * CPU 0's free has returned it but not yet flushed; the store goes to the old page.
+ * --schedule '1:@smp.S:130 0:@free-before-flush': CPU 1 allocates page 3 while
+ * CPU 0's free has returned it but not yet flushed. On hardware the store would
+ * go to the old page through CPU 1's stale translation; under Unicorn it does
+ * not (yet): Unicorn walked the tables again here, see the free-race test.
  */
 SYM_FUNC_START(race_touch_alloc_store)
 	push	%rbp
@@ -114,7 +129,7 @@ SYM_FUNC_START(race_touch_alloc_store)
 	movabs	$PAGE3, %rdi
 	mov	%edi, %edi
 	movq	$1, 0x0(%rdi,%r12,1)
-	movabs	$arena, %rdi			/* line 117: after the first store */
+	movabs	$arena, %rdi			/* line 130: after the first store */
 	movabs	$PAGE3, %rsi
 	mov	$1, %edx
 	mov	$-1, %ecx

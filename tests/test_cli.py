@@ -177,6 +177,6 @@ def test_explore_groups_outcomes_and_replays_a_schedule(capsys):
     assert out.splitlines()[0].endswith("distinct outcome(s):")
     assert "probe 0x0" in out and "replay: --schedule '" in out
     code, out, _ = run(capsys, "explore", bpf_prog("smp.S"), "--entry0", "h3_alloc", "--entry1", "h3_reader",
-                       "--probe", probe, "--schedule", "1:@smp.S:33")
-    assert out.splitlines()[-1] == ("schedule '1:@smp.S:33': cpu0 returned 0x7f7d26201000, cpu1 returned 0x0, "
+                       "--probe", probe, "--schedule", "1:@smp.S:34")
+    assert out.splitlines()[-1] == ("schedule '1:@smp.S:34': cpu0 returned 0x7f7d26201000, cpu1 returned 0x0, "
                                     "1 report, probe 0x0")

@@ -40,14 +40,14 @@ def test_a_cpu_that_was_not_flushed_still_reads_the_old_frame():
 
 
 def test_hazard_3_on_x86_the_store_after_allocation_is_lost_to_the_scratch_page():
-    outcome, m = h3().run(Schedule.parse("1:@smp.S:33"))
+    outcome, m = h3().run(Schedule.parse("1:@smp.S:34"))
     assert outcome.cpus == (("returned", 0x7F7D_2620_1000), ("returned", 0))
     assert (outcome.reports, outcome.probe) == (1, 0)  # the page CPU 0 allocated never saw the 7
     assert m.mem.read_u64(m.arena.scratch_pfn << 12) == 7  # it went to the scratch page
 
 
 def test_hazard_3_with_the_flush_on_replace_knob_the_store_reaches_the_page():
-    outcome, _ = h3(Policy("scratch", flush_on_replace=True)).run(Schedule.parse("1:@smp.S:33"))
+    outcome, _ = h3(Policy("scratch", flush_on_replace=True)).run(Schedule.parse("1:@smp.S:34"))
     assert (outcome.reports, outcome.probe) == (1, 7)
 
 
