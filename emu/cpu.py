@@ -98,10 +98,11 @@ class CPU:
         self.set_reg("rdi", rdi)
         self.set_reg("rip", rip)
 
-    def run(self, begin: int, until: int, count: int) -> None:
-        """Run from `begin` until RIP reaches `until`, at most `count` instructions started."""
+    def run(self, begin: int, until: int, count: int, timeout_us: int = 0) -> None:
+        """Run from `begin` until RIP reaches `until`, at most `count` instructions started
+        (0: no count, and Unicorn runs without its per-instruction counter)."""
         self.running = True
         try:
-            self.uc.emu_start(begin, until, count=count)
+            self.uc.emu_start(begin, until, timeout=timeout_us, count=count)
         finally:
             self.running = False

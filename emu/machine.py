@@ -70,6 +70,7 @@ from .unwind import show_trace, walk_stack_frames
 
 DEFAULT_RAM = 64 << 20
 DEFAULT_BUDGET = 10_000_000
+DEFAULT_TIME_LIMIT = 60.0  # seconds, for calls with no instruction budget
 
 SECTION_BASES = {"text": KERNEL_TEXT_START, "rodata": 0xFFFF_FFFF_8200_0000,
                  "data": 0xFFFF_FFFF_8280_0000, "bss": 0xFFFF_FFFF_8300_0000}
@@ -128,7 +129,7 @@ class CallResult:
     entry: str
     status: str
     ret: int | None = None
-    insns: int = 0
+    insns: int | None = 0  # None: the call ran without an instruction budget, uncounted
     faults: list[FaultEvent] = field(default_factory=list)
     oops: str | None = None
     error: str | None = None
@@ -151,7 +152,8 @@ class CallResult:
             what = (self.oops or "").split("\n", 1)[0]
         else:
             what = self.error or ""
-        return f"<CallResult {self.entry}: {self.status} {what}, {len(self.faults)} fault(s), {self.insns} insns>"
+        insns = "uncounted" if self.insns is None else self.insns
+        return f"<CallResult {self.entry}: {self.status} {what}, {len(self.faults)} fault(s), {insns} insns>"
 
 
 def event_json(e: FaultEvent) -> dict:
@@ -187,11 +189,12 @@ class Machine:
     """One emulated machine. Cheap to build: every test can have its own."""
 
     def __init__(self, *, ram: int = DEFAULT_RAM, cpus: int = 1, budget: int = DEFAULT_BUDGET,
+                 time_limit: float = DEFAULT_TIME_LIMIT,
                  comm: str = "arena-emu", policy: str | Policy = DEFAULT_POLICY, knobs: tuple[str, ...] = ()):
         if not 1 <= cpus <= 8:
             raise EmuError(f"a machine has 1 to 8 CPUs, not {cpus}")
-        if budget <= 0:
-            raise EmuError(f"the instruction budget must be positive, not {budget}")
+        if budget < 0:
+            raise EmuError(f"the instruction budget must be positive (or 0 for none), not {budget}")
         self.mem = PhysMem(ram)
         self.pgtables = PageTables(self.mem)
         self.kallsyms = Kallsyms()
@@ -214,7 +217,8 @@ class Machine:
         self._source_lines: dict[str, list[str]] = {}
         self._kfunc_at: dict[int, NativeKfunc] = {}
         self.events: list[FaultEvent] = []
-        self.budget = budget
+        self.budget = budget  # 0: no instruction count (full speed); time_limit still stops a runaway
+        self.time_limit = time_limit
         self.comm = comm
         self._cursor = dict(SECTION_BASES)
         self._vmalloc_cursor = VMALLOC_DATA_START
@@ -658,8 +662,8 @@ class Machine:
         if len(args) > len(ARG_REGS):
             raise EmuError(f"at most {len(ARG_REGS)} arguments are passed in registers, got {len(args)}")
         budget = self.budget if budget is None else budget
-        if budget <= 0:
-            raise EmuError(f"the instruction budget must be positive, not {budget}")
+        if budget < 0:
+            raise EmuError(f"the instruction budget must be positive (or 0 for none), not {budget}")
         addr = entry if isinstance(entry, int) else self.symbol(entry)
         name = entry if isinstance(entry, str) else self.symbolize(entry)
         c = self.cpus[cpu]
@@ -726,6 +730,9 @@ class Machine:
             if count is not None or state.result.status != STOPPED:
                 return self._settle(state)
             state.stop = None
+        if not state.budget:  # no instruction budget: a wall-clock limit stops a runaway
+            self._run(state, state.cpu.reg("rip"), count, stepping=count is not None)
+            return self._settle(state)
         left = state.budget - state.used
         limit = left if count is None else min(count, left)
         self._run(state, state.cpu.reg("rip"), limit, stepping=limit < left)
@@ -739,7 +746,7 @@ class Machine:
 
     def _settle(self, state: _CallState) -> CallResult:
         result = state.result
-        result.insns = state.started_base
+        result.insns = state.started_base if state.budget else None
         if result.status != STOPPED:
             c = state.cpu
             if state.pending is not None:
@@ -761,17 +768,20 @@ class Machine:
         if state.result.status != OOPS and event.action == RESTART:
             self._run(state, c.reg("rip"), 1, stepping=True)
 
-    def _run(self, state: _CallState, begin: int, limit: int, stepping: bool) -> None:
+    def _run(self, state: _CallState, begin: int, limit: int | None, stepping: bool) -> None:
+        """Run slices until the call returns, oopses or stops; `limit` None: no instruction
+        count at all (Unicorn then runs at full speed, and the time limit stops a runaway)."""
         c, result = state.cpu, state.result
         remaining = limit
         while True:
             error = None
             try:
-                c.run(begin, CALL_RETURN_ADDR, remaining)
+                c.run(begin, CALL_RETURN_ADDR, remaining or 0,
+                      timeout_us=int(self.time_limit * 1e6) if remaining is None else 0)
             except unicorn.UcError as e:
                 error = e
             started = c.exc.instructions_started
-            used = min(started, remaining)
+            used = started if remaining is None else min(started, remaining)
             state.used += used
             state.started_base += started
             rip = c.reg("rip")
@@ -785,7 +795,10 @@ class Machine:
                 state.after_stop = None
                 if decision.action == FIXUP:
                     c.set_reg("rip", decision.resume_at)
-                    begin, remaining = decision.resume_at, remaining - used
+                    begin = decision.resume_at
+                    if remaining is None:
+                        continue
+                    remaining -= used
                     if remaining > 0:
                         continue
                     result.status = STOPPED if stepping else BUDGET
@@ -798,7 +811,7 @@ class Machine:
             if state.kfunc_error is not None:
                 result.status, result.error = ERROR, state.kfunc_error
                 break
-            if rip == CALL_RETURN_ADDR and started <= remaining:
+            if rip == CALL_RETURN_ADDR and (remaining is None or started <= remaining):
                 result.status, result.ret = RETURNED, c.reg("rax")
                 break
             state.started_base -= started - used
@@ -806,7 +819,9 @@ class Machine:
                 result.status = STOPPED
                 break
             result.status = BUDGET
-            result.error = f"instruction budget of {state.budget} exhausted at {rip:#x} <{self.symbolize(rip)}>"
+            result.error = (f"instruction budget of {state.budget} exhausted" if state.budget else
+                            f"no instruction budget, and the time limit of {self.time_limit:g} s ran out") + \
+                f" at {rip:#x} <{self.symbolize(rip)}>"
             break
 
     # -- exceptions -----------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import pytest
 
+from emu import Machine
 from emu.errors import EmuError
 from emu.events import COMPLETED, FIXUP, PROGRESSED, RESTART, STOP
 from emu.fault import OopsHandler
@@ -263,10 +264,19 @@ def test_a_fault_loop_uses_up_the_budget_too(machine):
     assert len(result.faults) == 50
 
 
-@pytest.mark.parametrize("bad", [-1, 0])
-def test_a_budget_must_be_positive(machine, bad):
-    with pytest.raises(EmuError, match="budget must be positive"):
-        machine.call("nothing", budget=bad)
+def test_a_budget_must_not_be_negative(machine):
+    with pytest.raises(EmuError, match=r"budget must be positive \(or 0 for none\), not -1"):
+        machine.call("nothing", budget=-1)
+
+
+def test_without_a_budget_the_time_limit_stops_a_runaway_and_instructions_go_uncounted(spin_file):
+    m = Machine(budget=0, time_limit=0.2)
+    m.load(spin_file)
+    r = m.call("spin")
+    assert (r.status, r.insns) == ("budget", None)
+    assert r.error.startswith("no instruction budget, and the time limit of 0.2 s ran out at 0xffffffff8100000")
+    m.load_source("SYM_FUNC_START(seven)\n mov $7, %eax\n ret\nSYM_FUNC_END(seven)\n")
+    assert repr(m.call("seven")) == "<CallResult seven: returned ret=0x7, 0 fault(s), uncounted insns>"
 
 
 def test_link_time_symbols_reach_every_load(machine):
