@@ -96,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     debug.add_argument("--batch", action="store_true", help="leave after -x and -ex, as gdb -batch")
     debug.add_argument("--gdb", type=_port, metavar="PORT",
                        help="serve the gdb remote protocol on 127.0.0.1:PORT instead of a prompt")
+    debug.add_argument("--cpus", type=_positive, default=1, metavar="N", help="CPUs (default 1)")
+    for i in range(1, 8):
+        debug.add_argument(f"--entry{i}", metavar="SYM",
+                           help="the call CPU 1 starts (and --entry2 ... for more CPUs)" if i == 1
+                           else argparse.SUPPRESS)
     _policy_args(debug)
 
     explore = sub.add_parser("explore", help="run a multi-CPU scenario under many schedules and group the outcomes",
@@ -242,8 +247,11 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
 
 
 def _cmd_debug(ns: argparse.Namespace) -> int:
+    others = {i: getattr(ns, f"entry{i}") for i in range(1, 8) if getattr(ns, f"entry{i}")}
+    if any(cpu >= ns.cpus for cpu in others):
+        raise EmuError(f"an --entryN names a CPU beyond --cpus {ns.cpus}")
     d = Debugger(ns.files, ns.entry, ns.arg, policy=Policy.parse(ns.policy, ns.knob), syntax=ns.syntax,
-                 budget=ns.budget, color=use_color())
+                 budget=ns.budget, color=use_color(), cpus=ns.cpus, others=others)
     if ns.gdb is not None:
         from .gdbstub import serve
         return serve(d, ns.gdb)

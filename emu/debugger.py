@@ -77,8 +77,10 @@ class Style:
 class Debugger:
     def __init__(self, files: list[str], entry: str, args: list[str] | None = None, *,
                  policy: Policy | None = None, syntax: str = "att", budget: int | None = None,
-                 color: bool = False):
+                 color: bool = False, cpus: int = 1, others: dict[int, str] | None = None):
         self.files, self.entry, self.arg_exprs = files, entry, list(args or [])
+        self.ncpus, self.others = cpus, dict(others or {})  # the calls of CPUs 1.., by CPU
+        self.current = 0  # the CPU the commands look at and run
         self.policy, self.syntax, self.budget = policy or Policy(), syntax, budget
         self.style = Style(color)
         self.breakpoints: dict[int, Breakpoint] = {}
@@ -94,6 +96,7 @@ class Debugger:
         self._last_regs: dict[str, int] = {}
         self._seen_events = 0
         self.quit = False
+        self._thread_word = False
         self.m: Machine
         self.result = None
         self.start()
@@ -102,7 +105,7 @@ class Debugger:
 
     def start(self) -> None:
         """Build the machine, load the files and stop at the entry (gdb's `run`, then stopped)."""
-        self.m = Machine(policy=self.policy, **({"budget": self.budget} if self.budget else {}))
+        self.m = Machine(policy=self.policy, cpus=self.ncpus, **({"budget": self.budget} if self.budget else {}))
         self.m.load(*self.files, syntax=self.syntax)
         scope = self._scope()
         try:
@@ -110,7 +113,10 @@ class Debugger:
         except ExprError as e:
             raise EmuError(f"--arg: {e}") from None
         self.args = args
-        self.result = self.m.start_call(self.entry, *args)
+        for cpu, symbol in sorted(self.others.items()):
+            self.m.start_call(symbol, cpu=cpu)
+        self.result = self.m.start_call(self.entry, *args, cpu=0)
+        self.current = 0
         self.m.catch = self._catch
         for bp in self.breakpoints.values():
             self._install(bp)
@@ -120,11 +126,11 @@ class Debugger:
 
     @property
     def cpu(self):
-        return self.m.cpus[0]
+        return self.m.cpus[self.current]
 
     @property
     def running(self) -> bool:
-        return self.m.current is not None
+        return self.current in self.m.running_cpus()
 
     def interrupt(self) -> None:
         """Ctrl-C: the running `continue` stops at its next check."""
@@ -168,22 +174,26 @@ class Debugger:
             a.kern_vm_start <= event.address < a.kern_vm_start + (1 << 32) + 0x8000 for a in self.m.arenas.values())
 
     def _install(self, bp: Breakpoint) -> None:
-        uc = self.cpu.uc
-        if bp.kind == "breakpoint":
-            bp.hooks = [uc.hook_add(unicorn.UC_HOOK_CODE, self._on_breakpoint, bp, begin=bp.addr, end=bp.addr)]
-        else:
-            # Unicorn reports a store by physical address once paging is on, so the hook sees
-            # every store and compares with where the watched address translates now. A stop
-            # asked for inside a memory hook would leave RIP on the store, so the stop waits for
-            # the next instruction: like gdb's software watchpoints, a watched run steps in Python.
-            bp.hooks = [uc.hook_add(unicorn.UC_HOOK_MEM_WRITE, self._on_write, bp),
-                        uc.hook_add(unicorn.UC_HOOK_CODE, self._after_write, bp)]
-        uc.ctl_flush_tb()
+        """On every CPU, as gdb's breakpoints stop any thread."""
+        bp.hooks = []
+        for c in self.m.cpus:
+            uc = c.uc
+            if bp.kind == "breakpoint":
+                bp.hooks.append((uc, uc.hook_add(unicorn.UC_HOOK_CODE, self._on_breakpoint, bp, begin=bp.addr,
+                                                 end=bp.addr)))
+            else:
+                # Unicorn reports a store by physical address once paging is on, so the hook sees
+                # every store and compares with where the watched address translates now. A stop
+                # asked for inside a memory hook would leave RIP on the store, so the stop waits for
+                # the next instruction: like gdb's software watchpoints, a watched run steps in Python.
+                bp.hooks += [(uc, uc.hook_add(unicorn.UC_HOOK_MEM_WRITE, self._on_write, bp)),
+                             (uc, uc.hook_add(unicorn.UC_HOOK_CODE, self._after_write, bp))]
+            uc.ctl_flush_tb()
 
     def _uninstall(self, bp: Breakpoint) -> None:
-        for h in bp.hooks:
-            self.cpu.uc.hook_del(h)
-        self.cpu.uc.ctl_flush_tb()
+        for uc, h in bp.hooks:
+            uc.hook_del(h)
+            uc.ctl_flush_tb()
 
     def _on_breakpoint(self, uc, address, _size, bp: Breakpoint) -> None:
         if address == self._skip_bp:
@@ -256,7 +266,7 @@ class Debugger:
         self._skip_bp = rip if any(b.addr == rip and b.kind == "breakpoint" for b in self.breakpoints.values()) \
             else None
         while True:
-            result = self.m.resume(SLICE if count is None else count)
+            result = self.m.resume(SLICE if count is None else count, cpu=self.current)
             if count is not None or result.status != STOPPED or self._stop_reason is not None \
                     or self.m._call.stop is not None or self._interrupted:
                 break
@@ -265,19 +275,19 @@ class Debugger:
 
     def _report_stop(self, result) -> list[str]:
         out = [e.story() for e in self.m.events[self._seen_events:] if e.action]
-        held = self.m._call.held if self.running else None
+        held = self.m._calls[self.current].held if self.running else None
         self._seen_events = len(self.m.events) - (1 if held else 0)
         reason = self._stop_reason
+        who = f"CPU {self.current}" if len(self.m.cpus) > 1 else "Inferior 1"
         if result.status == RETURNED:
-            out.append(f"[Inferior 1 returned {result.ret:#x} ({result.ret_signed}) after {result.insns} "
-                       "instructions]")
+            out.append(f"[{who} returned {result.ret:#x} ({result.ret_signed}) after {result.insns} instructions]")
             return out
         if result.status == OOPS:
             out.append(result.oops)
-            out.append("[Inferior 1 oopsed]")
+            out.append(f"[{who} oopsed]")
             return out
         if result.status != STOPPED:
-            out.append(f"[Inferior 1 stopped: {result.error}]")
+            out.append(f"[{who} stopped: {result.error}]")
             return out
         if held is not None:
             event, decision = held
@@ -396,6 +406,7 @@ class Debugger:
             return ""
         word, _, rest = line.partition(" ")
         name, fmt = (word.split("/", 1) + [""])[:2] if not word.startswith("x/") else ("x", "")
+        self._thread_word = name == "thread"
         cmd = COMMANDS.get(ALIASES_CMD.get(name, name))
         if cmd is None:
             return f"Undefined command: \"{name}\".  Try \"help\"."
@@ -526,9 +537,11 @@ def _catch(d: Debugger, rest: str, _fmt: str):
     return f"Catchpoint ({rest})"
 
 
-@command("info", "info breakpoints | registers [REG] | catch")
+@command("info", "info breakpoints | registers [REG] | threads")
 def _info(d: Debugger, rest: str, _fmt: str):
     what, _, arg = rest.partition(" ")
+    if what in ("threads", "cpus"):
+        return _threads(d)
     if what in ("breakpoints", "break", "b", "watchpoints"):
         if not d.breakpoints and not d.catches:
             return "No breakpoints or watchpoints."
@@ -750,6 +763,32 @@ def _stream(d: Debugger, rest: str, _fmt: str):
                 if text:
                     out.append(f"--- {p.name} {STREAM_NAMES[i]} ---\n{text.rstrip()}")
     return out or "The streams are empty."
+
+
+@command("cpu", "cpu [N]: the CPU the commands look at and run (no N: list the CPUs)", ("thread",))
+def _cpu(d: Debugger, rest: str, _fmt: str):
+    if not rest:
+        return _threads(d)
+    n = int(d.value(rest))
+    # gdb numbers threads from 1: `thread 2` is CPU 1
+    cpu = n - 1 if d._thread_word else n
+    if not 0 <= cpu < len(d.m.cpus):
+        raise CommandError(f"Invalid CPU {n}: this machine has {len(d.m.cpus)}.")
+    d.current = cpu
+    state = "running a call" if d.running else "idle"
+    return f"[Switching to CPU {cpu} ({state})]\n" + "\n".join(d._after_stop()) if d.running else \
+        f"[Switching to CPU {cpu} ({state})]"
+
+
+def _threads(d: Debugger) -> list[str]:
+    out = ["  Id   CPU   State      Where"]
+    for c in d.m.cpus:
+        mark = "*" if c.index == d.current else " "
+        result = d.m.results.get(c.index)
+        state = "stopped" if c.index in d.m.running_cpus() else (result.status if result else "idle")
+        where = d.m.symbolize(c.reg("rip")) if result else ""
+        out.append(f"{mark} {c.index + 1:<4} {c.index:<5} {state:<10} {where}")
+    return out
 
 
 @command("policy", "policy: the kernel this machine models, and its knobs")

@@ -160,11 +160,11 @@ def test_a_runaway_continue_stops_at_the_budget_and_interrupt_stops_it_early(spi
     original = d.m.resume
     calls = []
 
-    def resume(count=None):
+    def resume(count=None, cpu=None):
         calls.append(count)
         if len(calls) == 3:
             d.interrupt()
-        return original(count)
+        return original(count, cpu=cpu)
 
     d.m.resume = resume
     out = d.execute("c")
@@ -181,3 +181,23 @@ def test_every_command_has_help(d):
     lines = d.execute("help").splitlines()
     assert len(lines) >= 25 and all(len(line.split(None, 1)) == 2 for line in lines)
     assert d.execute("help ni") == "nexti [N]: like stepi, but a call runs to its return (also ni)"
+
+
+def test_several_cpus_switch_with_cpu_or_thread_and_show_the_stale_translation():
+    d = Debugger([bpf_prog("smp.S")], "h3_alloc", cpus=2, others={1: "h3_reader"})
+    d.execute("set context off")
+    assert d.execute("info threads").splitlines()[1:] == [
+        "* 1    0     stopped    " + d.m.symbolize(d.m.symbol("h3_alloc")),
+        "  2    1     stopped    " + d.m.symbolize(d.m.symbol("h3_reader"))]
+    assert d.execute("thread 2").startswith("[Switching to CPU 1 (running a call)]")
+    d.execute("break smp.S:34")
+    assert "Breakpoint 1, " in d.execute("c")  # CPU 1's kfunc read faulted and the scratch page is cached
+    assert d.execute("cpu 0").startswith("[Switching to CPU 0 (running a call)]")
+    assert d.execute("c") == "[CPU 0 returned 0x7f7d26201000 (140175487275008) after 13 instructions]"
+    d.execute("cpu 1")
+    scratch = d.m.arena.scratch_pfn
+    assert d.execute("tlb").splitlines()[1].startswith(f"0xffffc90036209000  0x8000000000{scratch:03x}063, frame "
+                                                       f"{scratch:#x}: arena's scratch page")
+    assert d.execute("c").startswith("[CPU 1 returned 0x0 (0) after ")
+    assert d.m.mem.read_u64(scratch << 12) == 7  # hazard 3: CPU 1's store went to the scratch page
+    assert d.execute("cpu 5") == "Invalid CPU 5: this machine has 2."
