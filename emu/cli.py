@@ -162,8 +162,7 @@ def _map_args(m: Machine, specs: list[str]) -> None:
 
 
 def _arguments(m: Machine, args: list[str]) -> list[int]:
-    scope = {s.name: s.address for s in m.kallsyms.symbols()}
-    scope.update(m.link_symbols)
+    scope = m.symbol_scope()
     out = []
     for a in args:
         try:

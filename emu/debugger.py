@@ -20,13 +20,12 @@ from .errors import EmuError
 from .events import FaultEvent
 from .exprs import ExprError, evaluate
 from .fault import Decision
-from .layout import CALL_RETURN_ADDR, MASK64, PAGE_MASK, THREAD_SIZE, stack_top
+from .layout import CALL_RETURN_ADDR, MASK64, PAGE_MASK
 from .machine import OOPS, RETURNED, STOPPED, Machine
 from .pgtable import flag_names, pte_pfn, pte_present
 from .policy import Policy
 from .stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
 from .traps import X86_TRAP_PF
-from .unwind import walk_stack_frames
 
 SLICE = 200_000  # instructions run between checks for Ctrl-C during `continue`
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
@@ -96,7 +95,6 @@ class Debugger:
         self._last_regs: dict[str, int] = {}
         self._seen_events = 0
         self.quit = False
-        self._thread_word = False
         self.m: Machine
         self.result = None
         self.start()
@@ -141,7 +139,7 @@ class Debugger:
         return {r: self.cpu.reg(r) for r in GPRS}
 
     def _scope(self) -> dict[str, int]:
-        scope = {s.name: s.address for s in self.m.kallsyms.symbols()} | self.m.link_symbols
+        scope = self.m.symbol_scope()
         if self.running:
             regs = self._regs() | {r: self.cpu.reg(r) for r in CONTROL}
             scope |= {f"${r}": v for r, v in regs.items()} | {f"${a}": regs[r] for a, r in ALIASES.items()}
@@ -239,8 +237,7 @@ class Debugger:
         m = re.fullmatch(r"(\S+):(\d+)", spec)
         if m:
             want, line = m.group(1), int(m.group(2))
-            hits = sorted(a for a, (f, n) in self.m.lines.items()
-                          if n == line and (f == want or f.endswith("/" + want)))
+            hits = self.m.line_addresses(want, line)
             if not hits:
                 raise CommandError(f"No line {line} in file \"{want}\".")
             return hits[0], spec
@@ -256,8 +253,9 @@ class Debugger:
 
     # -- running ----------------------------------------------------------------
 
-    def _run(self, count: int | None) -> list[str]:
-        """Resume the call: `count` instructions, or until something stops it."""
+    def _run(self, count: int | None, interrupted: Callable[[], bool] | None = None) -> list[str]:
+        """Resume the call: `count` instructions, or until something stops it; `interrupted`
+        is asked between slices (the gdb server's Ctrl-C)."""
         if not self.running:
             raise CommandError("The program is not being run.")
         self._stop_reason = None
@@ -269,6 +267,9 @@ class Debugger:
             result = self.m.resume(SLICE if count is None else count, cpu=self.current)
             if count is not None or result.status != STOPPED or self._stop_reason is not None \
                     or self.m._call.stop is not None or self._interrupted:
+                break
+            if interrupted is not None and interrupted():
+                self._interrupted = True
                 break
         self.result = result
         return self._report_stop(result)
@@ -406,7 +407,6 @@ class Debugger:
             return ""
         word, _, rest = line.partition(" ")
         name, fmt = (word.split("/", 1) + [""])[:2] if not word.startswith("x/") else ("x", "")
-        self._thread_word = name == "thread"
         cmd = COMMANDS.get(ALIASES_CMD.get(name, name))
         if cmd is None:
             return f"Undefined command: \"{name}\".  Try \"help\"."
@@ -659,12 +659,8 @@ def _disassemble(d: Debugger, rest: str, _fmt: str):
 def _bt(d: Debugger, _rest: str, _fmt: str):
     if not d.running:
         raise CommandError("No stack.")
-    c = d.cpu
-    hi = stack_top(c.index)
-    frames = [c.reg("rip")] + [ret for _, ret in walk_stack_frames(
-        d.m._read_u64_or_none, c.reg("rbp"), hi - THREAD_SIZE, hi)]
     out = []
-    for i, ip in enumerate(frames):
+    for i, ip in enumerate(d.m.stack_frames(d.current)):
         line = d.m.lines.get(ip if i == 0 else ip - 1) or _line_before(d, ip - 1)
         at = f" at {line[0].rsplit('/', 1)[-1]}:{line[1]}" if line else ""
         out.append(f"#{i:<2} {ip:#018x} in {d.m.symbolize(ip)} (){at}")
@@ -765,13 +761,21 @@ def _stream(d: Debugger, rest: str, _fmt: str):
     return out or "The streams are empty."
 
 
-@command("cpu", "cpu [N]: the CPU the commands look at and run (no N: list the CPUs)", ("thread",))
+@command("cpu", "cpu [N]: the CPU the commands look at and run (no N: list the CPUs)")
 def _cpu(d: Debugger, rest: str, _fmt: str):
+    return _switch(d, rest, 0)
+
+
+@command("thread", "thread [N]: gdb's name for cpu, numbered from 1 (thread 2 is CPU 1)")
+def _thread(d: Debugger, rest: str, _fmt: str):
+    return _switch(d, rest, 1)
+
+
+def _switch(d: Debugger, rest: str, first: int):
     if not rest:
         return _threads(d)
     n = int(d.value(rest))
-    # gdb numbers threads from 1: `thread 2` is CPU 1
-    cpu = n - 1 if d._thread_word else n
+    cpu = n - first
     if not 0 <= cpu < len(d.m.cpus):
         raise CommandError(f"Invalid CPU {n}: this machine has {len(d.m.cpus)}.")
     d.current = cpu

@@ -12,9 +12,8 @@ from __future__ import annotations
 import select
 import socket
 
-from .debugger import SLICE, CommandError, Debugger
+from .debugger import CommandError, Debugger
 from .errors import EmuError
-from .machine import STOPPED
 
 SIGINT, SIGTRAP, SIGSEGV = 2, 5, 11
 
@@ -99,7 +98,7 @@ class GdbServer:
             value = 0
         return (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
 
-    def _stop_reply(self, before_handler: bool) -> bytes:
+    def _stop_reply(self) -> bytes:
         if self.d.running and self.d.m._call.held is not None:
             return b"S%02x" % SIGSEGV
         if not self.d.running:
@@ -110,23 +109,8 @@ class GdbServer:
     def _resume(self, step: bool) -> bytes:
         if not self.d.running:
             return b"X%02x" % SIGSEGV
-        if step:
-            self.d._run(1)
-            return self._stop_reply(False)
-        d = self.d
-        d._stop_reason, d._interrupted = None, False
-        rip = d.cpu.reg("rip")
-        d._skip_bp = rip if any(b.addr == rip for b in d.breakpoints.values() if b.kind == "breakpoint") else None
-        while True:
-            result = d.m.resume(SLICE)
-            if result.status != STOPPED or d._stop_reason is not None or d.m._call.stop is not None:
-                break
-            if self._interrupt_pending():
-                d._interrupted = True
-                break
-        d.result = result
-        d._report_stop(result)
-        return self._stop_reply(False)
+        self.d._run(1 if step else None, interrupted=self._interrupt_pending)
+        return self._stop_reply()
 
     def _monitor(self, hex_cmd: bytes) -> None:
         text = self.d.execute(bytes.fromhex(hex_cmd.decode()).decode()) + "\n"
@@ -147,7 +131,7 @@ class GdbServer:
             chunk = TARGET_XML.encode()[off:off + length]
             self._send((b"l" if off + length >= len(TARGET_XML) else b"m") + chunk)
         elif pkt == b"?":
-            self._send(self._stop_reply(False))
+            self._send(self._stop_reply())
         elif pkt == b"g":
             self._send(self._registers())
         elif cmd == b"p":

@@ -581,14 +581,26 @@ class Machine:
                               f"{off + clear_lo32(arena.user_vm_start):#x}\n")
         return True, f"{prog.name} is on the stack; scratch page at {addr & PAGE_MASK:#x}, no TLB flush"
 
+    def stack_frames(self, cpu: int) -> list[int]:
+        """A CPU's RIP, then the return addresses of a frame-pointer walk of its kernel stack,
+        as the kernel's unwinder finds them."""
+        c = self.cpus[cpu]
+        hi = stack_top(cpu)
+        return [c.reg("rip")] + [ret for _, ret in walk_stack_frames(
+            self._read_u64_or_none, c.reg("rbp"), hi - THREAD_SIZE, hi)]
+
+    def symbol_scope(self) -> dict[str, int]:
+        """Every symbol and link-time constant, for evaluating expressions over them."""
+        return {s.name: s.address for s in self.kallsyms.symbols()} | self.link_symbols
+
+    def line_addresses(self, file: str, line: int) -> list[int]:
+        """The instructions assembled from FILE:LINE (FILE may be a path's last part), lowest first."""
+        return sorted(a for a, (f, n) in self.lines.items() if n == line and (f == file or f.endswith("/" + file)))
+
     def bpf_prog_find_from_stack(self) -> BpfProg | None:
         """bpf_prog_find_from_stack(): the first BPF program, as its main program, in a
         frame-pointer walk of the faulting context's stack."""
-        c = self._call.cpu
-        hi = stack_top(c.index)
-        frames = [c.reg("rip")] + [ret for _, ret in walk_stack_frames(
-            self._read_u64_or_none, c.reg("rbp"), hi - THREAD_SIZE, hi)]
-        for ip in frames:
+        for ip in self.stack_frames(self._call.cpu.index):
             prog = self.progs.bpf_prog_ksym_find(ip)
             if prog is not None:
                 return prog.main_prog
@@ -613,10 +625,7 @@ class Machine:
         c = self._call.cpu
         ss.bpf_stream_printk(f"CPU: {c.index} UID: 0 PID: {self.pid} Comm: {self.comm}\n")
         ss.bpf_stream_printk("Call trace:\n")
-        hi = stack_top(c.index)
-        frames = [c.reg("rip")] + [ret for _, ret in walk_stack_frames(
-            self._read_u64_or_none, c.reg("rbp"), hi - THREAD_SIZE, hi)]
-        for i, ip in enumerate(frames):
+        for i, ip in enumerate(self.stack_frames(c.index)):
             line = f"{self.symbolize(ip)}\n"
             if self.progs.bpf_prog_ksym_find(ip) is not None:
                 line += self._bpf_line_info(ip if i == 0 else ip - 1)

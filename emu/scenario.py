@@ -72,7 +72,7 @@ class Scenario:
     def run_on(self, m: Machine) -> Outcome:
         """Load the scenario's files into `m` and make its call."""
         m.load(*(str(_resolve(f)) for f in self.files))
-        scope = {s.name: s.address for s in m.kallsyms.symbols()} | m.link_symbols
+        scope = m.symbol_scope()
         try:
             args = [evaluate(a, scope) for a in self.args]
         except ExprError as e:

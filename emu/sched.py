@@ -134,9 +134,8 @@ class Scenario:
 
 
 def _eval(m: Machine, text: str) -> int:
-    scope = {s.name: s.address for s in m.kallsyms.symbols()} | m.link_symbols
     try:
-        return evaluate(text, scope)
+        return evaluate(text, m.symbol_scope())
     except ExprError as e:
         raise EmuError(f"'{text}': {e}") from None
 
@@ -144,8 +143,7 @@ def _eval(m: Machine, text: str) -> int:
 def _location(m: Machine, spec: str) -> int:
     fm = re.fullmatch(r"(\S+):(\d+)", spec)
     if fm:
-        hits = sorted(a for a, (f, n) in m.lines.items()
-                      if n == int(fm.group(2)) and (f == fm.group(1) or f.endswith("/" + fm.group(1))))
+        hits = m.line_addresses(fm.group(1), int(fm.group(2)))
         if not hits:
             raise EmuError(f"no instruction at {spec}")
         return hits[0]
