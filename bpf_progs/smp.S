@@ -3,7 +3,7 @@
  * one program per CPU. `arena-emu explore` interleaves them; the schedules
  * named in the comments reach the outcome each race is about.
  *
- * Pages: 1 for hazard 3, 2 for the double fault, 3 for the free race.
+ * Pages: 1 for hazard 3, 2 for the double fault, 3 for the free race (three CPUs).
  */
 	BPF_ARENA(arena, 16)
 	BPF_KSYM(bpf_kfunc_arena_read_u64)
@@ -82,7 +82,11 @@ SYM_FUNC_START(fault_reader)
 SYM_FUNC_END(fault_reader)
 	BPF_PROG(fault_reader)
 
-/* The free race, setup: allocate page 3. */
+	.data
+race_allocated:	.quad 0
+
+	.text
+/* The free race, setup (CPU 0): allocate page 3. */
 SYM_FUNC_START(race_setup)
 	push	%rbp
 	mov	%rsp, %rbp
@@ -110,40 +114,54 @@ SYM_FUNC_START(race_free)
 SYM_FUNC_END(race_free)
 	BPF_PROG(race_free)
 
-/*
- * The free race, CPU 1: store 1 to page 3 (this CPU caches its translation;
- * a store, because Unicorn walks the tables again for the first store through
- * a translation a load cached), allocate page 3, and if that worked store 7 to
- * it. Returns the allocation.
- * --schedule '1:@smp.S:130 0:@free-before-flush': CPU 1 allocates page 3 while
- * CPU 0's free has returned it but not yet flushed. On hardware the store would
- * go to the old page through CPU 1's stale translation; under Unicorn it does
- * not (yet): Unicorn walked the tables again here, see the free-race test.
- */
-SYM_FUNC_START(race_touch_alloc_store)
+/* The free race, CPU 1: allocate page 3 again; when that works, say so (race_allocated). */
+SYM_FUNC_START(race_alloc)
 	push	%rbp
 	mov	%rsp, %rbp
-	push	%r12
-	push	%rbx
-	movabs	$ARENA_KERN_VM_START, %r12
-	movabs	$PAGE3, %rdi
-	mov	%edi, %edi
-	movq	$1, 0x0(%rdi,%r12,1)
-	movabs	$arena, %rdi			/* line 130: after the first store */
+	movabs	$arena, %rdi
 	movabs	$PAGE3, %rsi
 	mov	$1, %edx
 	mov	$-1, %ecx
 	xor	%r8d, %r8d
 	call	bpf_arena_alloc_pages
-	mov	%rax, %rbx
 	test	%rax, %rax
 	jz	1f
-	mov	%eax, %edi
-	movq	$7, 0x0(%rdi,%r12,1)
-1:	mov	%rbx, %rax
-	pop	%rbx
-	pop	%r12
+	movabs	$race_allocated, %rdi
+	movq	$1, (%rdi)
+1:	leave
+	ret
+SYM_FUNC_END(race_alloc)
+	BPF_PROG(race_alloc)
+
+/*
+ * The free race, CPU 2: store 1 to page 3, so this CPU caches its translation
+ * (a store: Unicorn walks the tables again for the first store through an entry
+ * a load filled, where hardware would not); then, once CPU 1 says it allocated
+ * page 3 again, store 7 to it. Returns 0 when it stored 7, 1 when it gave up.
+ * --schedule '2:7 0:@free-before-flush': CPU 0's free has put page 3 back in
+ * the allocator but not flushed any TLB; CPU 1 allocates it; CPU 2's 7 goes
+ * through its stale translation to the old page, which the free then releases.
+ */
+SYM_FUNC_START(race_access)
+	push	%rbp
+	mov	%rsp, %rbp
+	push	%r12
+	movabs	$ARENA_KERN_VM_START, %r12
+	movabs	$PAGE3, %rdi
+	mov	%edi, %edi
+	movq	$1, 0x0(%rdi,%r12,1)
+	mov	$100, %ecx
+1:	movabs	$race_allocated, %rax
+	cmpq	$0, (%rax)
+	jne	2f
+	dec	%ecx
+	jnz	1b
+	mov	$1, %eax
+	jmp	3f
+2:	movq	$7, 0x0(%rdi,%r12,1)
+	xor	%eax, %eax
+3:	pop	%r12
 	leave
 	ret
-SYM_FUNC_END(race_touch_alloc_store)
-	BPF_PROG(race_touch_alloc_store)
+SYM_FUNC_END(race_access)
+	BPF_PROG(race_access)

@@ -15,10 +15,11 @@ import unicorn
 from unicorn import x86_const as X
 
 from .dumpstack import Regs
+from .errors import EmuError
 from .layout import CALL_RETURN_ADDR, MACHINE_PAGE
 from .physmem import PhysMem
 from .traps import X86_TRAP_UD
-from .unicorn_quirks import ExceptionState, enable_long_mode_paging, flush_tlb_all
+from .unicorn_quirks import ExceptionState, enable_long_mode_paging, flush_tlb_all, release
 
 REG_IDS = {
     "rax": X.UC_X86_REG_RAX, "rbx": X.UC_X86_REG_RBX, "rcx": X.UC_X86_REG_RCX, "rdx": X.UC_X86_REG_RDX,
@@ -42,6 +43,16 @@ MACHINE_PAGE_CODE[INVLPG_ADDR - MACHINE_PAGE:INVLPG_ADDR - MACHINE_PAGE + 3] = b
 MACHINE_PAGE_CODE = bytes(MACHINE_PAGE_CODE)
 
 ExceptionHook = Callable[["CPU", int], None]
+
+
+class _Closed:
+    """A closed CPU's engine: using it is a clear error, not a crash inside Unicorn."""
+
+    def __getattr__(self, name: str):
+        raise EmuError("this machine was closed")
+
+
+_CLOSED = _Closed()
 
 
 class CPU:
@@ -72,11 +83,19 @@ class CPU:
         self.uc.hook_add(unicorn.UC_HOOK_CODE, lambda _uc, addr, _size, _d: callback(self, addr),
                          begin=begin, end=end)
 
+    def close(self) -> None:
+        uc, self.uc, self.exc = self.uc, _CLOSED, _CLOSED
+        if isinstance(uc, unicorn.Uc):
+            release(uc)
+
     def reg(self, name: str) -> int:
         return self.uc.reg_read(REG_IDS[name])
 
     def set_reg(self, name: str, value: int) -> None:
         self.uc.reg_write(REG_IDS[name], value & 0xFFFF_FFFF_FFFF_FFFF)
+
+    def set_regs(self, values: dict[str, int]) -> None:
+        self.uc.reg_write_batch([(REG_IDS[n], v & 0xFFFF_FFFF_FFFF_FFFF) for n, v in values.items()])
 
     def regs(self) -> Regs:
         return Regs(*self.uc.reg_read_batch(_REGS_IDS))

@@ -69,6 +69,8 @@ from .traps import (
 from .unwind import show_trace, walk_stack_frames
 
 DEFAULT_RAM = 64 << 20
+_CLEARED_AT_CALL = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+                    "r15", "rbp")
 DEFAULT_BUDGET = 10_000_000
 DEFAULT_TIME_LIMIT = 60.0  # seconds, for calls with no instruction budget
 
@@ -352,6 +354,18 @@ class Machine:
             self.create_arena(params["max_entries"], params["map_extra"], params["map_flags"], decl.name)
         except ArenaError as e:
             raise AsmError([Diagnostic(decl.file, decl.line, f"BPF_ARENA: arena_map_alloc() failed: {e}")]) from None
+
+    def close(self) -> None:
+        """Free the CPUs' Unicorn engines now; the machine cannot run afterwards. Hooks tie a
+        machine in reference cycles, so without this it lingers until the cycle collector runs."""
+        for c in self.cpus:
+            c.close()
+
+    def __enter__(self) -> Machine:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def flush_tlb_kernel_range(self, start: int, end: int) -> None:
         """flush_tlb_kernel_range(): every CPU; page by page up to the kernel's
@@ -676,16 +690,10 @@ class Machine:
         addr = entry if isinstance(entry, int) else self.symbol(entry)
         name = entry if isinstance(entry, str) else self.symbolize(entry)
         c = self.cpus[cpu]
-        for reg in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
-                    "r15", "rbp"):
-            c.set_reg(reg, 0)
-        for reg, value in zip(ARG_REGS, args, strict=False):
-            c.set_reg(reg, value)
         rsp = stack_top(cpu) - 8
         self.mem.write_u64(self.pgtables.translate(rsp), CALL_RETURN_ADDR)  # a stack slot, not code
-        c.set_reg("rsp", rsp)
-        c.set_reg("rflags", 0x2)
-        c.set_reg("rip", addr)
+        c.set_regs(dict.fromkeys(_CLEARED_AT_CALL, 0) | dict(zip(ARG_REGS, args, strict=False))
+                   | {"rsp": rsp, "rflags": 0x2, "rip": addr})
         self._call = self._calls[cpu] = _CallState(c, CallResult(name, STOPPED), budget=budget)
         self.results[cpu] = self._call.result
         return self._call.result

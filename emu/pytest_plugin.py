@@ -8,6 +8,7 @@ arena_budget in the ini file). See docs/pytest-plugin.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,10 +81,11 @@ def policy(request: pytest.FixtureRequest) -> Policy:
 
 
 @pytest.fixture
-def machine(policy: Policy, request: pytest.FixtureRequest) -> Machine:
-    """A fresh machine (about a millisecond to build), under `policy`."""
-    return Machine(policy=policy, cpus=int(_option(request.config, "cpus")),
-                   budget=int(_option(request.config, "budget")))
+def machine(policy: Policy, request: pytest.FixtureRequest) -> Iterator[Machine]:
+    """A fresh machine (about a millisecond to build), under `policy`; closed after the test."""
+    with Machine(policy=policy, cpus=int(_option(request.config, "cpus")),
+                 budget=int(_option(request.config, "budget"))) as m:
+        yield m
 
 
 @pytest.fixture

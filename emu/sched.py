@@ -188,17 +188,16 @@ def run_schedule(m: Machine, schedule: Schedule, order: list[int], turns: int | 
 
 
 def schedules(scenario: Scenario, bound: int) -> Iterator[Schedule]:
-    """Every schedule of 1 to `bound` steps, alternating CPUs, each step ending at any
-    instruction count the CPU ran alone, or at a named point."""
+    """Every schedule of 1 to `bound` steps, each on another CPU than the step before,
+    each ending at any instruction count the CPU ran alone, or at a named point."""
     lengths = _lengths(scenario)
     cpus = [e.cpu for e in scenario.entries]
     ends = {c: [*range(1, lengths[c] + 1), *(f"@{p}" for p in POINTS)] for c in cpus}
     yield Schedule()
     for k in range(1, bound + 1):
-        for first in cpus:
-            order = [first]
-            for _ in range(k - 1):
-                order.append(next(c for c in cpus if c != order[-1]) if len(cpus) == 2 else order[-1])
+        for order in itertools.product(cpus, repeat=k):
+            if any(a == b for a, b in itertools.pairwise(order)):
+                continue  # two steps in a row on one CPU are one step
             for combo in itertools.product(*(ends[c] for c in order)):
                 yield Schedule(tuple(Step(c, u) for c, u in zip(order, combo, strict=True)))
 
@@ -219,12 +218,12 @@ def sample(scenario: Scenario, n: int, seed: int, bound: int = 3) -> Iterator[Sc
 
 def _lengths(scenario: Scenario) -> dict[int, int]:
     """How many instructions each CPU runs when the CPUs run one after the other."""
-    m = scenario.start()
     out = {}
-    for e in scenario.entries:
-        out[e.cpu] = m.resume(cpu=e.cpu).insns
-        while e.cpu in m.running_cpus():
+    with scenario.start() as m:
+        for e in scenario.entries:
             out[e.cpu] = m.resume(cpu=e.cpu).insns
+            while e.cpu in m.running_cpus():
+                out[e.cpu] = m.resume(cpu=e.cpu).insns
     return out
 
 
@@ -250,7 +249,9 @@ class Exploration:
 
 def _run_one(args: tuple[Scenario, str]) -> tuple[Outcome, str]:
     scenario, text = args
-    return scenario.run(Schedule.parse(text))[0], text
+    outcome, m = scenario.run(Schedule.parse(text))
+    m.close()
+    return outcome, text
 
 
 def explore(scenario: Scenario, plan: Iterator[Schedule], workers: int = 1,

@@ -3,6 +3,7 @@
 import pytest
 from unicorn.x86_const import UC_X86_REG_CR0, UC_X86_REG_CR3, UC_X86_REG_CR4
 
+from emu import Machine
 from emu.errors import EmuError
 from emu.pgtable import PAGE_KERNEL, mk_pte
 from emu.physmem import FrameKind
@@ -11,6 +12,9 @@ from emu.unicorn_quirks import EFER_MSR
 TLB_STUBS = """
 SYM_FUNC_START(read_u64)
     mov (%rdi), %rax
+    ret
+SYM_FUNC_START(write_u64)
+    mov %rsi, (%rdi)
     ret
 SYM_FUNC_START(invlpg_then_read)
     invlpg (%rdi)
@@ -51,6 +55,30 @@ def test_a_changed_pte_is_invisible_until_invlpg(machine):
     assert machine.call("invlpg_then_read", va).ret == 0x2222
 
 
+def test_a_store_through_an_entry_a_store_filled_uses_the_stale_translation(machine):
+    machine.load_source(TLB_STUBS)
+    va = machine.vmalloc(4096)
+    old, new = two_frames(machine, va)
+    machine.call("write_u64", va, 1)
+    machine.set_pte(va, mk_pte(new, PAGE_KERNEL))
+    machine.call("write_u64", va, 7)
+    assert (machine.mem.read_u64(old << 12), machine.mem.read_u64(new << 12)) == (7, 0x2222)
+
+
+def test_unicorn_walks_again_for_the_first_store_through_an_entry_a_load_filled(machine):
+    """A Unicorn quirk (unicorn_quirks.py, 4): hardware would write to the old frame here,
+    since the PTE's dirty bit was set when the load cached it. Races that need a stale
+    store therefore make their first access a store."""
+    machine.load_source(TLB_STUBS)
+    va = machine.vmalloc(4096)
+    old, new = two_frames(machine, va)
+    assert machine.pte(va) & 0x40  # D: no walk is needed to set it
+    machine.call("read_u64", va)
+    machine.set_pte(va, mk_pte(new, PAGE_KERNEL))
+    machine.call("write_u64", va, 7)
+    assert (machine.mem.read_u64(old << 12), machine.mem.read_u64(new << 12)) == (0x1111, 7)
+
+
 def test_invlpg_from_the_api_flushes_one_page_only(machine):
     machine.load_source(TLB_STUBS)
     a, b = machine.vmalloc(4096), machine.vmalloc(4096)
@@ -89,3 +117,13 @@ def test_mapping_over_a_mapped_page_changes_nothing(machine):
     with pytest.raises(EmuError, match=f"{va:#x} is already mapped"):
         machine.map(va - 4096, 3 * 4096)
     assert machine.pte(va - 4096) == 0 and machine.mem.frames_in_use() == before
+
+
+def test_a_closed_machine_says_so_instead_of_crashing_in_unicorn():
+    with Machine() as m:
+        m.load_source(TLB_STUBS)
+        va = m.vmalloc(4096)
+        m.write_u64(va, 5)
+        assert m.call("read_u64", va).ret == 5
+    with pytest.raises(EmuError, match="this machine was closed"):
+        m.call("read_u64", va)

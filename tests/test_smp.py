@@ -4,12 +4,14 @@ import pytest
 
 from emu import Machine
 from emu.errors import EmuError
-from emu.pgtable import PAGE_KERNEL, mk_pte
+from emu.pgtable import PAGE_KERNEL, mk_pte, pte_pfn
 from emu.physmem import FrameKind
 from emu.policy import Policy
-from emu.sched import Entry, Scenario, Schedule, explore, sample, schedules
+from emu.sched import Entry, Outcome, Scenario, Schedule, explore, run_schedule, sample, schedules
 
 PAGE1 = "ARENA_KERN_VM_START + (ARENA_USER_VM_START & 0xffffffff) + 0x1000"
+PAGE3 = "ARENA_KERN_VM_START + (ARENA_USER_VM_START & 0xffffffff) + 0x3000"
+PAGE3_USER = 0x7F7D_2620_3000
 RW = """
 SYM_FUNC_START(rd)
 	mov	(%rdi), %rax
@@ -86,19 +88,55 @@ def test_sampling_is_deterministic_for_a_seed():
     assert [str(s) for s in sample(sc, 20, seed=7)] != [str(s) for s in sample(sc, 20, seed=8)]
 
 
+def free_race(policy: Policy | None = None) -> Scenario:
+    return Scenario(("bpf_progs/smp.S",),
+                    (Entry(0, "race_free"), Entry(1, "race_alloc"), Entry(2, "race_access")),
+                    setup=Entry(0, "race_setup"), cpus=3, policy=policy, probe=PAGE3)
+
+
+def stale_write_lost(o: Outcome) -> bool:
+    """CPU 1 got page 3 again and CPU 2 stored 7 after that, yet the page does not hold it."""
+    return o.cpus[1] == ("returned", PAGE3_USER) and o.cpus[2] == ("returned", 0) and o.probe != 7
+
+
 def test_a_free_can_be_preempted_between_returning_the_range_and_the_flush():
-    sc = Scenario(("bpf_progs/smp.S",), (Entry(0, "race_free"), Entry(1, "race_touch_alloc_store")),
-                  setup=Entry(0, "race_setup"),
-                  probe="ARENA_KERN_VM_START + (ARENA_USER_VM_START & 0xffffffff) + 0x3000")
-    m = sc.start()
-    m.preempt = lambda cpu, point: point == "free-before-flush"
-    r = m.resume(cpu=0)
-    assert r.status == "stopped" and m.arena.rt.is_range_tree_set(3, 1)  # back in the allocator...
+    m = free_race().start()
     page = m.arena.kern_addr(m.arena.user_vm_start + 0x3000)
-    assert m.pte(page) == 0 and page in m.cpus[1].maybe_stale  # ...but no CPU has flushed it yet
-    m.preempt = None
-    assert m.resume(cpu=1).ret == m.arena.user_vm_start + 0x3000  # CPU 1 allocates it meanwhile
-    assert m.resume(cpu=0).status == "returned"
+    m.resume(7, cpu=2)  # CPU 2 has stored 1 through its translation of page 3
+    m.preempt = lambda cpu, point: point == "free-before-flush"
+    assert m.resume(cpu=0).status == "stopped"
+    assert m.arena.rt.is_range_tree_set(3, 1)  # back in the allocator...
+    assert m.pte(page) == 0 and page in m.cpus[2].maybe_stale  # ...but no CPU has flushed it yet
+
+
+def test_free_race_a_store_through_a_stale_translation_lands_in_the_freed_page():
+    sc = free_race()
+    m = sc.start()
+    old = pte_pfn(m.pte(m.arena.kern_addr(m.arena.user_vm_start + 0x3000)))
+    run_schedule(m, Schedule.parse("2:7 0:@free-before-flush"), [0, 1, 2])
+    outcome = sc.outcome(m)
+    assert outcome == Outcome((("returned", 0), ("returned", PAGE3_USER), ("returned", 0)), 0, 0, 0, True)
+    assert m.mem.read_u64(old << 12) == 7 and m.mem.kind(old) == FrameKind.FREE  # the 7 went to the freed page
+    assert pte_pfn(m.pte(m.arena.kern_addr(m.arena.user_vm_start + 0x3000))) != old
+
+
+def test_free_race_with_the_flush_before_release_knob_the_allocation_waits_for_the_flush():
+    outcome, _ = free_race(Policy("scratch", flush_before_release=True)).run(
+        Schedule.parse("2:7 0:@free-before-flush"))
+    assert outcome.cpus == (("returned", 0), ("returned", 0), ("returned", 1))  # not free yet: NULL, no 7
+    assert not stale_write_lost(outcome)
+
+
+@pytest.mark.parametrize(("policy", "found"), [(None, True), (Policy("scratch", flush_before_release=True), False)])
+def test_exploration_of_the_free_race_finds_the_stale_write_only_without_the_knob(policy, found):
+    sc = free_race(policy)
+    result = explore(sc, schedules(sc, 2))
+    assert result.runs == 1429
+    lost = [o for o in result.outcomes if stale_write_lost(o)]
+    assert bool(lost) == found
+    if found:
+        schedule, _count = result.outcomes[lost[0]]
+        assert str(schedule) == "2:7 0:@free-before-flush" and sc.run(schedule)[0] == lost[0]
 
 
 def test_bad_schedules_are_refused():
