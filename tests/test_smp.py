@@ -65,6 +65,16 @@ def test_two_cpus_faulting_on_one_page_install_once_and_report_twice():
     assert outcome.reports == 1  # one after the other: the second CPU finds the scratch page mapped
 
 
+def test_exploration_finds_both_cpus_reporting_one_fault_without_being_told_the_schedule():
+    sc = Scenario(("bpf_progs/smp.S",), (Entry(0, "fault_reader"), Entry(1, "fault_reader")))
+    result = explore(sc, schedules(sc, 2))
+    assert {o.reports for o in result.outcomes} == {1, 2}
+    both = next(o for o in result.outcomes if o.reports == 2)
+    schedule, _count = result.outcomes[both]
+    outcome, m = sc.run(schedule)
+    assert outcome == both and [e.pte_before for e in m.events] == [0, 0]
+
+
 def test_the_same_schedule_gives_the_same_run():
     a, ma = h3().run(Schedule.parse("1:7 0:3 1:@fault 0:*"))
     b, mb = h3().run(Schedule.parse("1:7 0:3 1:@fault 0:*"))
