@@ -64,6 +64,7 @@ class CPU:
         self._uch = self.uc._uch
         self._value = ctypes.c_uint64()
         self._value_ref = ctypes.byref(self._value)
+        self._batches: dict[tuple[str, ...], tuple] = {}
         self.uc.mem_map_ptr(0, mem.size, unicorn.UC_PROT_ALL, mem.host_address)
         enable_long_mode_paging(self.uc, cr3)
         self.exc = ExceptionState(self.uc)
@@ -109,6 +110,22 @@ class CPU:
         self._value.value = value & 0xFFFF_FFFF_FFFF_FFFF
         if status := uclib.uc_reg_write(self._uch, REG_IDS[name], self._value_ref):
             raise unicorn.UcError(status)
+
+    def reg_values(self, names: tuple[str, ...]) -> tuple[int, ...]:
+        """Several registers in one uc_reg_read_batch, into buffers made once per tuple of names."""
+        if self._uch is None:
+            raise EmuError("this machine was closed")
+        batch = self._batches.get(names)
+        if batch is None:
+            n = len(names)
+            values = (ctypes.c_uint64 * n)()
+            batch = self._batches[names] = (
+                (ctypes.c_int * n)(*(REG_IDS[r] for r in names)),
+                (ctypes.c_void_p * n)(*(ctypes.addressof(values) + 8 * i for i in range(n))), values, n)
+        ids, ptrs, values, n = batch
+        if status := uclib.uc_reg_read_batch(self._uch, ids, ptrs, n):
+            raise unicorn.UcError(status)
+        return tuple(values)
 
     def set_regs(self, values: dict[str, int]) -> None:
         self.uc.reg_write_batch([(REG_IDS[n], v & 0xFFFF_FFFF_FFFF_FFFF) for n, v in values.items()])

@@ -7,6 +7,7 @@ Unicorn cannot place. Each exception becomes a FaultEvent with its story.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import weakref
@@ -69,6 +70,7 @@ from .traps import (
 from .unwind import show_trace, walk_stack_frames
 
 DEFAULT_RAM = 64 << 20
+_FAULT_REGS = ("rip", "rcx", "cr2")  # what every fault records, read in one call
 _CLEARED_AT_CALL = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
                     "r15", "rbp")
 DEFAULT_BUDGET = 10_000_000
@@ -185,6 +187,7 @@ class _CallState:
     stop: str | None = None  # why a debugger stop happened (a breakpoint, a caught fault, an interrupt)
     held: tuple[FaultEvent, Decision | None] | None = None  # a fault caught before its handler ran (or applied)
     kfunc: tuple | None = None  # a native kfunc stopped at a preemption point: (kfunc, body, slot)
+    frames: list[int] | None = None  # the stack walk of the fault being handled, done once for it
 
 
 class Machine:
@@ -211,6 +214,7 @@ class Machine:
                                                   self.bpf_arena_handle_page_fault))
         self.link_symbols: dict[str, int] = {}
         self.lines: dict[int, tuple[str, int]] = {}
+        self._line_starts: list[int] = []  # sorted(self.lines), for bisection
         self.maps: dict[int, Arena] = {}  # map pointer -> arena
         self.arenas: dict[str, Arena] = {}
         self.arena: Arena | None = None  # the arena programs loaded from now on use
@@ -449,6 +453,10 @@ class Machine:
         return self._read_u64_or_none(va)
 
     def _read_u64_or_none(self, va: int) -> int | None:
+        va &= MASK64
+        if va & (PAGE_SIZE - 1) <= PAGE_SIZE - 8:  # one page: the common case, and the stack walk's
+            pa = self.pgtables.translate(va)
+            return self.mem.read_u64(pa) if pa is not None and self.mem.contains(pa, 8) else None
         data = self._try_read(va, 8)
         return None if data is None else int.from_bytes(data, "little")
 
@@ -505,6 +513,7 @@ class Machine:
         for source in sources:
             self._source_lines[source.name] = source.text.splitlines()
         self.lines.update(image.lines)
+        self._line_starts = sorted(self.lines)
         self._clear_decode_caches()
         for c in self.cpus:
             c.uc.ctl_flush_tb()
@@ -611,10 +620,18 @@ class Machine:
         """The instructions assembled from FILE:LINE (FILE may be a path's last part), lowest first."""
         return sorted(a for a, (f, n) in self.lines.items() if n == line and (f == file or f.endswith("/" + file)))
 
+    def _fault_frames(self) -> list[int]:
+        """stack_frames() of the faulting CPU, walked once per fault: finding the program
+        and dumping the stack both need it, and nothing in between writes the stack."""
+        state = self._call
+        if state.frames is None:
+            state.frames = self.stack_frames(state.cpu.index)
+        return state.frames
+
     def bpf_prog_find_from_stack(self) -> BpfProg | None:
         """bpf_prog_find_from_stack(): the first BPF program, as its main program, in a
         frame-pointer walk of the faulting context's stack."""
-        for ip in self.stack_frames(self._call.cpu.index):
+        for ip in self._fault_frames():
             prog = self.progs.bpf_prog_ksym_find(ip)
             if prog is not None:
                 return prog.main_prog
@@ -639,7 +656,7 @@ class Machine:
         c = self._call.cpu
         ss.bpf_stream_printk(f"CPU: {c.index} UID: 0 PID: {self.pid} Comm: {self.comm}\n")
         ss.bpf_stream_printk("Call trace:\n")
-        for i, ip in enumerate(self.stack_frames(c.index)):
+        for i, ip in enumerate(self._fault_frames()):
             line = f"{self.symbolize(ip)}\n"
             if self.progs.bpf_prog_ksym_find(ip) is not None:
                 line += self._bpf_line_info(ip if i == 0 else ip - 1)
@@ -648,10 +665,10 @@ class Machine:
 
     def _bpf_line_info(self, ip: int) -> str:
         """bpf_prog_get_file_line(): `  <source line> @ <file>:<line>` for a BPF frame."""
-        starts = [a for a in self.lines if a <= ip]
-        if not starts:
+        i = bisect.bisect_right(self._line_starts, ip)
+        if i == 0:
             return ""
-        file, line = self.lines[max(starts)]
+        file, line = self.lines[self._line_starts[i - 1]]
         text = self._source_lines.get(file, [])
         src = " ".join(_COMMENT.sub(" ", text[line - 1]).split()) if 0 < line <= len(text) else ""
         return f"  {src} @ {os.path.basename(file)}:{line}\n"
@@ -857,9 +874,9 @@ class Machine:
             self._rmw_cache[rip] = read_modify_write_operands(code, rip) if code else ()
         return self._rmw_cache[rip]
 
-    def _new_event(self, c: CPU, vector: int, error_code: int, address: int | None) -> FaultEvent:
+    def _new_event(self, c: CPU, vector: int, error_code: int, address: int | None, rip: int,
+                   rcx: int) -> FaultEvent:
         state = self._call
-        rip, rcx = c.reg("rip"), c.reg("rcx")
         started = state.started_base + c.exc.instructions_started
         if state.pending is not None:
             state.pending.retry = observe_retry(state.pending, Observation(rip, started, rcx, address))
@@ -931,17 +948,17 @@ class Machine:
         """UC_HOOK_INTR: the CPU took an exception; play exc_page_fault() or die(), unless a
         debugger catches it first."""
         error_code = c.exc.take_exception()
-        self._call.report = None
+        self._call.report = self._call.frames = None
         rmw = False
+        rip, rcx, cr2 = c.reg_values(_FAULT_REGS)
         if vector == X86_TRAP_PF:
-            address = c.reg("cr2")
             rmw = not error_code & (X86_PF_WRITE | X86_PF_INSTR) and any(
-                ea <= address < ea + m.size for m in self._rmw_at(c.reg("rip")) for ea in [effective_address(m, c.reg)])
+                ea <= cr2 < ea + m.size for m in self._rmw_at(rip) for ea in [effective_address(m, c.reg)])
             if rmw:
                 error_code |= X86_PF_WRITE
-            event = self._new_event(c, vector, error_code, address)
+            event = self._new_event(c, vector, error_code, cr2, rip, rcx)
         else:
-            event = self._new_event(c, vector, error_code, None)
+            event = self._new_event(c, vector, error_code, None, rip, rcx)
         if rmw:
             event.steps.append("a read-modify-write access: x86 reports it as a write "
                                "(Unicorn's core faulted on its read half)")
@@ -970,7 +987,7 @@ class Machine:
         return self._trap(c, event)
 
     def _handle(self, c: CPU, event: FaultEvent, decision: Decision | None) -> None:
-        self._call.report = None
+        self._call.report = self._call.frames = None
         self._apply(c, event, decision if decision is not None else self._decide(c, event))
 
     def _trap(self, c: CPU, event: FaultEvent) -> Decision:
@@ -1002,8 +1019,9 @@ class Machine:
         every access on Unicorn's slow path, five times slower.)
         """
         error_code = X86_PF_PROT | X86_PF_RSVD | access
+        self._call.frames = None
         address, pa = self._virtual_address_of(c, access)
-        event = self._new_event(c, X86_TRAP_PF, error_code, address)
+        event = self._new_event(c, X86_TRAP_PF, error_code, address, *c.reg_values(_FAULT_REGS[:2]))
         decision = exc_page_fault(self, address, event.error_code, event.rip, user_mode=False)
         decision.steps.insert(0, f"the translation names physical address {pa:#x}, beyond guest RAM "
                                  f"({self.mem.size:#x} bytes): reserved bits set")

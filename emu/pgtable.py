@@ -141,28 +141,29 @@ class PageWalk(NamedTuple):
         return f"PageWalk(va={self.va:#x}, {self.dump_pagetable()!r}, {where})"
 
 
+_WALK_LEVELS = (("PGD", 39), ("PUD", 30), ("PMD", 21), ("PTE", 12))
+_new = tuple.__new__  # a NamedTuple without its generated __new__: half the cost, twice a fault
+
+
 def walk(mem: PhysReader, cr3: int, va: int) -> PageWalk:
     """Translate `va` as the MMU would, recording every level it reads."""
     if not is_canonical(va):
         return PageWalk(va, cr3, (), None, "non-canonical address")
     stages: list[WalkStage] = []
     table = cr3 & PTE_PFN_MASK
-    for level in LEVELS:
-        if level == "P4D":  # folded: the kernel prints the PGD entry again
-            stages.append(WalkStage("P4D", stages[-1].table, stages[-1].index, stages[-1].entry))
-            continue
-        i = index(level, va)
+    for level, shift in _WALK_LEVELS:
+        i = (va >> shift) & 511
         if not mem.contains(table + i * 8, 8):
             return PageWalk(va, cr3, tuple(stages), None, f"{level} table {table:#x} outside guest RAM")
         entry = mem.read_u64(table + i * 8)
-        stage = WalkStage(level, table, i, entry)
-        stages.append(stage)
-        if not stage.present:
-            return PageWalk(va, cr3, tuple(stages), None, f"not-present {level}")
-        if stage.leaf:
-            size = 1 << _SHIFTS[level]
-            pa = (entry & PTE_PFN_MASK & ~(size - 1)) | (va & (size - 1))
-            return PageWalk(va, cr3, tuple(stages), pa, None)
+        stages.append(_new(WalkStage, (level, table, i, entry)))
+        if not entry & _PAGE_PRESENT:
+            return _new(PageWalk, (va, cr3, tuple(stages), None, f"not-present {level}"))
+        if shift == 12 or (shift != 39 and entry & _PAGE_PSE):
+            mask = (1 << shift) - 1
+            return _new(PageWalk, (va, cr3, tuple(stages), (entry & PTE_PFN_MASK & ~mask) | (va & mask), None))
+        if shift == 39:  # P4D is folded: the kernel prints the PGD entry again
+            stages.append(_new(WalkStage, ("P4D", table, i, entry)))
         table = entry & PTE_PFN_MASK
     raise AssertionError("unreachable: the PTE level is always a leaf")
 
