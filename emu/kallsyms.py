@@ -41,13 +41,18 @@ class Kallsyms:
         self._syms: list[Symbol] = []
         self._ends: list[tuple[int, int]] = []  # (start, end) of every loaded section
         self._looked_up: dict[int, Location | None] = {}  # every fault and report asks again
+        self._formatted: dict[int, str] = {}
 
     def add_section(self, start: int, end: int) -> None:
         self._ends.append((start, end))
+        self._forget()
+
+    def _forget(self) -> None:
         self._looked_up.clear()
+        self._formatted.clear()
 
     def add(self, sym: Symbol) -> None:
-        self._looked_up.clear()
+        self._forget()
         self._by_name.setdefault(sym.name, []).append(sym)
         if sym.section == "abs":
             return
@@ -111,5 +116,9 @@ class Kallsyms:
 
     def format(self, addr: int) -> str:
         """`%pS`: `name+0xoff/0xsize`, or the bare address when no symbol covers it."""
-        loc = self.lookup(addr)
-        return str(loc) if loc is not None else f"{addr:#x}"
+        try:
+            return self._formatted[addr]
+        except KeyError:
+            loc = self.lookup(addr)
+            text = self._formatted[addr] = str(loc) if loc is not None else f"{addr:#x}"
+            return text

@@ -215,6 +215,7 @@ class Machine:
         self.link_symbols: dict[str, int] = {}
         self.lines: dict[int, tuple[str, int]] = {}
         self._line_starts: list[int] = []  # sorted(self.lines), for bisection
+        self._frame_texts: dict[tuple[int, bool], str] = {}
         self.maps: dict[int, Arena] = {}  # map pointer -> arena
         self.arenas: dict[str, Arena] = {}
         self.arena: Arena | None = None  # the arena programs loaded from now on use
@@ -514,6 +515,7 @@ class Machine:
             self._source_lines[source.name] = source.text.splitlines()
         self.lines.update(image.lines)
         self._line_starts = sorted(self.lines)
+        self._frame_texts.clear()
         self._clear_decode_caches()
         for c in self.cpus:
             c.uc.ctl_flush_tb()
@@ -607,10 +609,9 @@ class Machine:
     def stack_frames(self, cpu: int) -> list[int]:
         """A CPU's RIP, then the return addresses of a frame-pointer walk of its kernel stack,
         as the kernel's unwinder finds them."""
-        c = self.cpus[cpu]
+        rip, rbp = self.cpus[cpu].reg_values(("rip", "rbp"))
         hi = stack_top(cpu)
-        return [c.reg("rip")] + [ret for _, ret in walk_stack_frames(
-            self._read_u64_or_none, c.reg("rbp"), hi - THREAD_SIZE, hi)]
+        return [rip] + [ret for _, ret in walk_stack_frames(self._read_u64_or_none, rbp, hi - THREAD_SIZE, hi)]
 
     def symbol_scope(self) -> dict[str, int]:
         """Every symbol and link-time constant, for evaluating expressions over them."""
@@ -657,11 +658,21 @@ class Machine:
         ss.bpf_stream_printk(f"CPU: {c.index} UID: 0 PID: {self.pid} Comm: {self.comm}\n")
         ss.bpf_stream_printk("Call trace:\n")
         for i, ip in enumerate(self._fault_frames()):
-            line = f"{self.symbolize(ip)}\n"
-            if self.progs.bpf_prog_ksym_find(ip) is not None:
-                line += self._bpf_line_info(ip if i == 0 else ip - 1)
-            ss.bpf_stream_printk(line)
+            ss.bpf_stream_printk(self._stream_frame(ip, i == 0))
         ss.bpf_stream_printk("\n")
+
+    def _stream_frame(self, ip: int, faulting: bool) -> str:
+        """One frame of a stream's call trace: its symbol, and for BPF code its source line
+        (of the call, for a return address). Memoized until the next load: every report of
+        a faulting loop prints the same frames."""
+        key = (ip, faulting)
+        text = self._frame_texts.get(key)
+        if text is None:
+            text = f"{self.symbolize(ip)}\n"
+            if self.progs.bpf_prog_ksym_find(ip) is not None:
+                text += self._bpf_line_info(ip if faulting else ip - 1)
+            self._frame_texts[key] = text
+        return text
 
     def _bpf_line_info(self, ip: int) -> str:
         """bpf_prog_get_file_line(): `  <source line> @ <file>:<line>` for a BPF frame."""
