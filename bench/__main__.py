@@ -211,9 +211,10 @@ def fault_costs(runs: int, n: int, native_us: float | None) -> dict:
         exc = ExceptionState(uc)
         frame = m.mem.alloc_frame(FrameKind.DATA)
 
-        def on_fault(uc_, _intno, _data) -> None:
-            exc.take_exception()
-            va = uc_.reg_read(X.UC_X86_REG_CR2) & ~(PAGE_SIZE - 1)
+        def on_fault(_uc, _intno, _data) -> None:
+            # The emulator's first step too: clear the in-flight exception (Unicorn issue 1883),
+            # which reads CR2 on the way.
+            va = exc.take_exception().cr2 & ~(PAGE_SIZE - 1)
             m.pgtables.set_pte(va, mk_pte(frame, PAGE_KERNEL))
 
         uc.hook_add(unicorn.UC_HOOK_INTR, on_fault)

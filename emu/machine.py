@@ -70,7 +70,6 @@ from .traps import (
 from .unwind import show_trace, walk_stack_frames
 
 DEFAULT_RAM = 64 << 20
-_FAULT_REGS = ("rip", "rcx", "cr2")  # what every fault records, read in one call
 _CLEARED_AT_CALL = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
                     "r15", "rbp")
 DEFAULT_BUDGET = 10_000_000
@@ -188,6 +187,7 @@ class _CallState:
     held: tuple[FaultEvent, Decision | None] | None = None  # a fault caught before its handler ran (or applied)
     kfunc: tuple | None = None  # a native kfunc stopped at a preemption point: (kfunc, body, slot)
     frames: list[int] | None = None  # the stack walk of the fault being handled, done once for it
+    fault_regs: tuple[int, int] | None = None  # RIP and RBP when that fault was taken
 
 
 class Machine:
@@ -609,7 +609,9 @@ class Machine:
     def stack_frames(self, cpu: int) -> list[int]:
         """A CPU's RIP, then the return addresses of a frame-pointer walk of its kernel stack,
         as the kernel's unwinder finds them."""
-        rip, rbp = self.cpus[cpu].reg_values(("rip", "rbp"))
+        return self._frames(cpu, *self.cpus[cpu].reg_values(("rip", "rbp")))
+
+    def _frames(self, cpu: int, rip: int, rbp: int) -> list[int]:
         hi = stack_top(cpu)
         return [rip] + [ret for _, ret in walk_stack_frames(self._read_u64_or_none, rbp, hi - THREAD_SIZE, hi)]
 
@@ -626,7 +628,8 @@ class Machine:
         and dumping the stack both need it, and nothing in between writes the stack."""
         state = self._call
         if state.frames is None:
-            state.frames = self.stack_frames(state.cpu.index)
+            rip, rbp = state.fault_regs or state.cpu.reg_values(("rip", "rbp"))
+            state.frames = self._frames(state.cpu.index, rip, rbp)
         return state.frames
 
     def bpf_prog_find_from_stack(self) -> BpfProg | None:
@@ -958,10 +961,10 @@ class Machine:
     def _on_exception(self, c: CPU, vector: int) -> None:
         """UC_HOOK_INTR: the CPU took an exception; play exc_page_fault() or die(), unless a
         debugger catches it first."""
-        error_code = c.exc.take_exception()
+        error_code, rip, rcx, rbp, cr2 = c.exc.take_exception()
         self._call.report = self._call.frames = None
+        self._call.fault_regs = (rip, rbp)
         rmw = False
-        rip, rcx, cr2 = c.reg_values(_FAULT_REGS)
         if vector == X86_TRAP_PF:
             rmw = not error_code & (X86_PF_WRITE | X86_PF_INSTR) and any(
                 ea <= cr2 < ea + m.size for m in self._rmw_at(rip) for ea in [effective_address(m, c.reg)])
@@ -998,7 +1001,8 @@ class Machine:
         return self._trap(c, event)
 
     def _handle(self, c: CPU, event: FaultEvent, decision: Decision | None) -> None:
-        self._call.report = self._call.frames = None
+        """A held fault's handler, run later: the registers may have been changed meanwhile."""
+        self._call.report = self._call.frames = self._call.fault_regs = None
         self._apply(c, event, decision if decision is not None else self._decide(c, event))
 
     def _trap(self, c: CPU, event: FaultEvent) -> Decision:
@@ -1030,9 +1034,9 @@ class Machine:
         every access on Unicorn's slow path, five times slower.)
         """
         error_code = X86_PF_PROT | X86_PF_RSVD | access
-        self._call.frames = None
+        self._call.frames = self._call.fault_regs = None
         address, pa = self._virtual_address_of(c, access)
-        event = self._new_event(c, X86_TRAP_PF, error_code, address, *c.reg_values(_FAULT_REGS[:2]))
+        event = self._new_event(c, X86_TRAP_PF, error_code, address, *c.reg_values(("rip", "rcx")))
         decision = exc_page_fault(self, address, event.error_code, event.rip, user_mode=False)
         decision.steps.insert(0, f"the translation names physical address {pa:#x}, beyond guest RAM "
                                  f"({self.mem.size:#x} bytes): reserved bits set")

@@ -8,8 +8,10 @@
    context and restoring the context makes every fault a fresh #PF.
 3. The instruction counter behind `emu_start(count=N)` (`uc->emu_counter`), which
    tells how many instructions a run started before it stopped early.
+4. Where RIP, RCX, RBP and CR2 sit in a saved context. Point 2 saves one at every
+   fault anyway, and reading them there costs a tenth of a uc_reg_read call.
 
-One behaviour we model around rather than fix: 4. a TLB entry that a load filled
+One behaviour we model around rather than fix: a TLB entry that a load filled
 does not let a store through; the first store walks the tables again, where
 hardware uses the cached entry (its dirty bit was set). A stale translation is
 kept for stores only once a store has used it (tests/test_paging.py).
@@ -26,6 +28,7 @@ import ctypes
 import functools
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import unicorn
 from unicorn import x86_const as X
@@ -55,6 +58,20 @@ class Offsets:
     error_code: int
     old_exception: int
     emu_counter: int
+    rip: int
+    rcx: int
+    rbp: int
+    cr2: int
+
+
+class TakenException(NamedTuple):
+    """What the exception hook needs first, as the CPU had it when the exception was raised."""
+
+    error_code: int
+    rip: int
+    rcx: int
+    rbp: int
+    cr2: int
 
 
 def enable_long_mode_paging(uc: unicorn.Uc, cr3: int) -> None:
@@ -128,6 +145,9 @@ def offsets() -> Offsets:
     uc.reg_write(X.UC_X86_REG_RDI, read_va)
     uc.reg_write(X.UC_X86_REG_RSI, write_va)
     uc.reg_write(X.UC_X86_REG_RDX, fetch_va)
+    rcx, rbp = 0x1C1C_2C2C_3C3C_4C4C, 0x1B1B_2B2B_3B3B_4B4B  # not used by the code: seen unchanged
+    uc.reg_write(X.UC_X86_REG_RCX, rcx)
+    uc.reg_write(X.UC_X86_REG_RBP, rbp)
 
     ctx = uc.context_save()
     pristine = _raw(ctx)
@@ -165,13 +185,22 @@ def offsets() -> Offsets:
          if [struct.unpack_from("<i", s, o)[0] for s in snaps] == [0x0, 0x2, 0x10]],
         "env->error_code")
 
+    def u64_at(seen: list[int]) -> list[int]:
+        return [o for o in range(0, len(pristine) - 7, 4)
+                if [struct.unpack_from("<Q", snap, o)[0] for snap in snaps] == seen]
+
+    # The three faults: the load at code_va, the store at code_va + 3, the fetch at fetch_va.
+    # RIP's value also sits in a second field; env->eip is the one after the 16 GPRs.
+    rcx_at, rbp_at = _one(u64_at([rcx] * 3), "env->regs[R_ECX]"), _one(u64_at([rbp] * 3), "env->regs[R_EBP]")
+    rip_at = _one([o for o in u64_at([code_va, code_va + 3, fetch_va]) if o == rcx_at - 8 + 16 * 8], "env->eip")
+    regs = (rip_at, rcx_at, rbp_at, _one(u64_at([read_va, write_va, fetch_va]), "env->cr[2]"))
     uch = ctypes.cast(uc._uch, ctypes.c_void_p).value
     mem = ctypes.string_at(uch, _UC_STRUCT_SCAN)
     counter = _one(
         [o for o in range(0, len(mem) - 15, 8) if struct.unpack_from("<QQ", mem, o) in
          {(n, marker) for n in range(6, 16)}],
         "uc->emu_counter")
-    return Offsets(error_code, old_exception[0], counter)
+    return Offsets(error_code, old_exception[0], counter, *regs)
 
 
 class ExceptionState:
@@ -185,16 +214,19 @@ class ExceptionState:
         base = ctypes.cast(self._handle, ctypes.c_void_p).value
         self._error_code = ctypes.c_int32.from_address(base + off.error_code)
         self._old_exception = ctypes.c_int32.from_address(base + off.old_exception)
+        self._regs = [ctypes.c_uint64.from_address(base + o) for o in (off.rip, off.rcx, off.rbp, off.cr2)]
         uch = ctypes.cast(uc._uch, ctypes.c_void_p).value
         self._counter = ctypes.c_uint64.from_address(uch + off.emu_counter)
 
-    def take_exception(self) -> int:
-        """Called first in the exception hook: returns the error code, clears the in-flight exception."""
+    def take_exception(self) -> TakenException:
+        """Called first in the exception hook: clears the in-flight exception, and returns the
+        error code and the registers the fault path reads first, from the same saved context."""
         uclib.uc_context_save(self._uch, self._handle)
         error_code = self._error_code.value & 0xFFFF_FFFF
         self._old_exception.value = -1
         uclib.uc_context_restore(self._uch, self._handle)
-        return error_code
+        rip, rcx, rbp, cr2 = self._regs
+        return TakenException(error_code, rip.value, rcx.value, rbp.value, cr2.value)
 
     @property
     def instructions_started(self) -> int:
