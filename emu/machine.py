@@ -613,7 +613,21 @@ class Machine:
 
     def _frames(self, cpu: int, rip: int, rbp: int) -> list[int]:
         hi = stack_top(cpu)
-        return [rip] + [ret for _, ret in walk_stack_frames(self._read_u64_or_none, rbp, hi - THREAD_SIZE, hi)]
+        return [rip] + [ret for _, ret in walk_stack_frames(self._stack_reader(), rbp, hi - THREAD_SIZE, hi)]
+
+    def _stack_reader(self) -> Callable[[int], int | None]:
+        """_read_u64_or_none for one stack walk, translating each page once: the walk reads
+        a few words of one or two pages, and nothing changes the tables while it does."""
+        pages: dict[int, int | None] = {}
+        mem, translate = self.mem, self.pgtables.translate
+
+        def read(va: int) -> int | None:
+            page, off = va & ~(PAGE_SIZE - 1) & MASK64, va & (PAGE_SIZE - 1)
+            if off > PAGE_SIZE - 8:
+                return self._read_u64_or_none(va)
+            pa = pages[page] if page in pages else pages.setdefault(page, translate(page))
+            return mem.read_u64(pa + off) if pa is not None and mem.contains(pa + off, 8) else None
+        return read
 
     def symbol_scope(self) -> dict[str, int]:
         """Every symbol and link-time constant, for evaluating expressions over them."""
