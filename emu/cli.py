@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     debug.add_argument("--gdb", type=_port, metavar="PORT",
                        help="serve the gdb remote protocol on 127.0.0.1:PORT instead of a prompt")
     debug.add_argument("--cpus", type=_positive, default=1, metavar="N", help="CPUs (default 1)")
+    debug.add_argument("--setup", metavar="SYM", help="a call made on CPU 0 before the others start")
     for i in range(1, 8):
         debug.add_argument(f"--entry{i}", metavar="SYM",
                            help="the call CPU 1 starts (and --entry2 ... for more CPUs)" if i == 1
@@ -250,7 +251,7 @@ def _cmd_debug(ns: argparse.Namespace) -> int:
     if any(cpu >= ns.cpus for cpu in others):
         raise EmuError(f"an --entryN names a CPU beyond --cpus {ns.cpus}")
     d = Debugger(ns.files, ns.entry, ns.arg, policy=Policy.parse(ns.policy, ns.knob), syntax=ns.syntax,
-                 budget=ns.budget, color=use_color(), cpus=ns.cpus, others=others)
+                 budget=ns.budget, color=use_color(), cpus=ns.cpus, others=others, setup=ns.setup)
     if ns.gdb is not None:
         from .gdbstub import serve
         return serve(d, ns.gdb)

@@ -76,8 +76,10 @@ class Style:
 class Debugger:
     def __init__(self, files: list[str], entry: str, args: list[str] | None = None, *,
                  policy: Policy | None = None, syntax: str = "att", budget: int | None = None,
-                 color: bool = False, cpus: int = 1, others: dict[int, str] | None = None):
+                 color: bool = False, cpus: int = 1, others: dict[int, str] | None = None,
+                 setup: str | None = None):
         self.files, self.entry, self.arg_exprs = files, entry, list(args or [])
+        self.setup = setup  # a call made on CPU 0, to its end, before the calls start (as explore's)
         self.ncpus, self.others = cpus, dict(others or {})  # the calls of CPUs 1.., by CPU
         self.current = 0  # the CPU the commands look at and run
         self.policy, self.syntax, self.budget = policy or Policy(), syntax, budget
@@ -111,6 +113,10 @@ class Debugger:
         except ExprError as e:
             raise EmuError(f"--arg: {e}") from None
         self.args = args
+        if self.setup is not None:
+            r = self.m.call(self.setup, cpu=0)
+            if r.status != "returned":
+                raise EmuError(f"the setup call {self.setup} did not return: {r.status}")
         for cpu, symbol in sorted(self.others.items()):
             self.m.start_call(symbol, cpu=cpu)
         self.result = self.m.start_call(self.entry, *args, cpu=0)

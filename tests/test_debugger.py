@@ -201,3 +201,19 @@ def test_several_cpus_switch_with_cpu_or_thread_and_show_the_stale_translation()
     assert d.execute("c").startswith("[CPU 1 returned 0x0 (0) after ")
     assert d.m.mem.read_u64(scratch << 12) == 7  # hazard 3: CPU 1's store went to the scratch page
     assert d.execute("cpu 5") == "Invalid CPU 5: this machine has 2."
+
+
+def test_a_setup_call_runs_first_and_a_finished_free_leaves_no_stale_entry():
+    d = Debugger([bpf_prog("smp.S")], "race_free", cpus=3, others={1: "race_alloc", 2: "race_access"},
+                 setup="race_setup")
+    d.execute("set context off")
+    page = f"{d.m.arena.kern_addr(d.m.arena.user_vm_start + 0x3000):#x}"
+    assert d.execute(f"pte {page}").splitlines()[-1] == "  PTE flags: P RW A D NX, frame 0x1e: arena"
+    d.execute("cpu 2")
+    d.execute("stepi 7")  # CPU 2 stores through its translation of page 3
+    assert d.execute("faults") == "No faults."
+    d.execute("cpu 0")
+    assert d.execute("c") == "[CPU 0 returned 0x0 (0) after 9 instructions]"
+    assert d.execute(f"pte {page}").splitlines()[-2:] == ["  -> no translation: not-present PTE", "  PTE flags: -"]
+    d.execute("cpu 2")
+    assert d.execute("tlb") == "No PTE this CPU may have cached has changed since its last flush of it."
