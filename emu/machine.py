@@ -70,10 +70,10 @@ from .traps import (
 from .unwind import show_trace, walk_stack_frames
 
 DEFAULT_RAM = 64 << 20
-_CLEARED_AT_CALL = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
-                    "r15", "rbp")
 DEFAULT_BUDGET = 10_000_000
 DEFAULT_TIME_LIMIT = 60.0  # seconds, for calls with no instruction budget
+_CLEARED_AT_CALL = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+                    "r15", "rbp")
 
 SECTION_BASES = {"text": KERNEL_TEXT_START, "rodata": 0xFFFF_FFFF_8200_0000,
                  "data": 0xFFFF_FFFF_8280_0000, "bss": 0xFFFF_FFFF_8300_0000}
@@ -642,8 +642,8 @@ class Machine:
         and dumping the stack both need it, and nothing in between writes the stack."""
         state = self._call
         if state.frames is None:
-            rip, rbp = state.fault_regs or state.cpu.reg_values(("rip", "rbp"))
-            state.frames = self._frames(state.cpu.index, rip, rbp)
+            index = state.cpu.index
+            state.frames = self._frames(index, *state.fault_regs) if state.fault_regs else self.stack_frames(index)
         return state.frames
 
     def bpf_prog_find_from_stack(self) -> BpfProg | None:

@@ -44,7 +44,6 @@ _FLAG_NAMES = (
     (_PAGE_GLOBAL, "G"), (_PAGE_NX, "NX"),
 )
 
-LEVELS = ("PGD", "P4D", "PUD", "PMD", "PTE")
 _SHIFTS = {"PGD": 39, "P4D": 39, "PUD": 30, "PMD": 21, "PTE": 12}
 
 
