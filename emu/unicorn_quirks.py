@@ -11,15 +11,15 @@
 4. Where RIP, RCX, RBP and CR2 sit in a saved context. Point 2 saves one at every
    fault anyway, and reading them there costs a tenth of a uc_reg_read call.
 
-One behaviour we model around rather than fix: a TLB entry that a load filled
-does not let a store through; the first store walks the tables again, where
-hardware uses the cached entry (its dirty bit was set). A stale translation is
-kept for stores only once a store has used it (tests/test_paging.py).
-
 None of these offsets is part of Unicorn's API, so none is hard-coded: one
 calibration run per process forces faults with known error codes on a scratch
 CPU and finds the fields by comparing saved contexts. A Unicorn build where
 calibration fails is refused with a clear error instead of misbehaving later.
+
+One behaviour we model around rather than fix: a TLB entry that a load filled
+does not let a store through; the first store walks the tables again, where
+hardware uses the cached entry (its dirty bit was set). A stale translation is
+kept for stores only once a store has used it (tests/test_paging.py).
 """
 
 from __future__ import annotations

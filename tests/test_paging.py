@@ -66,7 +66,7 @@ def test_a_store_through_an_entry_a_store_filled_uses_the_stale_translation(mach
 
 
 def test_unicorn_walks_again_for_the_first_store_through_an_entry_a_load_filled(machine):
-    """A Unicorn quirk (unicorn_quirks.py, 4): hardware would write to the old frame here,
+    """A Unicorn quirk (unicorn_quirks.py, its last paragraph): hardware would write to the old frame here,
     since the PTE's dirty bit was set when the load cached it. Races that need a stale
     store therefore make their first access a store."""
     machine.load_source(TLB_STUBS)
