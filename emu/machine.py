@@ -666,7 +666,8 @@ class Machine:
         ret = prog.streams[stream_id].push_staged(ss.elems)
         if ret:
             return None, f"not reported: bpf_stream_stage_commit() = {ret} (the stream is full)"
-        return ss.text, f"reported to {prog.name}'s stderr ({len(ss.text)} bytes)"
+        text = ss.text
+        return text, f"reported to {prog.name}'s stderr ({len(text)} bytes)"
 
     def _bpf_stream_dump_stack(self, ss: BpfStreamStage) -> None:
         """bpf_stream_dump_stack(): the faulting frame, then a frame-pointer walk of the guest
