@@ -105,6 +105,8 @@ class Debugger:
 
     def start(self) -> None:
         """Build the machine, load the files and stop at the entry (gdb's `run`, then stopped)."""
+        if hasattr(self, "m"):
+            self.m.close()  # `run` again: the old machine's engines go now, not at the next collection
         self.m = Machine(policy=self.policy, cpus=self.ncpus, **({"budget": self.budget} if self.budget else {}))
         self.m.load(*self.files, syntax=self.syntax)
         scope = self._scope()
