@@ -24,11 +24,11 @@ from unicorn import x86_const as X
 
 from emu import Machine
 from emu.corpus import bpf_prog
-from emu.debugger import Debugger
-from emu.layout import CALL_RETURN_ADDR, PAGE_SIZE, stack_top
-from emu.pgtable import PAGE_KERNEL, mk_pte
-from emu.physmem import FrameKind
-from emu.unicorn_quirks import ExceptionState, enable_long_mode_paging
+from emu.mm.layout import CALL_RETURN_ADDR, PAGE_SIZE, stack_top
+from emu.mm.physmem import FrameKind
+from emu.tools.debugger import Debugger
+from emu.x86.pgtable import PAGE_KERNEL, mk_pte
+from emu.x86.unicorn_quirks import ExceptionState, enable_long_mode_paging
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = 10**12

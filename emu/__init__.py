@@ -1,7 +1,7 @@
 """arena-emu: the BPF arena and its page-fault recovery, one instruction at a time."""
 
 from .errors import AsmError, EmuError, SymbolError
-from .events import FaultEvent
+from .kernel.events import FaultEvent
 from .machine import CallResult, Machine
 
 __version__ = "0.1.0"

@@ -17,29 +17,17 @@ from types import GeneratorType
 
 import unicorn
 
-from .arena import BPF_F_MMAPABLE, KERN_VM_SZ, Arena, ArenaError, arena_map_alloc, clear_lo32
-from .assembler import SECTIONS, ArenaDecl, Assembler, Image, Source
-from .bpf_core import BpfProg, BpfProgs, prog_tag
-from .bpf_jit import PT_REGS_NAMES, NotJitForm, arena_access
+from .asm.assembler import SECTIONS, ArenaDecl, Assembler, Image, Source
+from .bpf.arena import BPF_F_MMAPABLE, KERN_VM_SZ, Arena, ArenaError, arena_map_alloc, clear_lo32
+from .bpf.core import BpfProg, BpfProgs, prog_tag
+from .bpf.jit_extable import PT_REGS_NAMES, NotJitForm, arena_access
+from .bpf.kfuncs import KFUNC_SLOT, KFUNCS, KfuncCall, NativeKfunc
+from .bpf.stream import BPF_STDERR, BpfStreamStage
 from .corpus import kernel_stub_defining
-from .cpu import ARG_REGS, CPU, MACHINE_PAGE_CODE
-from .decode import (
-    Insn,
-    MemRef,
-    decode_operands,
-    disasm_one,
-    effective_address,
-    memory_operand_addresses,
-    read_modify_write_operands,
-)
-from .dumpstack import OPCODE_BUFSIZE, PROLOGUE_SIZE, oops_report
 from .errors import AsmError, Diagnostic, EmuError
-from .events import FIXUP, RESTART, SKIP, STOP, FaultEvent, Observation, observe_retry
-from .extable import ExceptionTable, ExtableEntry
-from .fault import Decision, OopsHandler, exc_page_fault, fixup_exception
-from .kallsyms import Kallsyms, Symbol
-from .kfuncs import KFUNC_SLOT, KFUNCS, KfuncCall, NativeKfunc
-from .layout import (
+from .kernel.events import FIXUP, RESTART, SKIP, STOP, FaultEvent, Observation, observe_retry
+from .kernel.kallsyms import Kallsyms, Symbol
+from .mm.layout import (
     CALL_RETURN_ADDR,
     KERNEL_TEXT_START,
     KFUNC_PAGE,
@@ -52,11 +40,23 @@ from .layout import (
     is_canonical,
     stack_top,
 )
-from .pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PageTables, PageWalk, pte_pfn, pte_present
-from .physmem import FrameKind, PhysMem
+from .mm.physmem import FrameKind, PhysMem
 from .policy import DEFAULT_POLICY, Policy
-from .stream import BPF_STDERR, BpfStreamStage
-from .traps import (
+from .x86.cpu import ARG_REGS, CPU, MACHINE_PAGE_CODE
+from .x86.decode import (
+    Insn,
+    MemRef,
+    decode_operands,
+    disasm_one,
+    effective_address,
+    memory_operand_addresses,
+    read_modify_write_operands,
+)
+from .x86.dumpstack import OPCODE_BUFSIZE, PROLOGUE_SIZE, oops_report
+from .x86.extable import ExceptionTable, ExtableEntry
+from .x86.fault import Decision, OopsHandler, exc_page_fault, fixup_exception
+from .x86.pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX, PageTables, PageWalk, pte_pfn, pte_present
+from .x86.traps import (
     TRAP_NAMES,
     X86_PF_INSTR,
     X86_PF_PROT,
@@ -67,7 +67,7 @@ from .traps import (
     X86_TRAP_UD,
     ErrorCode,
 )
-from .unwind import show_trace, walk_stack_frames
+from .x86.unwind import show_trace, walk_stack_frames
 
 DEFAULT_RAM = 64 << 20
 DEFAULT_BUDGET = 10_000_000

@@ -3,7 +3,7 @@
 import pytest
 
 from emu import Machine
-from emu.arena import (
+from emu.bpf.arena import (
     BPF_F_MMAPABLE,
     BPF_F_NO_USER_CONV,
     BPF_F_SEGV_ON_FAULT,
@@ -14,9 +14,9 @@ from emu.arena import (
     GUARD_SZ,
     ArenaError,
 )
-from emu.layout import PAGE_SIZE
-from emu.pgtable import PAGE_KERNEL, pte_pfn
-from emu.physmem import FrameKind
+from emu.mm.layout import PAGE_SIZE
+from emu.mm.physmem import FrameKind
+from emu.x86.pgtable import PAGE_KERNEL, pte_pfn
 
 TOP = 0x1_0000_0000 - 2 * PAGE_SIZE  # verifier_arena.c: a 2-page arena at the top of a 4 GiB window
 

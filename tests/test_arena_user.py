@@ -3,10 +3,10 @@
 import pytest
 
 from emu import Machine
-from emu.arena import BPF_F_MMAPABLE, BPF_F_SEGV_ON_FAULT, SegmentationFault
+from emu.bpf.arena import BPF_F_MMAPABLE, BPF_F_SEGV_ON_FAULT, SegmentationFault
 from emu.corpus import bpf_prog
-from emu.layout import PAGE_SIZE
-from emu.pgtable import PAGE_USER, pte_pfn
+from emu.mm.layout import PAGE_SIZE
+from emu.x86.pgtable import PAGE_USER, pte_pfn
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emu.assembler import Assembler, Source
-from emu.decode import disasm
+from emu.asm.assembler import Assembler, Source
 from emu.errors import AsmError
-from emu.extable import ExtableEntry
+from emu.x86.decode import disasm
+from emu.x86.extable import ExtableEntry
 
 BASES = {"text": 0xFFFF_FFFF_8100_0000, "rodata": 0xFFFF_FFFF_8200_0000,
          "data": 0xFFFF_FFFF_8280_0000, "bss": 0xFFFF_FFFF_8300_0000}

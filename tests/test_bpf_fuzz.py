@@ -4,10 +4,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emu import Machine
-from emu.arena import GUARD_SZ, SZ_4G
-from emu.decode import disasm_one
-from emu.layout import PAGE_MASK
-from emu.stream import BPF_STDERR
+from emu.bpf.arena import GUARD_SZ, SZ_4G
+from emu.bpf.stream import BPF_STDERR
+from emu.mm.layout import PAGE_MASK
+from emu.x86.decode import disasm_one
 
 UVM = 1 << 32  # user_vm_start with zero low bits: pgoff N is at kern_vm_start + N * 4 KiB
 MARK = 0xA5

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emu.bpf_jit import DONT_CLEAR, FIXUP_ARENA_ACCESS, ArenaAccess, BpfFixup
+from emu.bpf.jit_extable import DONT_CLEAR, FIXUP_ARENA_ACCESS, ArenaAccess, BpfFixup
 from emu.errors import AsmError
-from emu.extable import EX_TYPE_BPF
+from emu.x86.extable import EX_TYPE_BPF
 
 
 def prog(body: str, name: str = "p") -> str:

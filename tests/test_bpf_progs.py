@@ -3,9 +3,9 @@
 import pytest
 
 from emu import Machine
+from emu.bpf.stream import BPF_PROG_STREAM_ERROR_CNT, BPF_STDERR, BPF_STDOUT
 from emu.corpus import bpf_prog
-from emu.layout import PAGE_SIZE
-from emu.stream import BPF_PROG_STREAM_ERROR_CNT, BPF_STDERR, BPF_STDOUT
+from emu.mm.layout import PAGE_SIZE
 
 UVM = 0x7F7D_2620_0000  # the default user_vm_start (the kernel's own example)
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from emu.cli import main
 from emu.corpus import bpf_prog, stub
+from emu.tools.cli import main
 
 
 def run(capsys, *argv):
@@ -83,7 +83,7 @@ def test_invalid_arguments_get_usage_and_exit_2(capsys, argv):
 
 
 def test_demo_runs_as_an_installed_command():
-    proc = subprocess.run([sys.executable, "-m", "emu.cli", "demo"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "emu.tools.cli", "demo"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "bpf_arena_handle_page_fault(0xffffc90036209000, read) handled it" in proc.stdout
     assert "BUG: unable to handle page fault for address: ffffc90036209000" in proc.stdout

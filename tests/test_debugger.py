@@ -3,8 +3,8 @@
 import pytest
 
 from emu.corpus import bpf_prog
-from emu.debugger import Debugger
 from emu.policy import Policy
+from emu.tools.debugger import Debugger
 
 
 @pytest.fixture

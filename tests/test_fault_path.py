@@ -2,11 +2,11 @@
 
 from dataclasses import dataclass, field
 
-from emu.events import COMPLETED, PROGRESSED, REFAULTED, FaultEvent, Observation, observe_retry
-from emu.extable import EX_TYPE_DEFAULT, ExtableEntry
-from emu.fault import OopsHandler, exc_page_fault, spurious_kernel_fault
-from emu.pgtable import PageWalk, WalkStage
-from emu.traps import ErrorCode
+from emu.kernel.events import COMPLETED, PROGRESSED, REFAULTED, FaultEvent, Observation, observe_retry
+from emu.x86.extable import EX_TYPE_DEFAULT, ExtableEntry
+from emu.x86.fault import OopsHandler, exc_page_fault, spurious_kernel_fault
+from emu.x86.pgtable import PageWalk, WalkStage
+from emu.x86.traps import ErrorCode
 
 ADDR = 0xFFFF_C900_0040_0000
 IP = 0xFFFF_FFFF_8100_0010

@@ -4,10 +4,10 @@ import pytest
 
 from emu import Machine
 from emu.errors import EmuError
-from emu.events import COMPLETED, FIXUP, PROGRESSED, RESTART, STOP
-from emu.fault import OopsHandler
-from emu.layout import PAGE_SIZE, THREAD_SIZE, stack_top
-from emu.pgtable import PAGE_KERNEL, mk_pte
+from emu.kernel.events import COMPLETED, FIXUP, PROGRESSED, RESTART, STOP
+from emu.mm.layout import PAGE_SIZE, THREAD_SIZE, stack_top
+from emu.x86.fault import OopsHandler
+from emu.x86.pgtable import PAGE_KERNEL, mk_pte
 
 HOLE = 0xFFFF_C900_4000_0000  # never mapped
 

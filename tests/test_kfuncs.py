@@ -1,9 +1,9 @@
 """Native kfuncs called from guest code with a plain `call`."""
 
 from emu import Machine
-from emu.arena import EINVAL
-from emu.kfuncs import KFUNCS, KfuncCall, kfunc
-from emu.layout import KFUNC_PAGE, PAGE_SIZE
+from emu.bpf.arena import EINVAL
+from emu.bpf.kfuncs import KFUNCS, KfuncCall, kfunc
+from emu.mm.layout import KFUNC_PAGE, PAGE_SIZE
 
 CALLER = r"""
 	.text

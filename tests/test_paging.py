@@ -5,9 +5,9 @@ from unicorn.x86_const import UC_X86_REG_CR0, UC_X86_REG_CR3, UC_X86_REG_CR4
 
 from emu import Machine
 from emu.errors import EmuError
-from emu.pgtable import PAGE_KERNEL, mk_pte
-from emu.physmem import FrameKind
-from emu.unicorn_quirks import EFER_MSR
+from emu.mm.physmem import FrameKind
+from emu.x86.pgtable import PAGE_KERNEL, mk_pte
+from emu.x86.unicorn_quirks import EFER_MSR
 
 TLB_STUBS = """
 SYM_FUNC_START(read_u64)

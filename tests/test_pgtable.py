@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from emu.errors import EmuError
-from emu.pgtable import (
+from emu.mm.physmem import FrameKind, PhysMem
+from emu.x86.pgtable import (
     PAGE_KERNEL,
     PAGE_KERNEL_ROX,
     PAGE_USER,
@@ -15,7 +16,6 @@ from emu.pgtable import (
     translate,
     walk,
 )
-from emu.physmem import FrameKind, PhysMem
 
 VA = 0xFFFF_C900_0020_3000
 

@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emu.range_tree import RangeTree
+from emu.bpf.range_tree import RangeTree
 
 N = 64
 

@@ -34,7 +34,7 @@ def test_pytest_examples_pass_under_the_plugin(pytester):
 
 def test_the_demo_transcript_is_what_the_demo_prints():
     transcript = re.search(r"## The demo, as it prints.*?```\n(.*?)```", README, re.S).group(1)
-    out = subprocess.run([sys.executable, "-m", "emu.cli", "demo"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "emu.tools.cli", "demo"], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert transcript in out
 
@@ -45,6 +45,6 @@ def test_each_command_transcript_is_what_the_command_prints(monkeypatch):
     pairs = re.findall(r"```sh\n(arena-emu (?:run|compare|debug|explore)[^\n]*)\n```\n```text\n(.*?)```", README, re.S)
     assert {shlex.split(command)[1] for command, _ in pairs} == {"run", "compare", "debug", "explore"}
     for command, transcript in pairs:
-        out = subprocess.run([sys.executable, "-m", "emu.cli", *shlex.split(command)[1:]], capture_output=True,
+        out = subprocess.run([sys.executable, "-m", "emu.tools.cli", *shlex.split(command)[1:]], capture_output=True,
                              text=True, timeout=60, cwd=root, env={**os.environ, "NO_COLOR": "1"}).stdout
         assert transcript in out, command

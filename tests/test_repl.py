@@ -15,7 +15,7 @@ import pytest
 from emu.corpus import bpf_prog
 
 ROOT = Path(__file__).resolve().parent.parent
-DEBUG = [sys.executable, "-m", "emu.cli", "debug"]
+DEBUG = [sys.executable, "-m", "emu.tools.cli", "debug"]
 PROMPT = r"\(arena-emu\)"  # at a terminal prompt_toolkit draws the space after it with cursor moves
 
 
@@ -60,7 +60,7 @@ def tty(tmp_path):
     """A REPL on a real pseudo-terminal, with its own history file."""
     def spawn(*args: str) -> pexpect.spawn:
         env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "NO_COLOR": "1", "TERM": "xterm"}
-        child = pexpect.spawn(sys.executable, ["-m", "emu.cli", "debug", *args], cwd=str(ROOT), env=env,
+        child = pexpect.spawn(sys.executable, ["-m", "emu.tools.cli", "debug", *args], cwd=str(ROOT), env=env,
                               encoding="utf-8", timeout=30, dimensions=(50, 200))
         child.expect(PROMPT)
         return child
@@ -180,7 +180,7 @@ def test_the_gdb_server_listens_on_loopback_only():
 
 def _rsp(conn: socket.socket, data: bytes) -> bytes:
     """Send one packet, return the reply packet's payload."""
-    from emu.gdbstub import frame
+    from emu.tools.gdbstub import frame
 
     conn.sendall(frame(data))
     return _reply(conn)

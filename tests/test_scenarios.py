@@ -3,7 +3,7 @@
 import pytest
 
 from emu.errors import EmuError
-from emu.scenario import load_scenario, load_scenarios
+from emu.tools.scenario import load_scenario, load_scenarios
 
 CASES = [(s, key) for s in load_scenarios() for key in s.expect]
 

@@ -3,13 +3,13 @@
 import pytest
 
 from emu import Machine
-from emu.arena import GUARD_SZ, KERN_VM_SZ, SZ_4G, SegmentationFault
+from emu.bpf.arena import GUARD_SZ, KERN_VM_SZ, SZ_4G, SegmentationFault
+from emu.bpf.stream import BPF_PROG_STREAM_ERROR_CNT, BPF_STDERR
 from emu.corpus import bpf_prog
-from emu.events import COMPLETED, PROGRESSED
-from emu.layout import PAGE_SIZE
-from emu.pgtable import PAGE_KERNEL, mk_pte
-from emu.physmem import FrameKind
-from emu.stream import BPF_PROG_STREAM_ERROR_CNT, BPF_STDERR
+from emu.kernel.events import COMPLETED, PROGRESSED
+from emu.mm.layout import PAGE_SIZE
+from emu.mm.physmem import FrameKind
+from emu.x86.pgtable import PAGE_KERNEL, mk_pte
 
 UVM = 0x7F7D_2620_0000
 
@@ -216,7 +216,7 @@ class RecordingMM:
 
 @pytest.mark.parametrize(("knobs", "free_at_flush"), [((), [(0, 4)]), (("flush-before-release",), [(1, 4)])])
 def test_a_free_returns_the_range_before_its_flush_unless_the_knob_says_after(knobs, free_at_flush):
-    from emu.arena import arena_map_alloc
+    from emu.bpf.arena import arena_map_alloc
     from emu.policy import Policy
 
     m = Machine()

@@ -4,10 +4,10 @@ import pytest
 
 from emu import Machine
 from emu.errors import EmuError
-from emu.pgtable import PAGE_KERNEL, mk_pte, pte_pfn
-from emu.physmem import FrameKind
+from emu.kernel.sched import Entry, Outcome, Scenario, Schedule, explore, run_schedule, sample, schedules
+from emu.mm.physmem import FrameKind
 from emu.policy import Policy
-from emu.sched import Entry, Outcome, Scenario, Schedule, explore, run_schedule, sample, schedules
+from emu.x86.pgtable import PAGE_KERNEL, mk_pte, pte_pfn
 
 PAGE1 = "ARENA_KERN_VM_START + (ARENA_USER_VM_START & 0xffffffff) + 0x1000"
 PAGE3 = "ARENA_KERN_VM_START + (ARENA_USER_VM_START & 0xffffffff) + 0x3000"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from emu.stream import (
+from emu.bpf.stream import (
     BPF_STREAM_MAX_CAPACITY,
     ENOSPC,
     BpfStream,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from emu.layout import PAGE_SIZE
+from emu.mm.layout import PAGE_SIZE
 
 HOLE = 0xFFFF_C900_4000_0000
 

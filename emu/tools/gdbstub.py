@@ -12,8 +12,8 @@ from __future__ import annotations
 import select
 import socket
 
+from ..errors import EmuError
 from .debugger import CommandError, Debugger
-from .errors import EmuError
 
 SIGINT, SIGTRAP, SIGSEGV = 2, 5, 11
 

@@ -16,10 +16,10 @@ import unicorn
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib
 
+from ..errors import EmuError
+from ..mm.layout import CALL_RETURN_ADDR, MACHINE_PAGE
+from ..mm.physmem import PhysMem
 from .dumpstack import Regs
-from .errors import EmuError
-from .layout import CALL_RETURN_ADDR, MACHINE_PAGE
-from .physmem import PhysMem
 from .traps import X86_TRAP_UD
 from .unicorn_quirks import ExceptionState, enable_long_mode_paging, flush_tlb_all, release
 

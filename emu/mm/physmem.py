@@ -12,7 +12,7 @@ import enum
 import mmap
 import struct
 
-from .errors import EmuError
+from ..errors import EmuError
 from .layout import PAGE_SHIFT, PAGE_SIZE
 
 _U64 = struct.Struct("<Q")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .layout import PAGE_SIZE
+from ..mm.layout import PAGE_SIZE
 from .pgtable import PageWalk
 from .traps import ErrorCode
 

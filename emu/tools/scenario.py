@@ -20,12 +20,12 @@ from pathlib import Path
 
 import tomllib
 
-from .corpus import corpus_dir
-from .errors import EmuError
-from .exprs import ExprError, evaluate
-from .machine import RETURNED, Machine
-from .policy import POLICIES, Policy
-from .stream import BPF_STDERR
+from ..asm.exprs import ExprError, evaluate
+from ..bpf.stream import BPF_STDERR
+from ..corpus import corpus_dir
+from ..errors import EmuError
+from ..machine import RETURNED, Machine
+from ..policy import POLICIES, Policy
 
 _EXPECT_KEYS = {"status", "ret", "reports", "faults"}
 

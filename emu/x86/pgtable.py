@@ -12,9 +12,9 @@ from array import array
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
-from .errors import EmuError
-from .layout import PAGE_SIZE, is_canonical
-from .physmem import FrameKind, PhysMem
+from ..errors import EmuError
+from ..mm.layout import PAGE_SIZE, is_canonical
+from ..mm.physmem import FrameKind, PhysMem
 
 _PAGE_PRESENT = 1 << 0
 _PAGE_RW = 1 << 1

@@ -15,11 +15,11 @@ import pytest
 
 pytest.register_assert_rewrite("emu.testing")
 
-from .assembler import Image  # noqa: E402  (after the rewrite hook, as pytest asks)
-from .corpus import corpus_dir  # noqa: E402
-from .events import EventText  # noqa: E402
-from .machine import DEFAULT_BUDGET, Machine  # noqa: E402
-from .policy import DEFAULT_POLICY, POLICIES, Policy  # noqa: E402
+from ..asm.assembler import Image  # noqa: E402  (after the rewrite hook, as pytest asks)
+from ..corpus import corpus_dir  # noqa: E402
+from ..kernel.events import EventText  # noqa: E402
+from ..machine import DEFAULT_BUDGET, Machine  # noqa: E402
+from ..policy import DEFAULT_POLICY, POLICIES, Policy  # noqa: E402
 
 DEFAULT_ARENA_PAGES = 16
 

@@ -26,9 +26,9 @@ from keystone import (
     KsError,
 )
 
-from .errors import AsmError, Diagnostic
+from ..errors import AsmError, Diagnostic
+from ..x86.extable import ExtableEntry
 from .exprs import ExprError, check_syntax, evaluate
-from .extable import ExtableEntry
 
 SECTIONS = ("text", "rodata", "data", "bss")
 _MAX_RELAX_PASSES = 16

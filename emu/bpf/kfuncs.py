@@ -28,9 +28,9 @@ from .stream import (
 )
 
 if TYPE_CHECKING:
+    from ..machine import Machine
     from .arena import Arena
-    from .bpf_core import BpfProg
-    from .machine import Machine
+    from .core import BpfProg
 
 KFUNC_SLOT = 16
 _U32 = 0xFFFF_FFFF

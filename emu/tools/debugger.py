@@ -14,18 +14,18 @@ from dataclasses import dataclass, field
 
 import unicorn
 
-from .arena import Arena
-from .decode import disasm, disasm_one
-from .errors import EmuError
-from .events import FaultEvent
-from .exprs import ExprError, evaluate
-from .fault import Decision
-from .layout import CALL_RETURN_ADDR, MASK64, PAGE_MASK
-from .machine import OOPS, RETURNED, STOPPED, Machine
-from .pgtable import flag_names, pte_pfn, pte_present
-from .policy import Policy
-from .stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
-from .traps import X86_TRAP_PF
+from ..asm.exprs import ExprError, evaluate
+from ..bpf.arena import Arena
+from ..bpf.stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
+from ..errors import EmuError
+from ..kernel.events import FaultEvent
+from ..machine import OOPS, RETURNED, STOPPED, Machine
+from ..mm.layout import CALL_RETURN_ADDR, MASK64, PAGE_MASK
+from ..policy import Policy
+from ..x86.decode import disasm, disasm_one
+from ..x86.fault import Decision
+from ..x86.pgtable import flag_names, pte_pfn, pte_present
+from ..x86.traps import X86_TRAP_PF
 
 SLICE = 200_000  # instructions run between checks for Ctrl-C during `continue`
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",

@@ -22,11 +22,11 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from .arena import FREE_BEFORE_FLUSH
-from .errors import EmuError
-from .exprs import ExprError, evaluate
-from .machine import Machine
-from .stream import BPF_STDERR
+from ..asm.exprs import ExprError, evaluate
+from ..bpf.arena import FREE_BEFORE_FLUSH
+from ..bpf.stream import BPF_STDERR
+from ..errors import EmuError
+from ..machine import Machine
 
 POINTS = ("fault", FREE_BEFORE_FLUSH)
 _STEP = re.compile(r"^(\d+):(\*|\d+|@\S+)$")

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .errors import EmuError
-from .layout import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
-from .pgtable import (
+from ..errors import EmuError
+from ..mm.layout import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
+from ..mm.physmem import FrameKind, OutOfMemory, PhysMem
+from ..policy import MAP_ALWAYS, SCRATCH, Policy
+from ..x86.pgtable import (
     PAGE_KERNEL,
     PAGE_KERNEL_RO,
     PAGE_USER,
@@ -26,8 +28,6 @@ from .pgtable import (
     pte_pfn,
     pte_present,
 )
-from .physmem import FrameKind, OutOfMemory, PhysMem
-from .policy import MAP_ALWAYS, SCRATCH, Policy
 from .range_tree import RangeTree
 
 BPF_F_MMAPABLE = 1 << 10

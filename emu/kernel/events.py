@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .pgtable import PageWalk, flag_names
-from .traps import TRAP_NAMES, ErrorCode
+from ..x86.pgtable import PageWalk, flag_names
+from ..x86.traps import TRAP_NAMES, ErrorCode
 
 # What happened to the faulting instruction.
 RESTART = "restart"  # RIP left at the instruction; it runs again

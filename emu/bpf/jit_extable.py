@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .decode import DecodedInsn
-from .extable import EX_TYPE_BPF, ExtableEntry
+from ..x86.decode import DecodedInsn
+from ..x86.extable import EX_TYPE_BPF, ExtableEntry
 
 DONT_CLEAR = 1
 FIXUP_INSN_LEN_MASK = 0xFF

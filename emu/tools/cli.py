@@ -12,19 +12,19 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
-from .corpus import bpf_prog
+from .. import __version__
+from ..asm.exprs import ExprError, evaluate
+from ..bpf.stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
+from ..corpus import bpf_prog
+from ..errors import AsmError, EmuError
+from ..kernel.sched import Entry, Schedule, explore, sample, schedules
+from ..kernel.sched import Scenario as SmpScenario
+from ..machine import BUDGET, DEFAULT_BUDGET, DEFAULT_RAM, OOPS, RETURNED, CallResult, Machine
+from ..policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
+from ..policy import OOPS as OOPS_POLICY
 from .debugger import Debugger
-from .errors import AsmError, EmuError
-from .exprs import ExprError, evaluate
-from .machine import BUDGET, DEFAULT_BUDGET, DEFAULT_RAM, OOPS, RETURNED, CallResult, Machine
-from .policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
-from .policy import OOPS as OOPS_POLICY
 from .repl import Session, banner, use_color
 from .scenario import load_scenarios
-from .sched import Entry, Schedule, explore, sample, schedules
-from .sched import Scenario as SmpScenario
-from .stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
 
 EXIT = {RETURNED: 0, OOPS: 1, "error": 2, BUDGET: 3}
 

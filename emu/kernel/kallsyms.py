@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from .errors import SymbolError
+from ..errors import SymbolError
 
 
 @dataclass(frozen=True)

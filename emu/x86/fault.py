@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .bpf_jit import ex_handler_bpf
+from ..bpf.jit_extable import ex_handler_bpf
+from ..kernel.events import FIXUP, RESTART, SKIP, STOP
+from ..mm.layout import fault_in_kernel_space
 from .dumpstack import show_fault_oops
-from .events import FIXUP, RESTART, SKIP, STOP
 from .extable import EX_TYPE_BPF, EX_TYPE_DEFAULT, ExtableEntry
-from .layout import fault_in_kernel_space
 from .pgtable import _PAGE_NX, _PAGE_RW, PageWalk
 from .traps import X86_PF_INSTR, X86_PF_PROT, X86_PF_WRITE, ErrorCode
 

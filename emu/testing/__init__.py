@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 
-from .events import COMPLETED, RESTART, SKIP, FaultEvent
-from .layout import PAGE_MASK
-from .machine import OOPS, CallResult, Machine
-from .stream import BPF_STDERR
+from ..bpf.stream import BPF_STDERR
+from ..kernel.events import COMPLETED, RESTART, SKIP, FaultEvent
+from ..machine import OOPS, CallResult, Machine
+from ..mm.layout import PAGE_MASK
 
 __all__ = ["assert_fixed_up", "assert_no_fault", "assert_oops", "assert_reported_once", "assert_restarted",
            "assert_text_matches", "assert_write_lost", "text_matches"]

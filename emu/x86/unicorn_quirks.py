@@ -34,7 +34,7 @@ import unicorn
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib
 
-from .errors import EmuError
+from ..errors import EmuError
 
 EFER_MSR = 0xC000_0080
 EFER_LME = 1 << 8
