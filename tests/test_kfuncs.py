@@ -81,7 +81,7 @@ def test_adding_a_kfunc_is_one_decorated_function():
 def test_a_kfunc_that_refuses_ends_the_call_with_an_error():
     @kfunc(ret="void")
     def emu_test_refuse(call: KfuncCall) -> None:
-        call.machine.read(0x1000, 1)
+        call.memory.read(0x1000, 1)
 
     try:
         m, _ = setup()

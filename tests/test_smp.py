@@ -4,9 +4,9 @@ import pytest
 
 from emu import Machine
 from emu.errors import EmuError
-from emu.kernel.sched import Entry, Outcome, Scenario, Schedule, explore, run_schedule, sample, schedules
 from emu.mm.physmem import FrameKind
 from emu.policy import Policy
+from emu.tools.explore import Entry, Outcome, Scenario, Schedule, explore, run_schedule, sample, schedules
 from emu.x86.pgtable import PAGE_KERNEL, mk_pte, pte_pfn
 
 PAGE1 = "ARENA_KERN_VM_START + (ARENA_USER_VM_START & 0xffffffff) + 0x1000"

@@ -16,6 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..kernel.kallsyms import Kallsyms, Symbol
+from ..mm.layout import KFUNC_PAGE, PAGE_SIZE
+from ..mm.memory import KernelMemory
+from ..mm.physmem import FrameKind
+from ..x86.pgtable import PAGE_KERNEL_ROX
 from .stream import (
     BPF_STDERR,
     BPF_STDOUT,
@@ -28,9 +33,9 @@ from .stream import (
 )
 
 if TYPE_CHECKING:
-    from ..machine import Machine
     from .arena import Arena
     from .core import BpfProg
+    from .syscall import BpfSubsystem
 
 KFUNC_SLOT = 16
 _U32 = 0xFFFF_FFFF
@@ -38,20 +43,21 @@ _U32 = 0xFFFF_FFFF
 
 @dataclass(frozen=True)
 class KfuncCall:
-    """What a native kfunc can see: the machine, the calling CPU, and who called."""
+    """What a native kfunc can see: the BPF subsystem, kernel memory, the calling CPU, and who called."""
 
-    machine: Machine
+    bpf: BpfSubsystem
+    memory: KernelMemory
     cpu: int
     return_address: int
 
     @property
     def prog(self) -> BpfProg | None:
         """The BPF program the call came from, if any (the verifier's aux__prog)."""
-        return self.machine.progs.bpf_prog_ksym_find(self.return_address)
+        return self.bpf.progs.bpf_prog_ksym_find(self.return_address)
 
     def arena(self, p__map: int) -> Arena | None:
         """The arena a map pointer names; None when it is not an arena map (map_type check)."""
-        return self.machine.maps.get(p__map)
+        return self.bpf.maps.get(p__map)
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,21 @@ def kfunc(ret: str) -> Callable[[Callable[..., int | None]], Callable[..., int |
         KFUNCS[body.__name__] = NativeKfunc(body.__name__, body, nargs, ret)
         return body
     return register
+
+
+def map_kfunc_page(memory: KernelMemory, kallsyms: Kallsyms) -> dict[int, NativeKfunc]:
+    """One `ret` per native kfunc, KFUNC_SLOT bytes apart, int3 between them; the slot
+    addresses are what kallsyms names them by and what guest code calls."""
+    code = bytearray(b"\xcc" * PAGE_SIZE)
+    at = {}
+    for i, k in enumerate(KFUNCS.values()):
+        addr = KFUNC_PAGE + i * KFUNC_SLOT
+        code[i * KFUNC_SLOT] = 0xC3
+        at[addr] = k
+        kallsyms.add(Symbol(k.name, addr, "text", True, "<native>"))
+    memory.install(KFUNC_PAGE, bytes(code), PAGE_KERNEL_ROX, FrameKind.TEXT)
+    kallsyms.add_section(KFUNC_PAGE, KFUNC_PAGE + len(KFUNCS) * KFUNC_SLOT)
+    return at
 
 
 def _s32(v: int) -> int:
@@ -132,7 +153,7 @@ def bpf_stream_vprintk(call: KfuncCall, stream_id: int, fmt__str: int, args: int
     len__sz &= _U32
     if len__sz & 7 or len__sz > MAX_BPRINTF_VARARGS * 8 or (len__sz and not args):
         return -EINVAL
-    m = call.machine
+    m = call.memory
     fmt = m.read_cstring(fmt__str, MAX_BPRINTF_BUF)
     values = [m.read_u64(args + 8 * i) for i in range(len__sz // 8)] if len__sz else []
     if fmt is None:

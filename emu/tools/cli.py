@@ -17,12 +17,12 @@ from ..asm.exprs import ExprError, evaluate
 from ..bpf.stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
 from ..corpus import bpf_prog
 from ..errors import AsmError, EmuError
-from ..kernel.sched import Entry, Schedule, explore, sample, schedules
-from ..kernel.sched import Scenario as SmpScenario
 from ..machine import BUDGET, DEFAULT_BUDGET, DEFAULT_RAM, OOPS, RETURNED, CallResult, Machine
 from ..policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from ..policy import OOPS as OOPS_POLICY
 from .debugger import Debugger
+from .explore import Entry, Schedule, explore, sample, schedules
+from .explore import Scenario as SmpScenario
 from .repl import Session, banner, use_color
 from .scenario import load_scenarios
 

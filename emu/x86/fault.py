@@ -34,6 +34,27 @@ class OopsHandler:
     handle: Callable[[int, bool, int], bool | tuple[bool, str]]
 
 
+class FaultContext:
+    """The context a fault was taken in, as its handlers see it (the kernel's regs and current):
+    the CPU, and its stack walk, done at most once per fault because finding the BPF program
+    and dumping the stack for the report both need it. `report` is the stream report the
+    handling made: (text or None when refused, what became of it)."""
+
+    __slots__ = ("cpu", "_walk", "_frames", "report")
+
+    def __init__(self, cpu: int, walk: Callable[[], list[int]]):
+        self.cpu = cpu
+        self._walk = walk
+        self._frames: list[int] | None = None
+        self.report: tuple[str | None, str] | None = None
+
+    def frames(self) -> list[int]:
+        """RIP at the fault, then the return addresses of a frame-pointer walk of its stack."""
+        if self._frames is None:
+            self._frames = self._walk()
+        return self._frames
+
+
 class KernelOps(Protocol):
     def walk(self, va: int) -> PageWalk: ...
 

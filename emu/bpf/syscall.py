@@ -1,0 +1,190 @@
+"""The BPF subsystem's state: the maps and programs loaded (kernel/bpf/syscall.c's map_create() and
+bpf_prog_load()), and what it does when one of them faults (kernel/bpf/arena.c, stream.c).
+
+It owns arenas, programs and their streams. The fault-time functions take the
+faulting context (`FaultContext`), so they need neither the CPU nor the caller.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..asm.assembler import ArenaDecl, Image
+from ..errors import AsmError, Diagnostic, EmuError
+from ..kernel.kallsyms import Kallsyms
+from ..kernel.lines import LineTable
+from ..mm.layout import MASK64, PAGE_MASK, PAGE_SIZE
+from ..mm.memory import KernelMemory
+from ..mm.vmalloc import VmallocArea
+from ..policy import Policy
+from ..x86.extable import ExtableEntry
+from ..x86.fault import FaultContext
+from ..x86.tlb import Tlb
+from .arena import BPF_F_MMAPABLE, KERN_VM_SZ, Arena, ArenaError, arena_map_alloc, clear_lo32
+from .core import BpfProg, BpfProgs
+from .jit_extable import jit_view
+from .stream import BPF_STDERR, BpfStreamStage
+
+
+class _ArenaMM:
+    """What an arena needs of mm: frames, tables, and the kernel's TLB flush."""
+
+    def __init__(self, memory: KernelMemory, tlb: Tlb):
+        self.mem, self.pgtables = memory.mem, memory.pgtables
+        self.flush_tlb_kernel_range = tlb.flush_tlb_kernel_range
+
+
+class BpfSubsystem:
+    def __init__(self, memory: KernelMemory, vmalloc: VmallocArea, tlb: Tlb, kallsyms: Kallsyms,
+                 lines: LineTable, policy: Policy, comm: str, pid: int = 1):
+        self.memory, self.vmalloc, self.kallsyms, self.lines = memory, vmalloc, kallsyms, lines
+        self._mm = _ArenaMM(memory, tlb)
+        self.policy, self.comm, self.pid = policy, comm, pid
+        self.maps: dict[int, Arena] = {}  # map pointer -> arena
+        self.arenas: dict[str, Arena] = {}
+        self.arena: Arena | None = None  # the arena programs loaded from now on use
+        self.progs = BpfProgs()
+        self._frame_texts: dict[tuple[int, bool], str] = {}
+
+    # -- loading --------------------------------------------------------------
+
+    def create_arena(self, max_entries: int, map_extra: int = 0, flags: int = BPF_F_MMAPABLE,
+                     name: str = "arena") -> Arena:
+        """map_create() of an arena: arena_map_alloc()'s checks, its struct in vmalloc memory
+        (the fields live in Python), and it becomes the arena programs loaded next use."""
+        if name in self.arenas:
+            raise EmuError(f"an arena named '{name}' already exists")
+        arena = arena_map_alloc(self._mm, self.vmalloc.get_vm_area(KERN_VM_SZ), max_entries, map_extra, flags,
+                                policy=self.policy)
+        arena.name, arena.map_ptr = name, self.vmalloc.vmalloc(PAGE_SIZE)
+        self.maps[arena.map_ptr] = self.arenas[name] = self.arena = arena
+        return arena
+
+    def declare_arena(self, decl: ArenaDecl) -> Arena | None:
+        """BPF_ARENA in a file: create the map (returned), or check that the existing one of
+        that name matches (None)."""
+        params = {"max_entries": 0, "map_extra": 0, "map_flags": BPF_F_MMAPABLE} | decl.params
+        have = self.arenas.get(decl.name)
+        if have is not None:
+            if (have.max_entries, have.flags) != (params["max_entries"], params["map_flags"]) or (
+                    params["map_extra"] and params["map_extra"] != have.user_vm_start):
+                raise AsmError([Diagnostic(decl.file, decl.line,
+                                           f"arena '{decl.name}' already exists with other parameters")])
+            return None
+        try:
+            return self.create_arena(params["max_entries"], params["map_extra"], params["map_flags"], decl.name)
+        except ArenaError as e:
+            raise AsmError([Diagnostic(decl.file, decl.line, f"BPF_ARENA: arena_map_alloc() failed: {e}")]) from None
+
+    def bpf_prog_load(self, image: Image) -> tuple[list[BpfProg], list[ExtableEntry]]:
+        """What the verifier and the JIT add for an image's BPF functions: the programs, and
+        an EX_TYPE_BPF entry for every arena access. Nothing is registered yet."""
+        funcs, entries, diags = jit_view(image)
+        if entries and self.arena is None:
+            file, line = image.lines[entries[0].insn]
+            name = next(f.name for f, _ in funcs if f.start <= entries[0].insn < f.end)
+            diags = [*diags, Diagnostic(file, line, f"BPF program '{name}' accesses an arena, but there is none: "
+                                                    "declare one with BPF_ARENA")]
+        if diags:
+            raise AsmError(diags)
+        progs: dict[str, BpfProg] = {}
+        for f, tag in funcs:
+            progs[f.name] = BpfProg(f.name, f.start, f.end, tag, progs[f.main] if f.main else None, self.arena)
+        return list(progs.values()), entries
+
+    def add_progs(self, progs: list[BpfProg]) -> None:
+        for prog in progs:
+            self.progs.add(prog)
+        self._frame_texts.clear()
+
+    def stream_text(self, stream_id: int = BPF_STDERR) -> str:
+        """What every main program's stream holds, not consumed."""
+        return "".join(p.streams[stream_id].peek().decode(errors="replace") for p in self.progs if p.main is None)
+
+    # -- faults ---------------------------------------------------------------
+
+    def bpf_prog_report_arena_violation(self, ctx: FaultContext, is_write: bool, addr: int, fault_ip: int) -> None:
+        """bpf_prog_report_arena_violation(): to the main program's stderr, with the user-space
+        address of the faulting byte."""
+        prog = self.progs.bpf_prog_ksym_find(fault_ip)
+        if prog is None:
+            return
+        main = prog.main_prog
+        user_vm_start = main.arena.user_vm_start if main.arena is not None else 0
+        addr = (addr + clear_lo32(user_vm_start)) & MASK64
+        ctx.report = self.bpf_stream_stage(
+            ctx, main, BPF_STDERR,
+            f"ERROR: Arena {'WRITE' if is_write else 'READ'} access at unmapped address {addr:#x}\n")
+
+    def bpf_arena_handle_page_fault(self, ctx: FaultContext, addr: int, is_write: bool,
+                                    fault_ip: int) -> tuple[bool, str]:
+        """bpf_arena_handle_page_fault() as merged (dc11a4dba246): the BPF program on the kernel
+        stack, its arena's recovery range, the scratch page over a none PTE, no TLB flush, a
+        report with the page-aligned user address, and the instruction restarts."""
+        prog = self.bpf_prog_find_from_stack(ctx)
+        if prog is None:
+            return False, "no BPF program on the stack"
+        arena = prog.arena
+        if arena is None:
+            return False, f"{prog.name} has no arena"
+        off = arena.handle_page_fault(addr)
+        if off is None:
+            return False, f"{addr:#x} is outside {arena.name}'s [kern_vm_start, +4 GiB + 32 KiB)"
+        ctx.report = self.bpf_stream_stage(
+            ctx, prog, BPF_STDERR, f"ERROR: Arena {'WRITE' if is_write else 'READ'} access at unmapped address "
+                                   f"{off + clear_lo32(arena.user_vm_start):#x}\n")
+        return True, f"{prog.name} is on the stack; scratch page at {addr & PAGE_MASK:#x}, no TLB flush"
+
+    def bpf_prog_find_from_stack(self, ctx: FaultContext) -> BpfProg | None:
+        """bpf_prog_find_from_stack(): the first BPF program, as its main program, in a
+        frame-pointer walk of the faulting context's stack."""
+        for ip in ctx.frames():
+            prog = self.progs.bpf_prog_ksym_find(ip)
+            if prog is not None:
+                return prog.main_prog
+        return None
+
+    def bpf_stream_stage(self, ctx: FaultContext, prog: BpfProg, stream_id: int,
+                         message: str) -> tuple[str | None, str]:
+        """bpf_stream_stage(): the message and a stack dump, committed whole, unless the
+        program has used up its error reports or the stream its capacity."""
+        if prog.bpf_prog_stream_error_limit():
+            return None, f"not reported: {prog.name} reached its limit of error reports"
+        ss = BpfStreamStage()
+        ss.bpf_stream_printk(message)
+        self.bpf_stream_dump_stack(ctx, ss)
+        ret = prog.streams[stream_id].push_staged(ss.elems)
+        if ret:
+            return None, f"not reported: bpf_stream_stage_commit() = {ret} (the stream is full)"
+        text = ss.text
+        return text, f"reported to {prog.name}'s stderr ({len(text)} bytes)"
+
+    def bpf_stream_dump_stack(self, ctx: FaultContext, ss: BpfStreamStage) -> None:
+        """bpf_stream_dump_stack(): the faulting frame, then a frame-pointer walk of the guest
+        stack. (The kernel's own fault-path frames above it run in Python here, not shown.)"""
+        ss.bpf_stream_printk(f"CPU: {ctx.cpu} UID: 0 PID: {self.pid} Comm: {self.comm}\n")
+        ss.bpf_stream_printk("Call trace:\n")
+        for i, ip in enumerate(ctx.frames()):
+            ss.bpf_stream_printk(self._stream_frame(ip, i == 0))
+        ss.bpf_stream_printk("\n")
+
+    def _stream_frame(self, ip: int, faulting: bool) -> str:
+        """One frame of a stream's call trace: its symbol, and for BPF code its source line
+        (of the call, for a return address). Memoized until the next load: every report of
+        a faulting loop prints the same frames."""
+        key = (ip, faulting)
+        text = self._frame_texts.get(key)
+        if text is None:
+            text = f"{self.kallsyms.format(ip)}\n"
+            if self.progs.bpf_prog_ksym_find(ip) is not None:
+                text += self.bpf_prog_get_file_line(ip if faulting else ip - 1)
+            self._frame_texts[key] = text
+        return text
+
+    def bpf_prog_get_file_line(self, ip: int) -> str:
+        """bpf_prog_get_file_line(): `  <source line> @ <file>:<line>` for a BPF frame."""
+        where = self.lines.containing(ip)
+        if where is None:
+            return ""
+        file, line = where
+        return f"  {self.lines.source(file, line)} @ {os.path.basename(file)}:{line}\n"

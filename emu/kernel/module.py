@@ -1,0 +1,111 @@
+"""Loading code into the running kernel, after kernel/module/main.c's load_module(): one pipeline.
+
+sources -> declarations (the kernel functions and arenas a file names) -> the
+linked image -> its BPF programs (what the verifier and the JIT make of them) ->
+installed: sections in memory, symbols in kallsyms, entries in the exception
+table, programs registered, lines recorded. A load that fails at any stage
+installs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from ..asm.assembler import SECTIONS, Assembler, Image, Source
+from ..bpf.arena import Arena
+from ..bpf.syscall import BpfSubsystem
+from ..corpus import kernel_stub_defining
+from ..errors import AsmError, Diagnostic, EmuError
+from ..mm.layout import KERNEL_TEXT_START
+from ..mm.memory import KernelMemory
+from ..mm.physmem import FrameKind
+from ..x86.extable import ExceptionTable
+from ..x86.pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX
+from .kallsyms import Kallsyms, Symbol
+from .lines import LineTable
+
+SECTION_BASES = {"text": KERNEL_TEXT_START, "rodata": 0xFFFF_FFFF_8200_0000,
+                 "data": 0xFFFF_FFFF_8280_0000, "bss": 0xFFFF_FFFF_8300_0000}
+SECTION_PROT = {"text": PAGE_KERNEL_ROX, "rodata": PAGE_KERNEL_RO, "data": PAGE_KERNEL, "bss": PAGE_KERNEL}
+
+
+class Loader:
+    def __init__(self, memory: KernelMemory, kallsyms: Kallsyms, extable: ExceptionTable, lines: LineTable,
+                 bpf: BpfSubsystem):
+        self.memory, self.kallsyms, self.extable, self.lines, self.bpf = memory, kallsyms, extable, lines, bpf
+        self.link_symbols: dict[str, int] = {}  # link-time constants: arena map pointers and addresses
+        self.loaded: list[Callable[[], None]] = []  # told after each load: code changed
+        self._cursor = dict(SECTION_BASES)
+        self._assembler = Assembler()
+
+    def load(self, *paths: str, syntax: str = "att") -> Image:
+        """Assemble and link files as one unit against what is already loaded."""
+        sources = []
+        for path in paths:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    sources.append(Source(os.path.relpath(path) if not os.path.isabs(path) else path, f.read()))
+            except (OSError, UnicodeDecodeError) as e:
+                raise EmuError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        return self.load_sources(sources, syntax=syntax)
+
+    def load_sources(self, sources: list[Source], syntax: str = "att") -> Image:
+        if syntax not in ("att", "intel"):
+            raise EmuError(f"syntax is 'att' or 'intel', not '{syntax}'")
+        decls = self._assembler.declarations(sources, syntax)
+        self._resolve_ksyms(decls.ksyms, {s.name for s in sources})
+        for decl in decls.arenas:
+            arena = self.bpf.declare_arena(decl)
+            if arena is not None:
+                self.add_arena_symbols(arena)
+        extern = dict(self.link_symbols)
+        extern.update({name: s.address for name, s in self.kallsyms.global_symbols().items()})
+        image = self._assembler.assemble(sources, self._cursor, extern, syntax)
+        progs, jit_extable = self.bpf.bpf_prog_load(image)
+        for name in SECTIONS:
+            sect = image.sections[name]
+            if not sect.data:
+                continue
+            self.memory.install(sect.start, bytes(sect.data), SECTION_PROT[name],
+                                FrameKind.TEXT if name == "text" else FrameKind.DATA)
+            self.kallsyms.add_section(sect.start, sect.start + len(sect.data))
+            self._cursor[name] = sect.start + len(sect.data)
+        display = {(p.name, p.start): p.ksym for p in progs}
+        for name, addr, section, is_global, file in image.symbols:
+            self.kallsyms.add(Symbol(name, addr, section, is_global, file, display.get((name, addr), "")))
+        for entry in [*image.extable, *jit_extable]:
+            self.extable.add(entry)
+        self.lines.add(image.lines, {s.name: s.text for s in sources})
+        self.bpf.add_progs(progs)
+        for listener in self.loaded:
+            listener()
+        return image
+
+    def add_arena_symbols(self, arena: Arena) -> None:
+        """For every file loaded after it, an arena's name links to its map pointer (the kfuncs'
+        p__map), and ARENA_KERN_VM_START / ARENA_USER_VM_START to its addresses."""
+        self.link_symbols.update({arena.name: arena.map_ptr, "ARENA_KERN_VM_START": arena.kern_vm_start,
+                                  "ARENA_USER_VM_START": arena.user_vm_start})
+
+    def _resolve_ksyms(self, ksyms: list[tuple[str, str, int]], loading: set[str]) -> None:
+        """Load the kernel_stubs/ files that define the kernel functions BPF code names with
+        BPF_KSYM, as libbpf resolves `__ksym` externs against the running kernel."""
+        for name, file, line in ksyms:
+            if name in self.kallsyms or name in self.link_symbols:
+                continue
+            path = kernel_stub_defining(name)
+            if path is None:
+                raise AsmError([Diagnostic(file, line, f"BPF_KSYM: the kernel has no function '{name}' "
+                                                       "(neither native nor in kernel_stubs/)")])
+            if os.path.relpath(path) not in loading and path not in loading:
+                self.load(path)
+
+    def symbol(self, name: str) -> int:
+        if name in self.link_symbols:
+            return self.link_symbols[name]
+        return self.kallsyms.lookup_name(name)
+
+    def symbol_scope(self) -> dict[str, int]:
+        """Every symbol and link-time constant, for evaluating expressions over them."""
+        return {s.name: s.address for s in self.kallsyms.symbols()} | self.link_symbols
