@@ -6,6 +6,7 @@ installs them under <prefix>/share/arena-emu/.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sys
@@ -41,3 +42,24 @@ def kernel_stub_defining(name: str) -> str | None:
 
 def bpf_prog(filename: str) -> str:
     return str(corpus_dir("bpf_progs") / filename)
+
+
+def source_candidates(path: str | Path, *roots: Path) -> list[Path]:
+    """Where a named file may be: as given, under each of `roots`, and, for `bpf_progs/X` or
+    `kernel_stubs/X`, the shipped copy, so the README's commands work from any directory."""
+    p = Path(path)
+    out = [p, *(root / p for root in roots if not p.is_absolute())]
+    top, _, rest = p.as_posix().partition("/")
+    if top in ("bpf_progs", "kernel_stubs") and rest:
+        with contextlib.suppress(EmuError):
+            out.append(corpus_dir(top) / rest)
+    return list(dict.fromkeys(out))
+
+
+def find_source(path: str | Path, *roots: Path) -> Path:
+    """The first of source_candidates() that is a file; a miss names every place looked."""
+    candidates = source_candidates(path, *roots)
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise EmuError(f"cannot read {path}: no such file (looked at {', '.join(map(str, candidates))})")
+    return found

@@ -73,7 +73,7 @@ def test_errors_under_json_are_json(capsys):
     assert json.loads(out) == {"status": "error", "error": "cannot read /nonexistent.S: No such file or directory"}
 
 
-@pytest.mark.parametrize("argv", [["run", "x.S"], ["run", "x.S", "--entry", "f", "--budget", "0"],
+@pytest.mark.parametrize("argv", [["run", "x.S"], ["run", "x.S", "--entry", "f", "--budget", "-1"],
                                   ["run", "x.S", "--entry", "f", "--ram", "100"], ["frob"]])
 def test_invalid_arguments_get_usage_and_exit_2(capsys, argv):
     with pytest.raises(SystemExit) as e:

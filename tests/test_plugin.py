@@ -108,3 +108,28 @@ def test_plain(machine, load):
         "E*  PTE before 0x0, after 0x0; extable by ex_handler_bpf: skip to 0xffffffff81000020, rax = 0",
         "E*  stderr: ERROR: Arena READ access at unmapped address 0x7f7d26207fff",
     ])
+
+
+def test_a_bad_arena_option_is_a_usage_error(pytester):
+    pytester.makepyfile(test_x="def test_x(machine):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--arena-policy", "bogus")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: arena-emu: unknown policy 'bogus': the policies are oops, map-always, "
+                                 "scratch-v1, scratch"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_loading_a_missing_file_names_every_place_looked(pytester):
+    pytester.makepyfile(test_x='''
+import pytest
+from emu.errors import EmuError
+
+def test_x(load, request):
+    with pytest.raises(EmuError) as e:
+        load("bpf_progs/nope.S")
+    print("MESSAGE", e.value)
+''')
+    out = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider").stdout.str()
+    line = out[out.index("MESSAGE"):].splitlines()[0]
+    assert line.startswith("MESSAGE cannot read bpf_progs/nope.S: no such file (looked at bpf_progs/nope.S, ")
+    assert line.count(", ") == 2 and line.endswith("/bpf_progs/nope.S)")

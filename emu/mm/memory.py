@@ -31,6 +31,8 @@ class KernelMemory:
         """Back [va, va+size) with fresh zeroed frames; returns their PFNs."""
         if va % PAGE_SIZE or size <= 0 or size % PAGE_SIZE:
             raise EmuError(f"map needs a page-aligned address and size, got {va:#x}+{size:#x}")
+        if size > self.mem.size:
+            raise EmuError(f"cannot map {size:#x} bytes: guest RAM is {self.mem.size:#x} bytes")
         pages = range(va, va + size, PAGE_SIZE)
         taken = next((p for p in pages if pte_present(self.pgtables.get_pte(p))), None)
         if taken is not None:

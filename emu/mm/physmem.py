@@ -36,15 +36,23 @@ class OutOfMemory(EmuError):
     pass
 
 
+MAX_RAM = 64 << 30  # a frame-kind byte per page is kept: 16 MiB of bookkeeping at most
+
+
 class PhysMem:
     """Guest RAM plus a page-frame allocator that knows what each frame holds."""
 
     def __init__(self, size: int):
         if size <= 0 or size % PAGE_SIZE:
             raise EmuError(f"guest RAM size must be a positive multiple of {PAGE_SIZE}, not {size}")
+        if size > MAX_RAM:
+            raise EmuError(f"guest RAM is at most {MAX_RAM >> 30} GiB, not {size:#x} bytes")
         self.size = size
         self.nr_frames = size >> PAGE_SHIFT
-        self._buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        try:
+            self._buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except OSError as e:
+            raise EmuError(f"cannot reserve {size >> 20} MiB of host memory for guest RAM: {e.strerror}") from None
         self._cbuf = ctypes.c_char.from_buffer(self._buf)
         self.host_address = ctypes.addressof(self._cbuf)
         self._kinds = bytearray(self.nr_frames)

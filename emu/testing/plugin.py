@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("emu.testing")
+pytest.register_assert_rewrite("emu.testing.asserts")
 
 from ..asm.assembler import Image  # noqa: E402  (after the rewrite hook, as pytest asks)
-from ..corpus import corpus_dir  # noqa: E402
+from ..corpus import find_source  # noqa: E402
+from ..errors import EmuError  # noqa: E402
 from ..kernel.events import EventText  # noqa: E402
 from ..machine import DEFAULT_BUDGET, Machine  # noqa: E402
 from ..policy import DEFAULT_POLICY, POLICIES, Policy  # noqa: E402
@@ -37,6 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _check_options(config)
     config.addinivalue_line("markers", "policies(*names): run the test once under each policy (names may add "
                                        "knobs: 'scratch+flush-on-replace'); the policy shows in the test id")
     config.addinivalue_line("markers", "arena(max_entries=16, map_extra=0, flags=BPF_F_MMAPABLE): the arena "
@@ -67,6 +69,20 @@ def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str]
 def _policy(key: str) -> Policy:
     name, *knobs = key.split("+")
     return Policy.parse(name, knobs)
+
+
+def _check_options(config: pytest.Config) -> None:
+    """A bad --arena-* option (or ini value) is a usage error, as pytest's own options are,
+    not an error in every test's setup."""
+    try:
+        _policy(_option(config, "policy"))
+        cpus, budget = int(_option(config, "cpus")), int(_option(config, "budget"))
+    except (EmuError, ValueError) as e:
+        raise pytest.UsageError(f"arena-emu: {e}") from None
+    if not 1 <= cpus <= 8:
+        raise pytest.UsageError(f"arena-emu: --arena-cpus takes 1 to 8, not {cpus}")
+    if budget < 0:
+        raise pytest.UsageError(f"arena-emu: --arena-budget takes 0 (no count) or a positive count, not {budget}")
 
 
 def _option(config: pytest.Config, name: str) -> str:
@@ -110,14 +126,7 @@ class Loader:
         return self.machine.load_source(text, name=name)
 
     def _find(self, path: str | Path) -> Path:
-        p = Path(path)
-        for candidate in (p, self.root / p):
-            if candidate.exists():
-                return candidate
-        top, _, rest = str(path).partition("/")
-        if top in ("bpf_progs", "kernel_stubs") and rest:
-            return corpus_dir(top) / rest
-        return p  # missing: load() says so, with the path
+        return find_source(path, self.root)
 
 
 @pytest.fixture

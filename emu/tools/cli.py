@@ -1,7 +1,10 @@
 """`arena-emu`: run assembled kernel code and BPF programs, and show what their faults do.
 
-Exit status: 0 the call returned, 1 it oopsed, 2 an error (bad input, bad
-assembly, unknown symbol), 3 the instruction budget ran out.
+Exit status: 0 the call returned (or the command did its work), 1 it oopsed,
+2 an error (bad arguments, bad assembly, an unknown symbol, a file that cannot
+be read), 3 the instruction budget or the time limit ran out, 130 interrupted
+(Ctrl-C), 141 the reader of the output went away, 70 a defect of arena-emu
+itself (please report it).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from pathlib import Path
 from .. import __version__
 from ..asm.exprs import ExprError, evaluate
 from ..bpf.stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
-from ..corpus import bpf_prog
+from ..corpus import bpf_prog, source_candidates
 from ..errors import AsmError, EmuError
 from ..machine import BUDGET, DEFAULT_BUDGET, DEFAULT_RAM, OOPS, RETURNED, CallResult, Machine
+from ..mm.layout import MASK64
 from ..policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from ..policy import OOPS as OOPS_POLICY
 from .debugger import Debugger
@@ -48,6 +52,13 @@ def _size(text: str) -> int:
     return value
 
 
+def _budget(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no instruction count) or positive: '{text}'")
+    return value
+
+
 def _positive(text: str) -> int:
     value = _int(text)
     if value <= 0:
@@ -72,9 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--arg", action="append", default=[], metavar="N",
                      help="argument: a number or an expression over symbols (repeat, up to 6)")
     run.add_argument("--map", action="append", default=[], metavar="ADDR[,SIZE]",
-                     help="back ADDR with zeroed writable pages first (repeatable)")
-    run.add_argument("--budget", type=_positive, default=DEFAULT_BUDGET, metavar="N",
-                     help=f"instruction budget (default {DEFAULT_BUDGET})")
+                     help="back ADDR (page-aligned) with zeroed writable pages first, SIZE bytes rounded up to "
+                          "whole pages (default one page; repeatable)")
+    run.add_argument("--budget", type=_budget, default=DEFAULT_BUDGET, metavar="N",
+                     help=f"instruction budget (default {DEFAULT_BUDGET}; 0: none, a time limit instead)")
     run.add_argument("--ram", type=_size, default=DEFAULT_RAM, metavar="SIZE", help="guest RAM (default 64M)")
     run.add_argument("--syntax", choices=("att", "intel"), default="att", help="assembly syntax (default att)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
@@ -87,8 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     debug.add_argument("files", nargs="+", metavar="FILE", help="assembly source (.S)")
     debug.add_argument("--entry", required=True, metavar="SYM", help="function to call")
     debug.add_argument("--arg", action="append", default=[], metavar="N", help="argument (repeat, up to 6)")
-    debug.add_argument("--budget", type=_positive, default=DEFAULT_BUDGET, metavar="N",
-                       help=f"instruction budget (default {DEFAULT_BUDGET})")
+    debug.add_argument("--budget", type=_budget, default=DEFAULT_BUDGET, metavar="N",
+                       help=f"instruction budget (default {DEFAULT_BUDGET}; 0: none, a time limit instead)")
     debug.add_argument("--syntax", choices=("att", "intel"), default="att", help="assembly syntax")
     debug.add_argument("-x", dest="script", metavar="FILE", help="run the commands in FILE first")
     debug.add_argument("-ex", dest="commands", action="append", default=[], metavar="CMD",
@@ -131,8 +143,14 @@ def _parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="run every scenario under every policy and print the outcomes",
                              description="Run the scenarios in scenarios/ under each policy: a table with a row "
                                          "per scenario and a column per policy.")
+    compare.add_argument("files", nargs="*", metavar="FILE",
+                         help="scenario files (.toml) to run beside the shipped ones")
     compare.add_argument("--scenario", action="append", default=[], metavar="NAME",
                          help="only this scenario (repeatable)")
+    compare.add_argument("--policy", action="append", default=[], choices=POLICIES,
+                         help="only this policy's column (repeatable; default all)")
+    compare.add_argument("--knob", action="append", default=[], choices=sorted(KNOBS), metavar="KNOB",
+                         help="turn a knob on in every column (repeatable): " + ", ".join(sorted(KNOBS)))
     compare.add_argument("--json", action="store_true", help="print the outcomes as JSON")
     return p
 
@@ -159,7 +177,11 @@ def _map_args(m: Machine, specs: list[str]) -> None:
             size = int(size_text, 0) if size_text else 4096
         except ValueError:
             raise EmuError(f"--map takes ADDR[,SIZE], not '{spec}'") from None
-        m.map(addr & ~0xFFF, (size + (addr & 0xFFF) + 0xFFF) & ~0xFFF)
+        if addr % 4096 or not 0 <= addr <= MASK64:
+            raise EmuError(f"--map {spec}: ADDR must be a page-aligned 64-bit address")
+        if size <= 0:
+            raise EmuError(f"--map {spec}: SIZE must be positive")
+        m.map(addr, (size + 0xFFF) & ~0xFFF)
 
 
 def _arguments(m: Machine, args: list[str]) -> list[int]:
@@ -167,10 +189,18 @@ def _arguments(m: Machine, args: list[str]) -> list[int]:
     out = []
     for a in args:
         try:
-            out.append(evaluate(a, scope))
+            value = evaluate(a, scope)
         except ExprError as e:
             raise EmuError(f"--arg {a}: {e}") from None
+        if not -(1 << 63) <= value <= MASK64:
+            raise EmuError(f"--arg {a}: does not fit in a 64-bit register")
+        out.append(value & MASK64)
     return out
+
+
+def _sources(files: list[str]) -> list[str]:
+    """The files as named, or the shipped bpf_progs/ and kernel_stubs/ copies of them."""
+    return [str(next((c for c in source_candidates(f) if c.is_file()), f)) for f in files]
 
 
 def _read_streams(m: Machine, entry: str) -> dict[str, str] | None:
@@ -205,7 +235,7 @@ def _print_result(result: CallResult, args: list[int]) -> None:
 
 def _cmd_run(ns: argparse.Namespace) -> int:
     m = Machine(ram=ns.ram, budget=ns.budget, policy=Policy.parse(ns.policy, ns.knob))
-    m.load(*ns.files, syntax=ns.syntax)
+    m.load(*_sources(ns.files), syntax=ns.syntax)
     _map_args(m, ns.map)
     args = _arguments(m, ns.arg)
     result = m.call(ns.entry, *args)
@@ -250,11 +280,14 @@ def _cmd_debug(ns: argparse.Namespace) -> int:
     others = {i: getattr(ns, f"entry{i}") for i in range(1, 8) if getattr(ns, f"entry{i}")}
     if any(cpu >= ns.cpus for cpu in others):
         raise EmuError(f"an --entryN names a CPU beyond --cpus {ns.cpus}")
-    d = Debugger(ns.files, ns.entry, ns.arg, policy=Policy.parse(ns.policy, ns.knob), syntax=ns.syntax,
+    d = Debugger(_sources(ns.files), ns.entry, ns.arg, policy=Policy.parse(ns.policy, ns.knob), syntax=ns.syntax,
                  budget=ns.budget, color=use_color(), cpus=ns.cpus, others=others, setup=ns.setup)
     if ns.gdb is not None:
         from .gdbstub import serve
-        return serve(d, ns.gdb)
+        try:
+            return serve(d, ns.gdb)
+        except OSError as e:
+            raise EmuError(f"--gdb {ns.gdb}: cannot listen on 127.0.0.1:{ns.gdb}: {e.strerror or e}") from None
     session = Session(d)
     session.say(banner(d))
     if ns.script:
@@ -279,13 +312,17 @@ def _cmd_explore(ns: argparse.Namespace) -> int:
         raise EmuError("explore needs at least one --entryN")
     if any(e.cpu >= ns.cpus for e in entries):
         raise EmuError(f"an --entryN names a CPU beyond --cpus {ns.cpus}")
-    scenario = SmpScenario(tuple(ns.files), entries, policy=Policy.parse(ns.policy, ns.knob),
+    scenario = SmpScenario(tuple(_sources(ns.files)), entries, policy=Policy.parse(ns.policy, ns.knob),
                            setup=Entry(0, ns.setup) if ns.setup else None, probe=ns.probe, cpus=ns.cpus)
     if ns.schedule is not None:
-        outcome, m = scenario.run(Schedule.parse(ns.schedule))
+        schedule = Schedule.parse(ns.schedule)
+        beyond = [str(step) for step in schedule.steps if step.cpu >= ns.cpus]
+        if beyond:
+            raise EmuError(f"--schedule: {', '.join(beyond)} names a CPU beyond --cpus {ns.cpus}")
+        outcome, m = scenario.run(schedule)
         for event in m.events:
             print(event.summary())
-        print(f"schedule '{Schedule.parse(ns.schedule)}': {outcome}")
+        print(f"schedule '{schedule}': {outcome}")
         return 0
     plan = sample(scenario, ns.samples, ns.seed, ns.bound) if ns.samples else schedules(scenario, ns.bound)
     print(explore(scenario, plan, workers=ns.workers).report())
@@ -293,18 +330,20 @@ def _cmd_explore(ns: argparse.Namespace) -> int:
 
 
 def _cmd_compare(ns: argparse.Namespace) -> int:
-    scenarios = load_scenarios()
+    scenarios = load_scenarios(ns.files)
     unknown = set(ns.scenario) - {s.name for s in scenarios}
     if unknown:
         raise EmuError(f"no scenario {', '.join(sorted(unknown))}: there are {', '.join(s.name for s in scenarios)}")
     scenarios = [s for s in scenarios if not ns.scenario or s.name in ns.scenario]
-    rows = [(s, [s.run(Policy(p))[0] for p in POLICIES]) for s in scenarios]
+    policies = [Policy.parse(p, ns.knob) for p in ns.policy or POLICIES]
+    columns = [str(p) for p in policies]
+    rows = [(s, [s.run(p)[0] for p in policies]) for s in scenarios]
     if ns.json:
         print(json.dumps([{"scenario": s.name, "title": s.title,
-                           "outcomes": {p: o.to_json() for p, o in zip(POLICIES, outs, strict=True)}}
+                           "outcomes": {c: o.to_json() for c, o in zip(columns, outs, strict=True)}}
                           for s, outs in rows], indent=2))
         return 0
-    table = [["scenario", *POLICIES]] + [[s.name, *(o.cell(s.meaning) for o in outs)] for s, outs in rows]
+    table = [["scenario", *columns]] + [[s.name, *(o.cell(s.meaning) for o in outs)] for s, outs in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for i, r in enumerate(table):
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

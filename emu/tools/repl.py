@@ -31,9 +31,9 @@ def use_color(stream=sys.stdout) -> bool:
 class Session:
     """One debugging session: commands in, output out, Ctrl-C routed to the debugger."""
 
-    def __init__(self, debugger: Debugger, out=sys.stdout):
+    def __init__(self, debugger: Debugger, out=None):
         self.d = debugger
-        self.out = out
+        self.out = out if out is not None else sys.stdout  # the stdout of now, not of import time
 
     def say(self, text: str) -> None:
         if text:

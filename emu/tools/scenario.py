@@ -22,7 +22,7 @@ import tomllib
 
 from ..asm.exprs import ExprError, evaluate
 from ..bpf.stream import BPF_STDERR
-from ..corpus import corpus_dir
+from ..corpus import corpus_dir, find_source
 from ..errors import EmuError
 from ..machine import RETURNED, Machine
 from ..policy import POLICIES, Policy
@@ -71,7 +71,8 @@ class Scenario:
 
     def run_on(self, m: Machine) -> Outcome:
         """Load the scenario's files into `m` and make its call."""
-        m.load(*(str(_resolve(f)) for f in self.files))
+        here = Path(self.path).parent
+        m.load(*(str(find_source(f, here)) for f in self.files))
         scope = m.symbol_scope()
         try:
             args = [evaluate(a, scope) for a in self.args]
@@ -80,11 +81,6 @@ class Scenario:
         r = m.call(self.entry, *args)
         reports = m.stream_text(BPF_STDERR).count("ERROR: ")
         return Outcome(r.status, r.ret, reports, len(r.faults))
-
-
-def _resolve(path: str) -> Path:
-    top, _, rest = path.partition("/")
-    return corpus_dir(top) / rest
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -112,8 +108,10 @@ def load_scenario(path: Path) -> Scenario:
                     meaning, expect, str(path))
 
 
-def load_scenarios() -> list[Scenario]:
-    return [load_scenario(p) for p in sorted(corpus_dir("scenarios").glob("*.toml"))]
+def load_scenarios(extra: list[str] = ()) -> list[Scenario]:
+    """The shipped scenarios, then the files named in `extra` (whose `files` are found beside
+    the scenario file first)."""
+    return [load_scenario(p) for p in [*sorted(corpus_dir("scenarios").glob("*.toml")), *map(Path, extra)]]
 
 
 def policy_of(key: str) -> Policy:

@@ -1,0 +1,94 @@
+"""Bad input to the arena-emu command, as a new user types it: one clear line and exit 2, never a traceback."""
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from emu.corpus import stub
+from emu.tools.cli import main
+
+LIST = stub("list.S")
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--map", "0xffffc90020000000,99999999999999"],
+     "arena-emu: cannot map 0x5af3107a4000 bytes: guest RAM is 0x4000000 bytes\n"),
+    (["--map", "0x1"], "arena-emu: --map 0x1: ADDR must be a page-aligned 64-bit address\n"),
+    (["--map", "0xffffc90020000000,0"], "arena-emu: --map 0xffffc90020000000,0: SIZE must be positive\n"),
+    (["--arg", "99999999999999999999999999"],
+     "arena-emu: --arg 99999999999999999999999999: does not fit in a 64-bit register\n"),
+    (["--ram", "999999G"], "arena-emu: guest RAM is at most 64 GiB, not 0x3d08fc0000000 bytes\n"),
+])
+def test_out_of_range_arguments_are_one_line_errors(capsys, argv, message):
+    assert run(capsys, "run", LIST, "--entry", "list_sum", *argv)[::2] == (2, message)
+
+
+def test_a_map_size_is_rounded_up_to_whole_pages(capsys):
+    code, out, _ = run(capsys, "run", stub("maccess.S"), "--entry", "copy_from_kernel_nofault", "--map",
+                       "0xffffc90020000000,5000", "--arg", "0xffffc90020001ff8", "--arg", "0xffffc90020000000",
+                       "--arg", "8", "--json")
+    assert (code, json.loads(out)["ret"]) == (0, 0)
+
+
+def test_a_negative_argument_is_its_64_bit_twos_complement(capsys):
+    src = Path(LIST).parent / "string.S"
+    code, out, _ = run(capsys, "run", str(src), "--entry", "memset", "--arg", "-1", "--arg", "0", "--arg", "0",
+                       "--json")
+    assert (code, json.loads(out)["ret"]) == (0, 0xFFFF_FFFF_FFFF_FFFF)
+
+
+def test_budget_zero_runs_uncounted_in_run_and_debug(capfd):
+    code, out, _ = run(capfd, "run", LIST, "--entry", "list_sum", "--arg", "demo_list", "--budget", "0", "--json")
+    doc = json.loads(out)
+    assert (code, doc["ret"], doc["insns"]) == (0, 60, None)
+    code, out, _ = run(capfd, "debug", LIST, "--entry", "list_sum", "--arg", "demo_list", "--budget", "0",
+                       "--batch", "-ex", "set context off", "-ex", "continue")
+    assert code == 0 and "returned 0x3c" in out
+
+
+def test_a_schedule_step_beyond_the_cpus_is_refused(capsys):
+    code, _, err = run(capsys, "explore", "bpf_progs/smp.S", "--entry0", "h3_reader", "--schedule", "5:3")
+    assert (code, err) == (2, "arena-emu: --schedule: 5:3 names a CPU beyond --cpus 2\n")
+
+
+def test_a_gdb_port_in_use_is_a_one_line_error(capsys):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code, _, err = run(capsys, "debug", LIST, "--entry", "list_sum", "--gdb", str(port))
+    assert code == 2
+    assert err.startswith(f"arena-emu: --gdb {port}: cannot listen on 127.0.0.1:{port}: ") and err.count("\n") == 1
+
+
+def test_shipped_programs_are_found_from_any_directory(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "run", "bpf_progs/stream.S", "--entry", "stream_arena_read_fault", "--json")
+    assert (code, json.loads(out)["status"]) == (0, "returned")
+
+
+def test_compare_takes_policies_knobs_and_the_users_scenario_files(capsys, tmp_path):
+    (tmp_path / "mine.toml").write_text('''title = "a user's scenario"
+files = ["bpf_progs/scratch.S"]
+entry = "arena_arg_unpopulated"
+[expect]
+oops = { status = "oops" }
+map-always = { ret = 0, reports = 0 }
+scratch-v1 = { ret = 0, reports = 1 }
+scratch = { ret = 0, reports = 1 }
+''')
+    code, out, _ = run(capsys, "compare", str(tmp_path / "mine.toml"), "--scenario", "mine", "--scenario",
+                       "lost-write", "--policy", "scratch", "--knob", "flush-on-replace")
+    assert code == 0
+    assert out.splitlines() == [
+        "scenario    scratch+flush-on-replace",
+        "----------  ---------------------------------",
+        "lost-write  write reached the page, 2 reports",
+        "mine        ret 0x0, 1 report",
+    ]
