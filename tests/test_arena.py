@@ -183,14 +183,26 @@ def test_a_partial_install_gives_the_tail_back_and_frees_the_head(machine, arena
     assert machine.pte(arena.kern_addr(TOP)) == 0
 
 
-def test_first_fit_allocates_sequentially_then_reuses_gaps(machine):
-    """big_alloc2's order, through alloc_pages(): lowest free run that fits, first."""
+def test_best_fit_allocates_sequentially_then_fills_the_newest_smallest_gap(machine):
+    """big_alloc2's order, through alloc_pages(): range_tree_find() is best fit, and of two gaps of
+    one size the one freed last comes first (the size tree puts an equal size to the right, and
+    the search keeps the last run that fits)."""
     a = machine.create_arena(10, 1 << 32)
     pages = [a.alloc_pages(0, 1) for _ in range(5)]
     assert pages == [(1 << 32) + i * PAGE_SIZE for i in range(5)]
     a.free_pages(pages[1], 1)
     a.free_pages(pages[3], 1)
     assert a.alloc_pages(0, 2) == (1 << 32) + 5 * PAGE_SIZE  # neither 1-page gap fits
-    assert a.alloc_pages(0, 1) == pages[1]
     assert a.alloc_pages(0, 1) == pages[3]
+    assert a.alloc_pages(0, 1) == pages[1]
     assert a.rt.runs() == [(7, 10)]
+
+
+def test_a_one_page_allocation_takes_the_smallest_gap_not_the_lowest(machine):
+    """The kernel-facts example: 10 pages allocated, pages 0-2 and 7 freed: page 7, not page 0."""
+    a = machine.create_arena(16, 1 << 32)
+    base = a.alloc_pages(0, 10)
+    a.free_pages(base, 3)
+    a.free_pages(base + 7 * PAGE_SIZE, 1)
+    assert a.alloc_pages(0, 1) == base + 7 * PAGE_SIZE
+    assert a.alloc_pages(0, 3) == base  # the 3-page gap, before the 6 pages left at the top

@@ -31,13 +31,18 @@ def test_runs_find_and_is_set_agree_with_a_set_of_free_pages(ops, want):
     runs = tree.runs()
     assert set().union(*(set(range(s, e)) for s, e in runs)) == free
     assert all(e1 < s2 for (_, e1), (s2, _) in zip(runs, runs[1:], strict=False))  # disjoint, merged
-    first = next((p for p in range(N + 16) if all(q in free for q in range(p, p + want))), None)
-    assert tree.range_tree_find(want) == first
+    fits = [(e - s, s) for s, e in runs if e - s >= want]
+    found = tree.range_tree_find(want)
+    if not fits:
+        assert found is None
+    else:  # best fit: the start of a smallest free run that holds `want` pages
+        assert (dict((s, e - s) for s, e in runs)[found], found) in fits
+        assert dict((s, e - s) for s, e in runs)[found] == min(fits)[0]
     for p in range(0, N, 7):
         assert tree.is_range_tree_set(p, 3) == all(q in free for q in range(p, p + 3))
 
 
-def test_first_fit_is_sequential_then_reuses_gaps_like_big_alloc2():
+def test_best_fit_is_sequential_on_a_fresh_tree_then_fills_gaps_like_big_alloc2():
     tree = RangeTree()
     tree.range_tree_set(0, 100)
     got = []
@@ -49,3 +54,18 @@ def test_first_fit_is_sequential_then_reuses_gaps_like_big_alloc2():
     tree.range_tree_set(1, 1)
     assert tree.range_tree_find(1) == 1
     assert tree.range_tree_find(2) == 4
+
+
+def test_of_equal_runs_the_one_inserted_last_is_found():
+    """__range_size_insert() puts an equal size to the right; __find_range() keeps the last fit."""
+    tree = RangeTree()
+    tree.range_tree_set(10, 2)
+    tree.range_tree_set(20, 2)
+    tree.range_tree_set(0, 2)
+    assert tree.range_tree_find(2) == 0
+    tree.range_tree_clear(0, 2)
+    assert tree.range_tree_find(1) == 20
+    tree.range_tree_clear(20, 1)  # [21, 22) is inserted anew: now the newest, and the smallest
+    tree.range_tree_set(5, 1)
+    assert tree.range_tree_find(1) == 5
+    assert tree.range_tree_find(2) == 10
