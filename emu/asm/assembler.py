@@ -163,7 +163,6 @@ class Assembler:
             for g in unit.globals:
                 if g in values:
                     global_values[g] = values[g]
-        self._ends = cursor
         return local_values, global_values
 
     def _eval_equs(self, units, extern, global_values, local_values, owner, diags, final: bool) -> None:
