@@ -1,0 +1,110 @@
+"""gdb's commands that run the call and say where it stops: stepi, nexti,
+continue, finish, run; break, watch, delete and catch.
+"""
+
+from __future__ import annotations
+
+from ..machine import RETURNED
+from ..mm.layout import CALL_RETURN_ADDR
+from ..x86.decode import disasm_one
+from .commands import Command, registry
+from .inferior import Breakpoint, CommandError, Inferior
+
+COMMANDS: dict[str, Command] = {}
+command = registry(COMMANDS)
+
+
+def _count(rest: str, d: Inferior) -> int:
+    n = d.value(rest) if rest else 1
+    if n <= 0:
+        raise CommandError("the count must be positive")
+    return n
+
+
+@command("stepi", "stepi [N]: run N instructions (a faulting one shows its story and lands where the "
+                  "hardware would)", ("si",))
+def _stepi(d: Inferior, rest: str, _fmt: str):
+    return d._run(_count(rest, d))
+
+
+@command("nexti", "nexti [N]: like stepi, but a call runs to its return", ("ni",))
+def _nexti(d: Inferior, rest: str, _fmt: str):
+    out = []
+    for _ in range(_count(rest, d)):
+        rip = d.cpu.reg("rip")
+        insn = disasm_one(d._read_bytes(rip, 16) or b"", rip)
+        if insn is None or not insn.mnemonic.startswith("call"):
+            out = d._run(1)
+        else:
+            d._add(Breakpoint(d._next_num, rip + insn.size, "nexti", temporary=True))
+            out = d._run(None)
+        if not d.running:
+            break
+    return out
+
+
+@command("continue", "continue: run until a breakpoint, a watchpoint, a catchpoint, the return, an oops, "
+                     "the budget or Ctrl-C", ("c", "cont"))
+def _continue(d: Inferior, _rest: str, _fmt: str):
+    return d._run(None)
+
+
+@command("finish", "finish: run until the current function returns")
+def _finish(d: Inferior, _rest: str, _fmt: str):
+    if not d.running:
+        raise CommandError("The program is not being run.")
+    rip, rsp, rbp = d.cpu.reg("rip"), d.cpu.reg("rsp"), d.cpu.reg("rbp")
+    loc = d.m.kallsyms.lookup(rip)
+    at_entry = loc is None or loc.offset == 0
+    ret = d._read_value(rsp if at_entry else rbp + 8, 8)
+    if ret is None:
+        raise CommandError("cannot find the return address of this frame")
+    out = [f"Run till exit from #0  {rip:#x} in {d.m.symbolize(rip)}"]
+    if ret != CALL_RETURN_ADDR:
+        d._add(Breakpoint(d._next_num, ret, "finish", temporary=True))
+    out += d._run(None)
+    if d.running or d.result.status == RETURNED:
+        d.values.append(d.result.ret if d.result.status == RETURNED else d.cpu.reg("rax"))
+        out.append(f"Value returned is ${len(d.values)} = {d.values[-1]:#x}")
+    return out
+
+
+@command("break", "break LOCATION: *ADDR, SYM, SYM+OFF or FILE:LINE", ("b", "br"))
+def _break(d: Inferior, rest: str, _fmt: str):
+    if not rest:
+        raise CommandError("Argument required (a location).")
+    addr, spec = d.location(rest)
+    bp = d._add(Breakpoint(d._next_num, addr, spec))
+    return f"Breakpoint {bp.num} at {addr:#x}: {d.where(addr)}."
+
+
+@command("watch", "watch ADDR: stop after a write to the 8 bytes at ADDR")
+def _watch(d: Inferior, rest: str, _fmt: str):
+    addr = d.value(rest.lstrip("*"))
+    bp = d._add(Breakpoint(d._next_num, addr, f"*(u64 *){addr:#x}", kind="watchpoint"))
+    return f"Hardware watchpoint {bp.num}: {bp.what}"
+
+
+@command("delete", "delete [N...]: delete breakpoints and watchpoints (all with no N)", ("d",))
+def _delete(d: Inferior, rest: str, _fmt: str):
+    nums = [int(n) for n in rest.split()] if rest else list(d.breakpoints)
+    for n in nums:
+        if n not in d.breakpoints:
+            raise CommandError(f"No breakpoint number {n}.")
+        d._delete(n)
+    return None
+
+
+@command("catch", "catch fault|oops|scratch: stop before the handler of a fault (any, one headed for an "
+                  "oops, one bpf_arena_handle_page_fault() would take)")
+def _catch(d: Inferior, rest: str, _fmt: str):
+    if rest not in ("fault", "oops", "scratch"):
+        raise CommandError("catch takes fault, oops or scratch")
+    d.catches.add(rest)
+    return f"Catchpoint ({rest})"
+
+
+@command("run", "run: start the call again from its entry (breakpoints stay)", ("r",))
+def _runcmd(d: Inferior, _rest: str, _fmt: str):
+    d.start()
+    return [f"Starting {d.entry}({', '.join(hex(a) for a in d.args)}) under policy {d.policy}", *d._after_stop()]

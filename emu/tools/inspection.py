@@ -1,0 +1,170 @@
+"""gdb's commands that look without running: info, x, print, display,
+disassemble, bt, and the context view with its setting.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import EmuError
+from ..x86.decode import disasm
+from .commands import Command, registry
+from .cpus import threads
+from .inferior import ALIASES, GPRS, CommandError, Inferior
+
+_UNITS = {"b": 1, "h": 2, "w": 4, "g": 8}
+_X = re.compile(r"^x(?:/(\d*)([a-z]*))?\s*(.*)$")
+
+COMMANDS: dict[str, Command] = {}
+command = registry(COMMANDS)
+
+
+@command("info", "info breakpoints | registers [REG] | threads")
+def _info(d: Inferior, rest: str, _fmt: str):
+    what, _, arg = rest.partition(" ")
+    if what in ("threads", "cpus"):
+        return threads(d)
+    if what in ("breakpoints", "break", "b", "watchpoints"):
+        if not d.breakpoints and not d.catches:
+            return "No breakpoints or watchpoints."
+        out = ["Num     Type           Disp Address            What"]
+        for bp in d.breakpoints.values():
+            kind = "hw watchpoint" if bp.kind == "watchpoint" else "breakpoint"
+            out.append(f"{bp.num:<7} {kind:<14} {'del' if bp.temporary else 'keep':<4} {bp.addr:#018x} "
+                       f"{bp.what} ({d.where(bp.addr)})")
+            if bp.hits:
+                out.append(f"\tbreakpoint already hit {bp.hits} time{'s' if bp.hits > 1 else ''}")
+        out += [f"-       catchpoint     keep {'':<18} {c}" for c in sorted(d.catches)]
+        return out
+    if what in ("registers", "reg", "r", "all-registers"):
+        if not d.running:
+            raise CommandError("The program has no registers now.")
+        regs = d._regs()
+        names = [ALIASES.get(n.lstrip("$"), n.lstrip("$")) for n in arg.split()] or list(GPRS)
+        out = []
+        for n in names:
+            if n not in regs:
+                raise CommandError(f"Invalid register `{n}'")
+            out.append(f"{n:<15}{regs[n]:<#19x}{regs[n] if n not in ('rip', 'rsp', 'rbp') else d.m.symbolize(regs[n])}")
+        return out
+    raise CommandError("info takes breakpoints or registers")
+
+
+@command("x", "x/NFU ADDR: examine memory; F is x d u c s i, U is b h w g")
+def _x(d: Inferior, rest: str, _fmt: str):
+    m = _X.match("x" + rest)
+    letters = m.group(2) if m else ""
+    fmts, units = [c for c in letters if c in "xducsi"], [c for c in letters if c in _UNITS]
+    if not m or len(fmts) > 1 or len(units) > 1 or len(fmts) + len(units) != len(letters):
+        raise CommandError("x/NFU ADDR: F is one of x d u c s i, U one of b h w g")
+    n = int(m.group(1)) if m.group(1) else 1
+    fmt = fmts[0] if fmts else d.x_format
+    unit = units[0] if units else (d.x_unit if fmt not in "cs" else "b")
+    d.x_format, d.x_unit = fmt, unit if fmt not in "cs" else d.x_unit
+    addr = d.value(m.group(3) or "$pc")
+    if fmt == "i":
+        out = []
+        for insn in disasm(d._read_bytes(addr, 16 * n) or b"", addr, n):
+            out.append(d._insn_line(insn.address, insn.address == d.cpu.reg("rip")))
+        if not out:
+            raise CommandError(f"Cannot access memory at address {addr:#x}")
+        return out
+    if fmt == "s":
+        s = d.m.read_cstring(addr, 4096)
+        if s is None:
+            raise CommandError(f"Cannot access memory at address {addr:#x}")
+        return f"{addr:#x}{d.label(addr)}:\t\"{s}\""
+    size = _UNITS[unit]
+    try:
+        data = d.m.read(addr, n * size)
+    except EmuError:
+        raise CommandError(f"Cannot access memory at address {addr:#x}") from None
+    words = [int.from_bytes(data[i:i + size], "little") for i in range(0, len(data), size)]
+    per = {1: 8, 2: 8, 4: 4, 8: 2}[size]
+    out = []
+    for i in range(0, len(words), per):
+        cells = []
+        for w in words[i:i + per]:
+            if fmt == "x":
+                cells.append(f"0x{w:0{2 * size}x}")
+            elif fmt == "d":
+                cells.append(str(w - (1 << 8 * size) if w >> (8 * size - 1) else w))
+            elif fmt == "c":
+                cells.append(f"{w} {chr(w)!r}" if 32 <= w < 127 else f"{w} '\\x{w:02x}'")
+            else:
+                cells.append(str(w))
+        a = addr + i * size
+        out.append(f"{a:#x}{d.label(a)}:\t" + "\t".join(cells))
+    return out
+
+
+@command("print", "print[/x|/d] EXPR: registers ($rdi), symbols, $N and arithmetic", ("p",))
+def _print(d: Inferior, rest: str, fmt: str):
+    v = d.value(rest)
+    d.values.append(v)
+    if fmt == "x" or (not fmt and v > 0xFFFF_FFFF):
+        return f"${len(d.values)} = {v:#x}"
+    return f"${len(d.values)} = {v - (1 << 64) if v >> 63 else v}"
+
+
+@command("display", "display[/i] EXPR: show EXPR after every stop")
+def _display(d: Inferior, rest: str, fmt: str):
+    if not rest:
+        return [d._display(i, e) for i, e in enumerate(d.displays, 1)]
+    d.displays.append(f"/i {rest}" if fmt == "i" else rest)
+    return d._display(len(d.displays), d.displays[-1])
+
+
+@command("disassemble", "disassemble [SYM]: the function around RIP, its source lines interleaved, "
+                        "=> at RIP", ("disas",))
+def _disassemble(d: Inferior, rest: str, _fmt: str):
+    addr = d.value(rest) if rest else d.cpu.reg("rip")
+    loc = d.m.kallsyms.lookup(addr)
+    if loc is None:
+        return d._code_around(addr)
+    start, end = loc.symbol.address, loc.symbol.address + loc.size
+    out = [f"Dump of assembler code for function {loc.symbol.display or loc.symbol.name}:"]
+    last = None
+    rip = d.cpu.reg("rip") if d.running else None
+    for a in sorted(x for x in d.m.lines if start <= x < end) or [start]:
+        f, n = d.m.lines.get(a, ("", 0))
+        if n and (f, n) != last:
+            text = d.m._source_lines.get(f, [])
+            out.append(f"{n}\t{text[n - 1].strip() if 0 < n <= len(text) else ''}")
+            last = (f, n)
+        out.append(d._insn_line(a, a == rip))
+    out.append("End of assembler dump.")
+    return out
+
+
+@command("bt", "bt: the stack as the kernel's frame-pointer unwinder walks it", ("backtrace", "where"))
+def _bt(d: Inferior, _rest: str, _fmt: str):
+    if not d.running:
+        raise CommandError("No stack.")
+    out = []
+    for i, ip in enumerate(d.m.stack_frames(d.current)):
+        line = d.m.lines.get(ip if i == 0 else ip - 1) or _line_before(d, ip - 1)
+        at = f" at {line[0].rsplit('/', 1)[-1]}:{line[1]}" if line else ""
+        out.append(f"#{i:<2} {ip:#018x} in {d.m.symbolize(ip)} (){at}")
+    return out
+
+
+def _line_before(d: Inferior, ip: int):
+    starts = [a for a in d.m.lines if a <= ip and ip - a < 16]
+    return d.m.lines[max(starts)] if starts else None
+
+
+@command("set", "set context on|off")
+def _set(d: Inferior, rest: str, _fmt: str):
+    m = re.fullmatch(r"context\s+(on|off)", rest)
+    if not m:
+        raise CommandError("set takes: context on|off")
+    d.context_on = m.group(1) == "on"
+    return None
+
+
+@command("context", "context: show registers, code, stack and the last fault", ("ctx",))
+def _context(d: Inferior, _rest: str, _fmt: str):
+    if not d.running:
+        raise CommandError("The program is not being run.")
+    return d.context()
