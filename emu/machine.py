@@ -6,14 +6,17 @@ them together; the work is theirs.
 - kernel: kallsyms, the line table, the loader and the executor of calls (emu/kernel/);
 - bpf: arenas, programs, streams and the arena's fault handler (emu/bpf/).
 
-The methods below are the documented Python API; each hands the work to its owner.
+The methods below are the documented Python API; each hands the work to its owner. The
+debugger, which controls runs as gdb controls a ptraced task, also asks `executor` why a call
+stopped and which fault it holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from .asm.assembler import Image, Source
+from .asm.image import Image
+from .asm.unit import Source
 from .bpf.arena import BPF_F_MMAPABLE, Arena
 from .bpf.core import BpfProgs
 from .bpf.stream import BPF_STDERR
@@ -109,9 +112,6 @@ class Machine:
     progs: BpfProgs = property(lambda self: self.bpf.progs)
     link_symbols: dict[str, int] = property(lambda self: self.loader.link_symbols)
     lines: dict[int, tuple[str, int]] = property(lambda self: self.line_table.lines)
-    _call = property(lambda self: self.executor.call_state)
-    _calls = property(lambda self: self.executor.calls)
-    _source_lines = property(lambda self: self.line_table.sources)
 
     @property
     def catch(self) -> Callable[[FaultEvent, Decision | None], bool] | None:
@@ -268,9 +268,9 @@ class Machine:
         """Resume `cpu` until its RIP reaches `addr` (or the call ends, or it stops for another reason)."""
         return self.executor.resume_until(addr, cpu, why)
 
-    def interrupt(self) -> None:
+    def interrupt(self, why: str = "interrupted") -> None:
         """Stop the running call at its next instruction (Ctrl-C)."""
-        self.executor.interrupt()
+        self.executor.interrupt(why)
 
     def running_cpus(self) -> list[int]:
         """The CPUs with a started call that can go on."""

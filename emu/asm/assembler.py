@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from ..errors import AsmError, Diagnostic
 from ..x86.extable import ExtableEntry
-from .declarations import ArenaDecl, Declarations
+from .declarations import Declarations
 from .encoder import Encoder, quiet_stderr
 from .exprs import ExprError, evaluate
 from .image import SECTIONS, Image, LinkedSection
 from .macros import bpf_funcs
 from .parser import parse
 from .unit import Align, Data, Extable, Insn, Label, Source, Unit
-
-__all__ = ["SECTIONS", "ArenaDecl", "Assembler", "Declarations", "Image", "Source"]  # what a machine links with
 
 _MAX_RELAX_PASSES = 16
 _CACHE_SIZE = 256

@@ -14,7 +14,8 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..asm.assembler import BpfFunc, Image
+from ..asm.declarations import BpfFunc
+from ..asm.image import Image
 from ..errors import Diagnostic
 from ..x86.decode import DecodedInsn, decode_operands
 from ..x86.extable import EX_TYPE_BPF, ExtableEntry

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from ..asm.assembler import ArenaDecl, Image
+from ..asm.declarations import ArenaDecl
+from ..asm.image import Image
 from ..errors import AsmError, Diagnostic, EmuError
 from ..kernel.kallsyms import Kallsyms
 from ..kernel.lines import LineTable

@@ -242,11 +242,22 @@ class Executor:
         self._run(state, state.cpu.reg("rip"), limit, stepping=limit < left)
         return self._settle(state)
 
-    def interrupt(self) -> None:
-        """Stop the running call at its next instruction (Ctrl-C)."""
+    def interrupt(self, why: str = "interrupted") -> None:
+        """Stop the running call at its next instruction (Ctrl-C, a breakpoint's hook)."""
         if self.call_state is not None:
-            self.call_state.stop = "interrupted"
+            self.call_state.stop = why
             self.call_state.cpu.uc.emu_stop()
+
+    def stop_reason(self, cpu: int) -> str | None:
+        """Why `cpu`'s call stopped, when a debugger stop or a preemption stopped it."""
+        state = self.calls.get(cpu)
+        return state.stop if state is not None else None
+
+    def held(self, cpu: int) -> tuple[FaultEvent, Decision | None] | None:
+        """A fault `cpu` took whose handler has not run yet (a catchpoint or a preemption), and
+        the decision already made, if it was caught before an oops."""
+        state = self.calls.get(cpu)
+        return state.held if state is not None else None
 
     def _settle(self, state: CallState) -> CallResult:
         result = state.result

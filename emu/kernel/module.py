@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from ..asm.assembler import SECTIONS, Assembler, Image, Source
+from ..asm.assembler import Assembler
+from ..asm.image import SECTIONS, Image
+from ..asm.unit import Source
 from ..bpf.arena import Arena
 from ..bpf.syscall import BpfSubsystem
 from ..corpus import kernel_stub_defining

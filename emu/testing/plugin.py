@@ -15,7 +15,7 @@ import pytest
 
 pytest.register_assert_rewrite("emu.testing.asserts")
 
-from ..asm.assembler import Image  # noqa: E402  (after the rewrite hook, as pytest asks)
+from ..asm.image import Image  # noqa: E402  (after the rewrite hook, as pytest asks)
 from ..corpus import find_source  # noqa: E402
 from ..errors import EmuError  # noqa: E402
 from ..kernel.events import EventText  # noqa: E402

@@ -99,7 +99,7 @@ class GdbServer:
         return (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
 
     def _stop_reply(self) -> bytes:
-        if self.d.running and self.d.m._call.held is not None:
+        if self.d.running and self.d.m.executor.held(self.d.current) is not None:
             return b"S%02x" % SIGSEGV
         if not self.d.running:
             result = self.d.result

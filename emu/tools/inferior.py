@@ -206,8 +206,7 @@ class Inferior:
             return
         bp.hits += 1
         self._stop_reason = bp
-        self.m._call.stop = "breakpoint"
-        uc.emu_stop()
+        self.m.interrupt("breakpoint")
 
     def _on_write(self, uc, _access, address, size, value, bp: Breakpoint) -> None:
         if bp.generation != self.m.pgtables.generation:
@@ -221,8 +220,7 @@ class Inferior:
     def _after_write(self, uc, _address, _size, _bp: Breakpoint) -> None:
         if self._watch_hit is not None:
             self._stop_reason, self._watch_hit = self._watch_hit, None
-            self.m._call.stop = "watchpoint"
-            uc.emu_stop()
+            self.m.interrupt("watchpoint")
 
     def _read_value(self, addr: int, size: int) -> int | None:
         try:
@@ -277,7 +275,7 @@ class Inferior:
         while True:
             result = self.m.resume(SLICE if count is None else count, cpu=self.current)
             if count is not None or result.status != STOPPED or self._stop_reason is not None \
-                    or self.m._call.stop is not None or self._interrupted:
+                    or self.m.executor.stop_reason(self.current) is not None or self._interrupted:
                 break
             if interrupted is not None and interrupted():
                 self._interrupted = True
@@ -287,7 +285,7 @@ class Inferior:
 
     def _report_stop(self, result) -> list[str]:
         out = [e.story() for e in self.m.events[self._seen_events:] if e.action]
-        held = self.m._calls[self.current].held if self.running else None
+        held = self.m.executor.held(self.current) if self.running else None
         self._seen_events = len(self.m.events) - (1 if held else 0)
         reason = self._stop_reason
         who = f"CPU {self.current}" if len(self.m.cpus) > 1 else "Inferior 1"

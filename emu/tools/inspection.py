@@ -129,7 +129,7 @@ def _disassemble(d: Inferior, rest: str, _fmt: str):
     for a in sorted(x for x in d.m.lines if start <= x < end) or [start]:
         f, n = d.m.lines.get(a, ("", 0))
         if n and (f, n) != last:
-            text = d.m._source_lines.get(f, [])
+            text = d.m.line_table.sources.get(f, [])
             out.append(f"{n}\t{text[n - 1].strip() if 0 < n <= len(text) else ''}")
             last = (f, n)
         out.append(d._insn_line(a, a == rip))
