@@ -38,6 +38,7 @@ from .x86.extable import ExceptionTable, ExtableEntry
 from .x86.fault import Decision, OopsHandler
 from .x86.pgtable import PAGE_KERNEL, PageTables, PageWalk
 from .x86.tlb import Tlb
+from .x86.unwind_orc import OrcTable
 
 __all__ = ["BUDGET", "DEFAULT_BUDGET", "DEFAULT_RAM", "ERROR", "OOPS", "RETURNED", "STOPPED", "CallResult",
            "Machine"]
@@ -73,9 +74,10 @@ class Machine:
         self.line_table = LineTable()
         self.bpf = BpfSubsystem(self.memory, self.vmalloc_area, self.tlb, self.kallsyms, self.line_table,
                                 self.policy, comm)
-        self.loader = Loader(self.memory, self.kallsyms, self.extable, self.line_table, self.bpf)
-        self.executor = Executor(cpus, self.memory, self.kallsyms, self.extable, self.line_table, self.bpf, comm,
-                                 budget, time_limit)
+        self.orc = OrcTable()
+        self.loader = Loader(self.memory, self.kallsyms, self.extable, self.line_table, self.orc, self.bpf)
+        self.executor = Executor(cpus, self.memory, self.kallsyms, self.extable, self.line_table, self.orc, self.bpf,
+                                 comm, budget, time_limit)
         self.tlb.cpus.extend(self.executor.cpus)
         self.pgtables.listeners.append(self.tlb.pte_changed)
         self.loader.loaded.append(self.executor.code_loaded)

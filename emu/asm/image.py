@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..x86.extable import ExtableEntry
+from ..x86.unwind_orc import OrcEntry
 from .declarations import BpfFunc
 
 SECTIONS = ("text", "rodata", "data", "bss")
@@ -28,3 +29,5 @@ class Image:
     extable: list[ExtableEntry]
     lines: dict[int, tuple[str, int]]  # instruction address -> (file, line)
     bpf_funcs: list[BpfFunc] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # source text by file, when not the loaded text
+    unwind: list[OrcEntry] = field(default_factory=list)  # compiled code's unwind table

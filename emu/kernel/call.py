@@ -53,5 +53,6 @@ def event_json(e: FaultEvent) -> dict:
         "access": e.error_code.access, "error_code_text": e.error_code.describe(),
         "pte_before": hx(e.pte_before), "pte_after": hx(e.pte_after),
         "resolution": e.resolution, "handler": e.handler, "action": e.action, "resume_at": hx(e.resume_at),
-        "retry": e.retry, "completed": e.completed, "cleared": e.cleared, "stream": e.stream, "steps": e.steps,
+        "retry": e.retry, "completed": e.completed, "cleared": e.cleared, "stream": e.stream, "source": e.source,
+        "steps": e.steps,
     }

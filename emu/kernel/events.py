@@ -115,6 +115,7 @@ class FaultEvent:
     report: str | None = None  # the oops text, when the call stopped
     cleared: str | None = _Text(None)  # the register ex_handler_bpf() zeroed
     stream: str | None = None  # what this fault wrote to a BPF program's stderr
+    source: str | None = None  # FILE:LINE of the faulting instruction, for compiled code with debug info
 
     @property
     def pte_before(self) -> int:
@@ -180,6 +181,8 @@ class FaultEvent:
         lines = [f"fault #{self.seq} on CPU {self.cpu}: {self.kind} at {self.rip:#x} <{self.where}>"]
         if self.insn:
             lines.append(f"  instruction: {self.insn}")
+        if self.source:
+            lines.append(f"  source: {self.source}")
         if self.vector == 14:
             lines.append(f"  address (CR2): {self.address:#x}")
             lines.append(f"  error code: {self.error_code}")

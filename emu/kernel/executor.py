@@ -47,6 +47,7 @@ from ..x86.traps import (
     ErrorCode,
 )
 from ..x86.unwind import show_trace, walk_stack_frames
+from ..x86.unwind_orc import OrcTable, unwind_frames
 from .call import BUDGET, ERROR, OOPS, RETURNED, STOPPED, CallResult
 from .events import FIXUP, RESTART, SKIP, STOP, FaultEvent, Observation, observe_retry
 from .kallsyms import Kallsyms, Symbol
@@ -78,8 +79,9 @@ class CallState:
 
 class Executor:
     def __init__(self, cpus: int, memory: KernelMemory, kallsyms: Kallsyms, extable: ExceptionTable,
-                 lines: LineTable, bpf: BpfSubsystem, comm: str, budget: int, time_limit: float):
+                 lines: LineTable, orc: OrcTable, bpf: BpfSubsystem, comm: str, budget: int, time_limit: float):
         self.memory, self.kallsyms, self.extable, self.lines, self.bpf = memory, kallsyms, extable, lines, bpf
+        self.orc = orc
         self.comm, self.budget, self.time_limit = comm, budget, time_limit
         self.oops_handlers: list[OopsHandler] = []
         # A debugger's catchpoint: called before a fault's handler runs (decision None) and before an
@@ -157,12 +159,15 @@ class Executor:
         return self.call_state.fault
 
     def stack_frames(self, cpu: int) -> list[int]:
-        """A CPU's RIP, then the return addresses of a frame-pointer walk of its kernel stack,
-        as the kernel's unwinder finds them."""
+        """A CPU's RIP, then the return addresses of a walk of its kernel stack, as the kernel's
+        unwinder finds them: by compiled code's unwind tables, by frame pointer elsewhere."""
         return self._frames(cpu, *self.cpus[cpu].reg_values(("rip", "rbp")))
 
     def _frames(self, cpu: int, rip: int, rbp: int) -> list[int]:
         hi = stack_top(cpu)
+        if self.orc:
+            return unwind_frames(self.orc, self.memory.stack_reader(), rip, self.cpus[cpu].reg("rsp"), rbp,
+                                 hi - THREAD_SIZE, hi)
         return [rip] + [ret for _, ret in walk_stack_frames(self.memory.stack_reader(), rbp, hi - THREAD_SIZE, hi)]
 
     # -- calls ----------------------------------------------------------------
@@ -422,7 +427,7 @@ class Executor:
             seq=len(self.events) + 1, cpu=c.index, vector=vector, rip=rip, where=self.symbolize(rip),
             address=address if address is not None else 0, error_code=ErrorCode(error_code), user_mode=False,
             walk_before=self.walk(address) if address is not None else None, started=started, rcx=rcx,
-            string_op=bool(insn and insn.string_op), insn=insn.text if insn else "")
+            string_op=bool(insn and insn.string_op), insn=insn.text if insn else "", source=self.lines.debug_line(rip))
         self.events.append(event)
         state.result.faults.append(event)
         return event
@@ -572,7 +577,8 @@ class Executor:
         event.report = oops_report(
             head=d.oops_head, what=d.oops_what,
             err=d.oops_err if d.oops_err is not None else event.error_code.value if event.vector == 14 else 0,
-            counter=self._die_counter, cpu=c.index, pid=1, comm=self.comm, regs=regs, where=event.where,
+            counter=self._die_counter, cpu=c.index, pid=1, comm=self.comm, regs=regs,
+            where=f"{event.where} {event.source}" if event.source else event.where,
             code=self.memory.try_read(regs.rip - PROLOGUE_SIZE, OPCODE_BUFSIZE), frames=frames, cr2=regs.cr2)
         event.steps.append(f"oops: {event.report.splitlines()[0]}")
         self.call_state.result.status = OOPS

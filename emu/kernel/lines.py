@@ -17,12 +17,21 @@ class LineTable:
         self.lines: dict[int, tuple[str, int]] = {}  # instruction address -> (file, line)
         self.sources: dict[str, list[str]] = {}  # file -> its lines
         self._starts: list[int] = []  # sorted(self.lines), for bisection
+        self.debuginfo: set[str] = set()  # files whose lines come from a compiler's debug info
 
-    def add(self, lines: dict[int, tuple[str, int]], sources: dict[str, str]) -> None:
+    def add(self, lines: dict[int, tuple[str, int]], sources: dict[str, str], debuginfo: bool = False) -> None:
         for name, text in sources.items():
             self.sources[name] = text.splitlines()
+        if debuginfo:
+            self.debuginfo.update(file for file, _ in lines.values())
         self.lines.update(lines)
         self._starts = sorted(self.lines)
+
+    def debug_line(self, addr: int) -> str | None:
+        """FILE:LINE of compiled code (what scripts/decode_stacktrace.sh adds to a trace), None
+        for assembly, whose stories and oopses stay as the kernel prints them."""
+        where = self.containing(addr)
+        return f"{where[0]}:{where[1]}" if where is not None and where[0] in self.debuginfo else None
 
     def get(self, addr: int) -> tuple[str, int] | None:
         """The line of the instruction that starts at `addr`."""

@@ -24,8 +24,10 @@ from ..mm.memory import KernelMemory
 from ..mm.physmem import FrameKind
 from ..x86.extable import ExceptionTable
 from ..x86.pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX
+from ..x86.unwind_orc import OrcTable
 from .kallsyms import Kallsyms, Symbol
 from .lines import LineTable
+from .objfile import ObjectError, ObjectFile, ObjSymbol, is_elf, layout, link, read_object
 
 SECTION_BASES = {"text": KERNEL_TEXT_START, "rodata": 0xFFFF_FFFF_8200_0000,
                  "data": 0xFFFF_FFFF_8280_0000, "bss": 0xFFFF_FFFF_8300_0000}
@@ -34,37 +36,81 @@ SECTION_PROT = {"text": PAGE_KERNEL_ROX, "rodata": PAGE_KERNEL_RO, "data": PAGE_
 
 class Loader:
     def __init__(self, memory: KernelMemory, kallsyms: Kallsyms, extable: ExceptionTable, lines: LineTable,
-                 bpf: BpfSubsystem):
+                 orc: OrcTable, bpf: BpfSubsystem):
         self.memory, self.kallsyms, self.extable, self.lines, self.bpf = memory, kallsyms, extable, lines, bpf
+        self.orc = orc
         self.link_symbols: dict[str, int] = {}  # link-time constants: arena map pointers and addresses
         self.loaded: list[Callable[[], None]] = []  # told after each load: code changed
         self._cursor = dict(SECTION_BASES)
         self._assembler = Assembler()
 
     def load(self, *paths: str, syntax: str = "att") -> Image:
-        """Assemble and link files as one unit against what is already loaded."""
-        sources = []
+        """Assemble and link files as one unit against what is already loaded: assembly
+        sources and x86-64 relocatable objects (`.o`), in any mix."""
+        sources, objects = [], []
         for path in paths:
+            name = os.path.relpath(path) if not os.path.isabs(path) else path
             try:
-                with open(path, encoding="utf-8") as f:
-                    sources.append(Source(os.path.relpath(path) if not os.path.isabs(path) else path, f.read()))
+                with open(path, "rb") as f:
+                    data = f.read()
+                if is_elf(data):
+                    objects.append(read_object(name, data))
+                elif name.endswith(".o"):
+                    raise ObjectError(f"{name}: not an ELF object")
+                else:
+                    sources.append(Source(name, data.decode("utf-8")))
             except (OSError, UnicodeDecodeError) as e:
                 raise EmuError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
-        return self.load_sources(sources, syntax=syntax)
+        return self.load_sources(sources, syntax=syntax, objects=objects)
 
-    def load_sources(self, sources: list[Source], syntax: str = "att") -> Image:
+    def load_sources(self, sources: list[Source], syntax: str = "att", objects: list[ObjectFile] = ()) -> Image:
         if syntax not in ("att", "intel"):
             raise EmuError(f"syntax is 'att' or 'intel', not '{syntax}'")
         decls = self._assembler.declarations(sources, syntax)
-        self._resolve_ksyms(decls.ksyms, {s.name for s in sources})
+        defined = self._object_globals(objects)
+        self._resolve_ksyms([k for k in decls.ksyms if k[0] not in defined], {s.name for s in sources})
         for decl in decls.arenas:
             arena = self.bpf.declare_arena(decl)
             if arena is not None:
                 self.add_arena_symbols(arena)
         extern = dict(self.link_symbols)
         extern.update({name: s.address for name, s in self.kallsyms.global_symbols().items()})
-        image = self._assembler.assemble(sources, self._cursor, extern, syntax)
+        after_objects = layout(objects, self._cursor)
+        extern.update({name: obj.address_of(sym) for name, (obj, sym) in defined.items()})
+        image = self._assembler.assemble(sources, after_objects, extern, syntax)
         progs, jit_extable = self.bpf.bpf_prog_load(image)
+        images = [image]
+        if objects:
+            asm = {name: addr for name, addr, _, is_global, _ in image.symbols if is_global}
+            images.insert(0, link(objects, self._cursor, lambda n: asm.get(n, extern.get(n))))
+        display = {(p.name, p.start): p.ksym for p in progs}
+        for linked in images:
+            self._install(linked, display, debuginfo=linked is not image)
+        for entry in jit_extable:
+            self.extable.add(entry)
+        self.lines.add({}, {s.name: s.text for s in sources})
+        self.bpf.add_progs(progs)
+        for listener in self.loaded:
+            listener()
+        return image
+
+    def _object_globals(self, objects: list[ObjectFile]) -> dict[str, tuple[ObjectFile, ObjSymbol]]:
+        """The symbols the objects define for everyone, each defined once across the whole kernel."""
+        out: dict[str, tuple[ObjectFile, ObjSymbol]] = {}
+        errors = []
+        for obj in objects:
+            for name, sym in obj.defined_globals().items():
+                if name in out:
+                    errors.append(f"{obj.path}: symbol '{name}' is already defined in {out[name][0].path}")
+                elif name in self.kallsyms or name in self.link_symbols:
+                    errors.append(f"{obj.path}: symbol '{name}' is already defined by the machine")
+                else:
+                    out[name] = (obj, sym)
+        if errors:
+            raise ObjectError("\n".join(errors))
+        return out
+
+    def _install(self, image: Image, display: dict[tuple[str, int], str], debuginfo: bool) -> None:
         for name in SECTIONS:
             sect = image.sections[name]
             if not sect.data:
@@ -72,17 +118,13 @@ class Loader:
             self.memory.install(sect.start, bytes(sect.data), SECTION_PROT[name],
                                 FrameKind.TEXT if name == "text" else FrameKind.DATA)
             self.kallsyms.add_section(sect.start, sect.start + len(sect.data))
-            self._cursor[name] = sect.start + len(sect.data)
-        display = {(p.name, p.start): p.ksym for p in progs}
+            self._cursor[name] = max(self._cursor[name], sect.start + len(sect.data))
         for name, addr, section, is_global, file in image.symbols:
             self.kallsyms.add(Symbol(name, addr, section, is_global, file, display.get((name, addr), "")))
-        for entry in [*image.extable, *jit_extable]:
+        for entry in image.extable:
             self.extable.add(entry)
-        self.lines.add(image.lines, {s.name: s.text for s in sources})
-        self.bpf.add_progs(progs)
-        for listener in self.loaded:
-            listener()
-        return image
+        self.lines.add(image.lines, image.sources, debuginfo=debuginfo)
+        self.orc.add(image.unwind)  # unwind_module_init()
 
     def add_arena_symbols(self, arena: Arena) -> None:
         """For every file loaded after it, an arena's name links to its map pointer (the kfuncs'

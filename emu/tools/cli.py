@@ -24,6 +24,7 @@ from ..machine import BUDGET, DEFAULT_BUDGET, DEFAULT_RAM, OOPS, RETURNED, CallR
 from ..mm.layout import MASK64
 from ..policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from ..policy import OOPS as OOPS_POLICY
+from .build import BuildError, build_kernel
 from .debugger import Debugger
 from .explore import Entry, Schedule, explore, sample, schedules
 from .explore import Scenario as SmpScenario
@@ -136,6 +137,15 @@ def _parser() -> argparse.ArgumentParser:
                          help="processes (default: one per core)")
     _policy_args(explore)
 
+    build = sub.add_parser("build", help="compile kernel C with the kernel's flags",
+                           description="Compile a C file as the kernel builds its objects (gcc, clang or "
+                                       "zig cc; -mcmodel=kernel, no red zone, no SSE, frame pointers), for "
+                                       "`run`, `debug` and `explore` to load beside assembly.")
+    build.add_argument("file", metavar="FILE", help="C source")
+    build.add_argument("--kernel", action="store_true", required=True,
+                       help="kernel code: an x86-64 relocatable object")
+    build.add_argument("-o", dest="output", metavar="OUT", help="the object to write (default: FILE with .o)")
+
     demo = sub.add_parser("demo", help="a guided run: a kfunc fault recovered by the scratch page, then the oops "
                                        "it was before")
     demo.add_argument("--json", action="store_true", help="print the two results as JSON")
@@ -199,8 +209,15 @@ def _arguments(m: Machine, args: list[str]) -> list[int]:
 
 
 def _sources(files: list[str]) -> list[str]:
-    """The files as named, or the shipped bpf_progs/ and kernel_stubs/ copies of them."""
-    return [str(next((c for c in source_candidates(f) if c.is_file()), f)) for f in files]
+    """The files as named, or the shipped bpf_progs/ and kernel_stubs/ copies of them; kernel C
+    (`.c`) is built first, with the kernel's flags."""
+    out = []
+    for f in files:
+        path = str(next((c for c in source_candidates(f) if c.is_file()), f))
+        if path.endswith(".bpf.c"):
+            raise EmuError(f"{f}: BPF programs in C cannot be loaded yet; kernel C (.c) and assembly (.S) can")
+        out.append(str(build_kernel(path)) if path.endswith(".c") else path)
+    return out
 
 
 def _read_streams(m: Machine, entry: str) -> dict[str, str] | None:
@@ -249,6 +266,12 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         _print_result(result, args)
         _print_streams(streams)
     return EXIT[result.status]
+
+
+def _cmd_build(ns: argparse.Namespace) -> int:
+    out = Path(ns.output) if ns.output else Path(ns.file).with_suffix(".o")
+    print(build_kernel(ns.file, out))
+    return 0
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
@@ -356,7 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     try:
         return {"run": _cmd_run, "demo": _cmd_demo, "compare": _cmd_compare, "debug": _cmd_debug,
-                "explore": _cmd_explore}[ns.command](ns)
+                "explore": _cmd_explore, "build": _cmd_build}[ns.command](ns)
+    except BuildError as e:  # the compiler's own words, as it printed them
+        print(str(e), file=sys.stderr)
+        return EXIT["error"]
     except EmuError as e:
         if getattr(ns, "json", False):
             print(json.dumps({"status": "error", "error": str(e)}, indent=2))

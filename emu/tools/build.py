@@ -1,0 +1,124 @@
+"""`arena-emu build`: compile C with the first compiler found, with the flags the kernel uses.
+
+Kernel code (`--kernel`): `$CC`, gcc, clang, or the ziglang package's `zig cc`,
+with the x86-64 kernel's code-generation flags (arch/x86/Makefile and the top
+Makefile: the kernel code model, no red zone, no SSE, frame pointers kept,
+no stack protector, no PIC). Leaf functions keep their frame pointer too: the
+stack walks here are the frame-pointer unwinder's (unwind_frame.c), which, unlike
+the kernel's default ORC unwinder, cannot see past a frameless leaf. Objects are cached by the compiler's version, the
+flags, the source and the headers beside it, so tests and the CLI build each
+file once.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import EmuError
+
+KERNEL_CFLAGS = (
+    "-c", "-O2", "-g", "-std=gnu11", "-ffreestanding", "-fno-builtin", "-nostdinc",
+    "-mcmodel=kernel", "-fno-pic", "-fno-PIE", "-mno-red-zone",
+    "-mno-sse", "-mno-mmx", "-mno-sse2", "-mno-3dnow", "-mno-avx", "-mno-80387",
+    "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-fno-optimize-sibling-calls",
+    "-fno-stack-protector", "-fno-common",
+    "-fno-asynchronous-unwind-tables", "-fno-unwind-tables", "-fcf-protection=none", "-fno-strict-aliasing",
+)
+ZIG_KERNEL_TARGET = ("-target", "x86_64-freestanding-none")
+
+
+class BuildError(EmuError):
+    """The compiler refused the source: its own messages, as it printed them."""
+
+
+@dataclass(frozen=True)
+class Compiler:
+    command: tuple[str, ...]
+    version: str
+
+    @property
+    def name(self) -> str:
+        return "zig cc" if "ziglang" in self.command else os.path.basename(self.command[0])
+
+
+def _version(cmd: list[str]) -> str | None:
+    try:
+        out = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0] if out.strip() else None
+
+
+def kernel_compilers() -> list[Compiler]:
+    """Every compiler for kernel code found here, in the order they are preferred."""
+    found = []
+    if os.environ.get("CC"):
+        version = _version([os.environ["CC"]])
+        if version is None:
+            raise BuildError(f"$CC={os.environ['CC']} does not run")
+        found.append(Compiler((os.environ["CC"],), version))
+    for name in ("gcc", "clang"):
+        path = shutil.which(name)
+        if path and (version := _version([path])):
+            found.append(Compiler((path,), version))
+    if importlib.util.find_spec("ziglang"):
+        cmd = [sys.executable, "-m", "ziglang", "cc"]
+        if version := _version(cmd):
+            found.append(Compiler((*cmd, *ZIG_KERNEL_TARGET), version))
+    return found
+
+
+@functools.cache
+def kernel_compiler() -> Compiler:
+    """The first of $CC, gcc, clang and zig cc that runs."""
+    found = kernel_compilers()
+    if not found:
+        raise BuildError("no C compiler for kernel code: set $CC, install gcc or clang, or pip install ziglang")
+    return found[0]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "arena-emu"
+
+
+def _key(compiler: Compiler, flags: tuple[str, ...], src: Path) -> str:
+    h = hashlib.sha256()
+    for part in (compiler.version, *compiler.command[1:], *flags):
+        h.update(part.encode() + b"\0")
+    h.update(src.read_bytes())
+    for header in sorted(src.parent.glob("**/*.h")):
+        h.update(header.name.encode() + b"\0" + header.read_bytes())
+    return h.hexdigest()[:24]
+
+
+def build_kernel(src: str | Path, out: str | Path | None = None, compiler: Compiler | None = None,
+                 extra: tuple[str, ...] = ()) -> Path:
+    """Compile one C file as kernel code; returns the object (cached when `out` is None)."""
+    src = Path(src)
+    if not src.is_file():
+        raise BuildError(f"cannot read {src}: no such file")
+    compiler = compiler or kernel_compiler()
+    flags = (*KERNEL_CFLAGS, "-I", ".", *(("-I", "include") if (src.parent / "include").is_dir() else ()), *extra)
+    cached = cache_dir() / "kernel" / f"{src.stem}-{_key(compiler, flags, src)}.o"
+    target = Path(out).resolve() if out is not None else cached
+    if out is None and target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        partial = Path(tmp) / target.name
+        # from the source's folder, so the debug info names the file as written beside it
+        proc = subprocess.run([*compiler.command, *flags, src.name, "-o", str(partial.resolve())],
+                              capture_output=True, text=True, cwd=src.parent)
+        if proc.returncode != 0:
+            raise BuildError((proc.stderr or proc.stdout).rstrip() or f"{compiler.name} failed on {src}")
+        os.replace(partial, target)  # whole or not at all: parallel tests may build the same file
+    return target
