@@ -8,9 +8,11 @@ page tables at kern_vm_start + (u32)user_address.
 
 from __future__ import annotations
 
+import operator
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import compress, repeat
 from typing import Protocol
 
 from ..errors import EmuError
@@ -18,9 +20,11 @@ from ..mm.layout import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from ..mm.physmem import FrameKind, OutOfMemory, PhysMem
 from ..policy import MAP_ALWAYS, SCRATCH, Policy
 from ..x86.pgtable import (
+    _PAGE_PRESENT,
     PAGE_KERNEL,
     PAGE_KERNEL_RO,
     PAGE_USER,
+    PTE_PFN_MASK,
     PTRS_PER_TABLE,
     PageTables,
     index,
@@ -117,10 +121,6 @@ class Arena:
 
     def is_garbage(self, pte: int) -> bool:
         return self.garbage_pfn is not None and pte_present(pte) and pte_pfn(pte) == self.garbage_pfn
-
-    def _shared(self, pte: int) -> bool:
-        """A PTE of the arena's own shared page (scratch or garbage), which free never frees."""
-        return self.is_scratch(pte) or self.is_garbage(pte)
 
     @property
     def kern_vm_start(self) -> int:
@@ -252,8 +252,12 @@ class Arena:
         for start, n in _table_runs(va, page_cnt):
             ptes = self.mm.pgtables.get_ptes(start, n)
             if any(ptes) or value:
-                frames += [pte_pfn(v) for v in ptes if pte_present(v) and not self._shared(v)]
+                present = compress(ptes, map(operator.and_, ptes, repeat(_PAGE_PRESENT)))
+                frames += map(operator.rshift, map(operator.and_, present, repeat(PTE_PFN_MASK)), repeat(PAGE_SHIFT))
                 self.mm.pgtables.set_ptes(start, array("Q", [value]) * n)
+        for shared in (self.scratch_pfn, self.garbage_pfn):
+            if shared is not None and shared in frames:
+                frames = [pfn for pfn in frames if pfn != shared]
         return frames
 
     def arena_map_free(self) -> None:

@@ -10,6 +10,7 @@ the emu_start caller.
 from __future__ import annotations
 
 import ctypes
+from array import array
 from collections.abc import Callable
 
 import unicorn
@@ -69,9 +70,8 @@ class CPU:
         enable_long_mode_paging(self.uc, cr3)
         self.exc = ExceptionState(self.uc)
         self.running = False
-        # Pages whose present PTE changed since this CPU last flushed them: the old PTE it may
-        # still hold in its TLB (if it used it), page -> old PTE.
-        self.maybe_stale: dict[int, int] = {}
+        self._stale: dict[int, int] = {}
+        self._stale_runs: list[tuple[int, array, array]] = []  # PTE writes not merged into _stale yet
         self.kfunc_done_at: int | None = None  # a native kfunc whose body already ran: its hook skips once
         self._on_exception = on_exception
         self.uc.hook_add(unicorn.UC_HOOK_INTR, lambda _uc, intno, _d: self._on_exception(self, intno))
@@ -133,9 +133,26 @@ class CPU:
     def regs(self) -> Regs:
         return Regs(*self.uc.reg_read_batch(_REGS_IDS))
 
+    @property
+    def maybe_stale(self) -> dict[int, int]:
+        """Pages whose present PTE changed since this CPU last flushed them: page -> the old PTE
+        it may still hold in its TLB (if it used it). Runs of PTE writes are merged when this is
+        first read: a free clears thousands, and the flush after it usually drops them unread."""
+        for va, old, new in self._stale_runs:
+            for i, pte in enumerate(old):
+                if pte & 1 and pte != new[i]:
+                    self._stale.setdefault(va + (i << 12), pte)
+        self._stale_runs.clear()
+        return self._stale
+
+    def note_pte_writes(self, va: int, old: array, new: array) -> None:
+        """PTEs from `va` on were rewritten: what this CPU may hold of the old ones."""
+        self._stale_runs.append((va, old, new))
+
     def flush_tlb_all(self) -> None:
         flush_tlb_all(self.uc)
-        self.maybe_stale.clear()
+        self._stale.clear()
+        self._stale_runs.clear()
 
     def flush_tlb_one(self, va: int) -> None:
         """invlpg, executed by this CPU. Inside a running call Unicorn cannot nest a run,

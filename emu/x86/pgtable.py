@@ -198,14 +198,15 @@ class PageTables:
         self.mem = mem
         self.root = mem.alloc_frame(FrameKind.PGTABLE) << 12
         # Told [(va, old PTE), ...] whenever present PTEs change: a TLB may still hold the old ones.
-        self.listeners: list[Callable[[list[tuple[int, int]]], None]] = []
+        # told of every write over a present PTE: (first page, old PTEs, new PTEs)
+        self.listeners: list[Callable[[int, array, array], None]] = []
         self.generation = 0  # bumped by every PTE write, so a cached translation knows it may be old
 
     def _changed(self, va: int, old: int, new: int) -> None:
         self.generation += 1
         if old & _PAGE_PRESENT and old != new:
             for listener in self.listeners:
-                listener([(va, old)])
+                listener(va, array("Q", [old]), array("Q", [new]))
 
     def pte_slot(self, va: int, create: bool = False) -> int | None:
         """Physical address of the PTE for `va`, allocating tables when `create`."""
@@ -236,10 +237,9 @@ class PageTables:
         self.generation += 1
         if self.listeners:
             old = array("Q", self.mem.read(slot, 8 * len(values)))
-            changed = [(va + i * PAGE_SIZE, v) for i, v in enumerate(old) if v & _PAGE_PRESENT and v != values[i]]
-            if changed:
+            if any(old):
                 for listener in self.listeners:
-                    listener(changed)
+                    listener(va, old, values)
         self.mem.write(slot, values.tobytes())
 
     def _run_slot(self, va: int, n: int, create: bool) -> int | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 from ..mm.layout import PAGE_SIZE
 from .cpu import CPU
 
@@ -31,9 +33,7 @@ class Tlb:
     def invlpg(self, va: int, cpu: int = 0) -> None:
         self.cpus[cpu].flush_tlb_one(va)
 
-    def pte_changed(self, changes: list[tuple[int, int]]) -> None:
-        """A page-table listener: every CPU may still hold the old PTE of each changed page."""
+    def pte_changed(self, va: int, old: array, new: array) -> None:
+        """A page-table listener: every CPU may still hold the old present PTEs of the pages."""
         for c in self.cpus:
-            stale = c.maybe_stale
-            for va, old in changes:
-                stale.setdefault(va, old)
+            c.note_pte_writes(va, old, new)
