@@ -139,11 +139,6 @@ class Insn:
     def size(self) -> int:
         return self.code & 0x18
 
-    @property
-    def is64(self) -> bool:
-        """ALU64 or JMP (64-bit compare), as against ALU and JMP32."""
-        return self.cls in (BPF_ALU64, BPF_JMP)
-
     def encode(self) -> bytes:
         return struct.pack("<BBhi", self.code, self.src << 4 | self.dst, self.off, self.imm)
 

@@ -780,18 +780,19 @@ class _Jit:
         if f.may_goto_slot is not None:
             emit_st(image, BPF_DW, BPF_REG_FP, f.may_goto_slot, BPF_MAX_LOOPS)
 
-    def _insn_sz_diff(self, i: int, t: bytearray) -> int:
-        """INSN_SZ_DIFF: how much this instruction would shrink against the previous pass."""
-        return (self.end[i] - self.begin[i]) - len(t)
+    def _pad(self, t: bytearray, i: int, short: int, allowed: tuple[int, ...], what: str) -> None:
+        """jmp_padding: in a padded pass, nops before a jump of `short` bytes make up what it shrank by
+        (INSN_SZ_DIFF against the previous pass), so the image can no longer shrink."""
+        if self.padding:
+            nops = (self.end[i] - self.begin[i]) - len(t) - short
+            if nops not in allowed:
+                raise JitError(i, f"unexpected {what} padding: {nops} bytes")
+            emit_nops(t, nops)
 
     def _emit_cond_jmp(self, t: bytearray, i: int, jmp_cond: int, offset: int) -> None:
-        """do_jit()'s emit_cond_jmp label: Jcc rel8 if it fits, else rel32; nops keep a padded pass from shrinking."""
+        """do_jit()'s emit_cond_jmp label: Jcc rel8 if it fits, else rel32."""
         if _is_imm8_jmp_offset(offset):
-            if self.padding:
-                nops = self._insn_sz_diff(i, t) - 2
-                if nops not in (0, 4):
-                    raise JitError(i, f"unexpected jmp_cond padding: {nops} bytes")
-                emit_nops(t, nops)
+            self._pad(t, i, 2, (0, 4), "jmp_cond")
             t += bytes((jmp_cond, offset & 0xFF))
         else:
             t += bytes((0x0F, jmp_cond + 0x10)) + _s32(offset)
@@ -799,11 +800,7 @@ class _Jit:
     def _emit_jmp(self, t: bytearray, i: int, offset: int) -> None:
         """do_jit()'s emit_jmp label: EB rel8 or E9 rel32."""
         if _is_imm8_jmp_offset(offset):
-            if self.padding:
-                nops = self._insn_sz_diff(i, t) - 2
-                if nops not in (0, 3):
-                    raise JitError(i, f"unexpected jump padding: {nops} bytes")
-                emit_nops(t, nops)
+            self._pad(t, i, 2, (0, 3), "jump")
             t += bytes((0xEB, offset & 0xFF))
         else:
             t.append(0xE9)
@@ -896,11 +893,8 @@ class _Jit:
             offset = -2 if delta == -1 else self._jump_offset(i, delta)  # a JA to itself is always jmp -2
             if offset:
                 self._emit_jmp(t, i, offset)
-            elif self.padding:
-                nops = self._insn_sz_diff(i, t)
-                if nops not in (0, 2, 5):
-                    raise JitError(i, f"unexpected nop jump padding: {nops} bytes")
-                emit_nops(t, nops)
+            else:
+                self._pad(t, i, 0, (0, 2, 5), "nop jump")
         elif op == BPF_TAIL_CALL:
             raise JitError(i, "bpf_tail_call: tail calls are not supported by this JIT")
         elif op == BPF_JCOND:
