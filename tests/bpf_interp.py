@@ -202,7 +202,7 @@ def run(program: bytes, memory: Memory, regs: dict[int, int], stack_top: int, *,
             except Fault:
                 if not arena:
                     raise
-                faults.append(addr)
+                faults.append((base + off) & M64)  # what ex_handler_bpf() reports: the register plus off
                 if cls == 1:
                     r[dst] = 0
     raise InterpError("out of steps")
