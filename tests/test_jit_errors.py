@@ -8,8 +8,10 @@ import struct
 
 import pytest
 from bpf_asm import assemble
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from emu.bpf.insn import BpfInsnError, Insn, decode
+from emu.bpf.insn import VALID_OPCODES, BpfInsnError, Insn, decode
 from emu.bpf.jit import JitError, do_jit
 from emu.errors import EmuError
 
@@ -75,6 +77,11 @@ def test_cast_kern_must_arrive_lowered():
         do_jit(insns, BASE, kern_vm_start=1 << 63, user_vm_start=1 << 40)
 
 
+def test_an_empty_program():
+    with pytest.raises(JitError, match="no instructions"):
+        do_jit(decode(b""), BASE)
+
+
 def test_hand_built_programs_are_checked_like_decoded_ones():
     with pytest.raises(BpfInsnError, match="does not fit its s16/s32 field"):
         do_jit([Insn(0xB7, 0, 0, 0, 1 << 31), Insn(0x95)], BASE)
@@ -82,3 +89,20 @@ def test_hand_built_programs_are_checked_like_decoded_ones():
 
 def test_every_refusal_is_an_emu_error():
     assert issubclass(JitError, EmuError) and issubclass(BpfInsnError, EmuError)
+
+
+regs = st.one_of(st.integers(0, 10), st.integers(0, 15))
+slot = st.tuples(st.one_of(st.sampled_from(sorted(VALID_OPCODES)), st.integers(0, 255)), regs, regs,
+                 st.one_of(st.integers(-3, 3), st.integers(-0x8000, 0x7FFF)),
+                 st.one_of(st.sampled_from([0, 1, -1, 16, 32, 64, 0xE1, 0xF1, 0x51, 1 << 16]),
+                           st.integers(-(1 << 31), (1 << 31) - 1)))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(slot, max_size=12))
+def test_any_slots_either_jit_or_are_refused_in_one_line(words):
+    try:
+        do_jit(decode(slots(*words, EXIT)), BASE, kern_vm_start=1 << 63, user_vm_start=1 << 40,
+               resolve=lambda src, imm: BASE + 0x1000)
+    except EmuError as e:
+        assert "\n" not in str(e)

@@ -1,8 +1,8 @@
 """The eBPF-to-x86-64 JIT, after arch/x86/net/bpf_jit_comp.c.
 
-Each emitter below is the kernel function of the same name, emitting the same
-bytes, so that images, instruction lengths and exception-table entries are the
-ones a kernel would produce. The configuration modelled is a kernel without
+Each emitter below is the kernel function, or the do_jit() case, its docstring
+names, emitting the same bytes, so that images, instruction lengths and
+exception-table entries are the ones a kernel would produce. The configuration modelled is a kernel without
 CONFIG_X86_KERNEL_IBT/CFI (no ENDBR, no kCFI preamble), without retpolines,
 rethunk or SLS padding (`ret` alone), without private stacks or tail calls, on
 a CPU without BMI2 (shifts by a register go through CL).
@@ -683,6 +683,8 @@ class _Jit:
 
     def _subprogs(self, stack_depth: int) -> list[_Func]:
         """check_subprogs(): a subprogram starts at 0 and at every bpf-to-bpf call or callback target."""
+        if not self.insns:
+            raise JitError(None, "the program has no instructions")
         starts = {0}
         for i, insn in enumerate(self.insns):
             if (insn.code == BPF_JMP | BPF_CALL and insn.src == BPF_PSEUDO_CALL) or (
