@@ -5,13 +5,16 @@ the extable entries are also checked against jit_extable.arena_access(), which d
 machine code through capstone, independently of the JIT.
 """
 
+from pathlib import Path
+
 import pytest
-from bpf_asm import assemble
+from bpf_asm import assemble, parse_data
+from jit_runner import jit as runner_jit
 
 from emu.bpf.insn import decode
 from emu.bpf.jit import do_jit
 from emu.bpf.jit_extable import DONT_CLEAR, FIXUP_ARENA_ACCESS, REG2PT_REGS, arena_access
-from emu.x86.decode import decode_operands
+from emu.x86.decode import decode_operands, disasm
 from emu.x86.extable import EX_TYPE_BPF
 
 BASE = 0xFFFF_FFFF_A000_0000
@@ -149,3 +152,18 @@ def test_every_arena_access_of_a_program_has_its_entry():
     image = jit("mov32 %r2, %r1\nldxw.a %r0, [%r2+0]\nstw.a [%r2+4], 1\nlock32.a xchg [%r2+8], %r0\n"
                 "ldxdw %r3, [%r1+0]\nexit", kern_vm_start=KERN_VM_START)
     assert [e.insn for e in image.extable] == [image.insn_ranges[i][0] for i in (1, 2, 3)]
+
+
+CASES = [case for case in map(parse_data, sorted((Path(__file__).parent / "jit_cases").glob("*.data")))
+         if case.error is None]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_the_image_decodes_whole_and_insn_ranges_fall_on_instruction_boundaries(case):
+    image = runner_jit(case.program)
+    insns = disasm(image.code, image.address)
+    boundaries = {i.address for i in insns} | {image.end}
+    assert sum(i.size for i in insns) == len(image.code)
+    for start, end in image.insn_ranges:
+        assert start in boundaries and end in boundaries
+    assert set(image.subprogs) <= boundaries
