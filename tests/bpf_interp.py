@@ -117,9 +117,7 @@ class Frame:
 @dataclass
 class Result:
     r0: int
-    regs: list[int]
-    memory: Memory
-    faults: list[int]
+    faults: list[int]  # the address of each faulting arena access, as ex_handler_bpf() reports it
 
 
 def run(program: bytes, memory: Memory, regs: dict[int, int], stack_top: int, *, stack_depth: int = 512,
@@ -161,11 +159,11 @@ def run(program: bytes, memory: Memory, regs: dict[int, int], stack_top: int, *,
             r[dst] = _alu(op, r[dst] & mask, b, bits, off) & mask
         elif cls in (5, 6):  # JMP, JMP32
             if code == 0x85:
-                pc = _call(src, imm, off, r, pc, frames, memory, helpers or {}, kfuncs or {}, frame_size, slot)
+                pc = _call(src, imm, r, pc, frames, memory, helpers or {}, kfuncs or {}, frame_size, slot)
                 continue
             if code == 0x95:
                 if not frames:
-                    return Result(r[0], r, memory, faults)
+                    return Result(r[0], faults)
                 f = frames.pop()
                 r[6:11] = f.saved
                 pc = f.return_pc
@@ -239,7 +237,7 @@ def _atomic(imm: int, size: int, dst: int, src: int, addr: int, r: list[int], me
         r[src] = old
 
 
-def _call(src: int, imm: int, off: int, r: list[int], pc: int, frames: list[Frame], memory: Memory,
+def _call(src: int, imm: int, r: list[int], pc: int, frames: list[Frame], memory: Memory,
           helpers: dict[int, Callable[..., int]], kfuncs: dict[int, Callable[..., int]], frame_size: int,
           slot: int) -> int:
     if src == 1:  # bpf-to-bpf: a new frame with its own stack and may_goto budget

@@ -119,25 +119,11 @@ class Insn:
     off: int = 0
     imm: int = 0
 
-    @property
-    def cls(self) -> int:
-        return self.code & 0x07
-
-    @property
-    def op(self) -> int:
-        return self.code & 0xF0
-
-    @property
-    def source(self) -> int:
-        return self.code & 0x08
-
-    @property
-    def mode(self) -> int:
-        return self.code & 0xE0
-
-    @property
-    def size(self) -> int:
-        return self.code & 0x18
+    cls = property(lambda self: self.code & 0x07, doc="BPF_CLASS()")
+    op = property(lambda self: self.code & 0xF0, doc="BPF_OP()")
+    source = property(lambda self: self.code & 0x08, doc="BPF_SRC(): BPF_K or BPF_X")
+    mode = property(lambda self: self.code & 0xE0, doc="BPF_MODE()")
+    size = property(lambda self: self.code & 0x18, doc="BPF_SIZE()")
 
     def encode(self) -> bytes:
         return struct.pack("<BBhi", self.code, self.src << 4 | self.dst, self.off, self.imm)
