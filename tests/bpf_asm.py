@@ -9,7 +9,8 @@ suffix for ALU/JMP32 (`add32`, `jeq32`), `lddw %r0, 0x..`, `ldxw %r0, [%r1+4]`,
 `call kfunc N`, `call local L`, `callx %r1`, `tail_call`, `nospec`,
 `ldfunc %r1, L` (ld_imm64 of BPF_PSEUDO_FUNC), `cast_user %r1, %r2`,
 `lock[32] OP [%r1+0], %r2` with OP add/and/or/xor, fetch_add.., xchg, cmpxchg,
-and a `.a` suffix on loads, stores and `lock` for the arena probe modes.
+`ldacqw %r0, [%r1+0]` / `strelw [%r1+0], %r2` (load-acquire, store-release, any
+size), and a `.a` suffix on loads, stores and atomics for the arena probe modes.
 
 A `.data` file has `-- asm` or `-- raw` (one little-endian 64-bit slot per
 line), optionally `-- mem` (hex bytes, passed in r1 with its length in r2),
@@ -148,6 +149,14 @@ def _encode(line: str, pc: int, labels: dict[str, int]) -> bytes:
         if m.group(1):
             return _slot(0x03 | mode | SIZES[m.group(2)], dst, _reg(ops[1]), off)
         return _slot(0x02 | mode | SIZES[m.group(2)], dst, off=off, imm=_num(ops[1]))
+    m = re.fullmatch(r"(ldacq|strel)(dw|w|h|b)", mnemonic)
+    if m:
+        code = (0xE3 if arena else 0xC3) | SIZES[m.group(2)]
+        if m.group(1) == "ldacq":
+            src, off = _mem(ops[1])
+            return _slot(code, _reg(ops[0]), src, off, 0x100)
+        dst, off = _mem(ops[0])
+        return _slot(code, dst, _reg(ops[1]), off, 0x110)
     m = re.fullmatch(r"movsx(8|16|32)(_32)?", mnemonic)
     if m:
         return _slot(0xBC if m.group(2) else 0xBF, _reg(ops[0]), _reg(ops[1]), off=int(m.group(1)))

@@ -193,7 +193,8 @@ def run(program: bytes, memory: Memory, regs: dict[int, int], stack_top: int, *,
         else:
             mode, size = code & 0xE0, SIZES[code & 0x18]
             arena = mode in (0xA0, 0xE0) or (cls == 1 and mode == 0xC0)
-            base = r[src] if cls == 1 else r[dst]
+            load_acquire = cls == 3 and mode in (0xC0, 0xE0) and imm == 0x100
+            base = r[src] if cls == 1 or load_acquire else r[dst]
             addr = ((kern_vm_start if arena else 0) + base + off) & M64
             try:
                 _mem(cls, mode, size, dst, src, imm, addr, r, memory)
@@ -220,6 +221,12 @@ def _mem(cls: int, mode: int, size: int, dst: int, src: int, imm: int, addr: int
 
 
 def _atomic(imm: int, size: int, dst: int, src: int, addr: int, r: list[int], memory: Memory) -> None:
+    if imm == 0x100:  # LOAD_ACQ
+        r[dst] = memory.load(addr, size)
+        return
+    if imm == 0x110:  # STORE_REL
+        memory.store(addr, size, r[src])
+        return
     mask = (1 << (8 * size)) - 1
     old = memory.load(addr, size)
     if imm == 0xF1:  # CMPXCHG

@@ -148,6 +148,14 @@ def test_arena_accesses_get_the_kernels_extable_entry(source, want_bytes, fixup,
     assert arena_access(decoded).extable_entry(start) == entry
 
 
+def test_an_arena_load_acquire_is_encoded_as_populate_extable_writes_every_stx():
+    """DONT_CLEAR and dst as the address register, though the address is in src: what the kernel writes."""
+    image = jit("ldacqw.a %r0, [%r1+4]\nexit", kern_vm_start=KERN_VM_START)
+    start, end = image.insn_ranges[0]
+    assert image.code[start - BASE:end - BASE].hex(" ") == "42 8b 44 27 04"  # mov eax, [rdi + r12 + 4]
+    assert image.extable[0].fixup == 5 | DONT_CLEAR << 8 | PT["rax"] << 16 | FIXUP_ARENA_ACCESS
+
+
 def test_every_arena_access_of_a_program_has_its_entry():
     image = jit("mov32 %r2, %r1\nldxw.a %r0, [%r2+0]\nstw.a [%r2+4], 1\nlock32.a xchg [%r2+8], %r0\n"
                 "ldxdw %r3, [%r1+0]\nexit", kern_vm_start=KERN_VM_START)

@@ -36,7 +36,8 @@ MALFORMED = [
     (slots((0xBC, 0, 1, 32, 0), EXIT), 0, "movsx off must be one of (8, 16)"),
     (slots((0x3F, 0, 1, 2, 0), EXIT), 0, "div/mod off must be 0 (unsigned) or 1 (signed)"),
     (slots((0xBF, 0, 1, 1, 7), EXIT), 0, "addr_space_cast insn can only convert between address space 1 and 0"),
-    (slots((0xDB, 1, 2, 0, 0x100), EXIT), 0, "unknown atomic operation 0x100"),
+    (slots((0xDB, 1, 2, 0, 0x120), EXIT), 0, "unknown atomic operation 0x120"),
+    (slots((0xD3, 1, 2, 0, 0x01), EXIT), 0, "1- and 2-byte RMW atomics are not supported"),
 ]
 
 

@@ -49,8 +49,9 @@ BPF_MAY_GOTO = 0  # src_reg of BPF_JCOND (enum bpf_cond_pseudo_jmp)
 BPF_FETCH = 0x01
 BPF_XCHG = 0xE0 | BPF_FETCH
 BPF_CMPXCHG = 0xF0 | BPF_FETCH
+BPF_LOAD_ACQ, BPF_STORE_REL = 0x100, 0x110  # the only atomics of any size: dst = *(src + off), *(dst + off) = src
 ATOMIC_OPS = frozenset({BPF_ADD, BPF_AND, BPF_OR, BPF_XOR, BPF_ADD | BPF_FETCH, BPF_AND | BPF_FETCH,
-                        BPF_OR | BPF_FETCH, BPF_XOR | BPF_FETCH, BPF_XCHG, BPF_CMPXCHG})
+                        BPF_OR | BPF_FETCH, BPF_XOR | BPF_FETCH, BPF_XCHG, BPF_CMPXCHG, BPF_LOAD_ACQ, BPF_STORE_REL})
 
 # src_reg of a call and of ld_imm64.
 BPF_HELPER_CALL, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL = 0, 1, 2
@@ -83,7 +84,7 @@ def _valid_opcodes() -> frozenset[int]:
     for mode in (BPF_MEM, BPF_PROBE_MEM32):
         codes |= {cls | mode | size for cls in (BPF_LDX, BPF_ST, BPF_STX) for size in SIZE_BYTES}
     codes |= {BPF_LDX | mode | size for mode in (BPF_MEMSX, BPF_PROBE_MEM32SX) for size in (BPF_W, BPF_H, BPF_B)}
-    codes |= {BPF_STX | mode | size for mode in (BPF_ATOMIC, BPF_PROBE_ATOMIC) for size in (BPF_W, BPF_DW)}
+    codes |= {BPF_STX | mode | size for mode in (BPF_ATOMIC, BPF_PROBE_ATOMIC) for size in SIZE_BYTES}
     codes.add(BPF_ST | BPF_NOSPEC)
     for cls in (BPF_ALU, BPF_ALU64):
         codes |= {cls | op | src for op in _ALU_NAMES if op not in (BPF_NEG, BPF_END) for src in (BPF_K, BPF_X)}
@@ -187,8 +188,11 @@ def _check_fields(i: int, insn: Insn) -> None:
                 raise BpfInsnError(i, "addr_space_cast insn can only convert between address space 1 and 0")
             if not (cast or (insn.source and insn.off in widths)):
                 raise BpfInsnError(i, f"movsx off must be one of {widths}, not {insn.off}")
-    elif cls == BPF_STX and insn.mode in (BPF_ATOMIC, BPF_PROBE_ATOMIC) and insn.imm not in ATOMIC_OPS:
-        raise BpfInsnError(i, f"unknown atomic operation {insn.imm:#x}")
+    elif cls == BPF_STX and insn.mode in (BPF_ATOMIC, BPF_PROBE_ATOMIC):
+        if insn.imm not in ATOMIC_OPS:
+            raise BpfInsnError(i, f"unknown atomic operation {insn.imm:#x}")
+        if insn.size in (BPF_B, BPF_H) and insn.imm not in (BPF_LOAD_ACQ, BPF_STORE_REL):
+            raise BpfInsnError(i, "1- and 2-byte RMW atomics are not supported")
 
 
 def decode(data: bytes) -> list[Insn]:

@@ -66,6 +66,7 @@ from .insn import (
     BPF_LD,
     BPF_LD_IMM64,
     BPF_LDX,
+    BPF_LOAD_ACQ,
     BPF_LSH,
     BPF_MAY_GOTO,
     BPF_MEM,
@@ -82,6 +83,7 @@ from .insn import (
     BPF_REG_FP,
     BPF_RSH,
     BPF_ST,
+    BPF_STORE_REL,
     BPF_STX,
     BPF_SUB,
     BPF_TAIL_CALL,
@@ -456,6 +458,23 @@ def emit_atomic_index(buf: bytearray, atomic_op: int, size: int, dst: int, src: 
     buf.append(add_3mod(0x48 if size == BPF_DW else 0x40, dst, src, index))
     buf += _atomic_opcode(atomic_op)
     emit_insn_suffix_sib(buf, dst, src, index, off)
+
+
+def emit_atomic_ld_st(buf: bytearray, atomic_op: int, dst: int, src: int, off: int, size: int) -> None:
+    """emit_atomic_ld_st(): x86 loads are acquires and stores releases already, so plain mov."""
+    if atomic_op == BPF_LOAD_ACQ:
+        emit_ldx(buf, size, dst, src, off)
+    else:
+        emit_stx(buf, size, dst, src, off)
+
+
+def emit_atomic_ld_st_index(buf: bytearray, atomic_op: int, size: int, dst: int, src: int, index: int,
+                            off: int) -> None:
+    """emit_atomic_ld_st_index(): emit_atomic_ld_st() on [reg + r12 + off]."""
+    if atomic_op == BPF_LOAD_ACQ:
+        emit_ldx_index(buf, size, dst, src, index, off)
+    else:
+        emit_stx_index(buf, size, dst, src, index, off)
 
 
 def emit_atomic_fetch_loop(buf: bytearray, insn: Insn) -> None:
@@ -958,7 +977,9 @@ class _Jit:
         elif cls == BPF_STX and mode == BPF_MEM:
             emit_stx(t, size, dst, src, off)
         elif cls == BPF_STX and mode == BPF_ATOMIC:
-            if insn.imm in (BPF_AND | BPF_FETCH, BPF_OR | BPF_FETCH, BPF_XOR | BPF_FETCH):
+            if insn.imm in (BPF_LOAD_ACQ, BPF_STORE_REL):
+                emit_atomic_ld_st(t, insn.imm, dst, src, off, size)
+            elif insn.imm in (BPF_AND | BPF_FETCH, BPF_OR | BPF_FETCH, BPF_XOR | BPF_FETCH):
                 emit_atomic_fetch_loop(t, insn)
             else:
                 emit_atomic(t, insn.imm, dst, src, off, size)
@@ -990,11 +1011,14 @@ class _Jit:
         elif cls == BPF_STX and mode == BPF_PROBE_MEM32:
             emit_stx_index(t, size, dst, src, X86_REG_R12, off)
             kind = "store"
+        elif insn.imm in (BPF_AND | BPF_FETCH, BPF_OR | BPF_FETCH, BPF_XOR | BPF_FETCH):
+            raise JitError(i, "AND/OR/XOR with FETCH on the arena: bpf_jit_supports_insn() is false on x86")
         else:
-            if insn.imm in (BPF_AND | BPF_FETCH, BPF_OR | BPF_FETCH, BPF_XOR | BPF_FETCH):
-                raise JitError(i, "AND/OR/XOR with FETCH on the arena: bpf_jit_supports_insn() is false on x86")
-            emit_atomic_index(t, insn.imm, size, dst, src, X86_REG_R12, off)
-            kind = "atomic"
+            if insn.imm in (BPF_LOAD_ACQ, BPF_STORE_REL):
+                emit_atomic_ld_st_index(t, insn.imm, size, dst, src, X86_REG_R12, off)
+            else:
+                emit_atomic_index(t, insn.imm, size, dst, src, X86_REG_R12, off)
+            kind = "atomic"  # as populate_extable writes every STX: DONT_CLEAR and dst, even for a load-acquire
         access = ArenaAccess(kind, len(t) - start, _X86_NAME[dst] if kind == "load" else None, _X86_NAME[addr_reg],
                              off)
         self.accesses.append((self.begin[i] + start, access))
