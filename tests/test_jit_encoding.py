@@ -108,6 +108,14 @@ def test_subprograms_each_get_a_prologue_and_calls_land_on_them():
     assert start + 5 + int.from_bytes(image.code[start - BASE + 1:end - BASE], "little", signed=True) == entry
 
 
+def test_each_subprogram_can_have_its_own_stack_depth():
+    image = jit("call local f\nexit\nf:\nmay_goto +0\nexit", stack_depth=[20, 0])
+    assert image.frame_sizes == (24, 8)  # rounded up; may_goto's counter below the callee's (empty) stack
+    main, sub = image.subprogs
+    assert image.code[main - BASE + 12:main - BASE + 19].hex(" ") == "48 81 ec 18 00 00 00"
+    assert image.code[sub - BASE + 12:sub - BASE + 19].hex(" ") == "48 81 ec 08 00 00 00"
+
+
 def test_ld_imm64_of_a_pseudo_func_is_the_subprogram_address():
     image = jit("ldfunc %r1, cb\nmov %r0, 0\nexit\ncb:\nexit")
     assert insn_bytes(image, 0) == "48 c7 c7 " + image.subprogs[1].to_bytes(8, "little")[:4].hex(" ")

@@ -64,6 +64,7 @@ def jit(source: str, **kw):
     ("jeq %r1, 0, +3\nexit\nexit", {}, 0, "jump out of range from insn 0 to 4"),
     ("call local f\nexit\nf:\nja +1\nexit", {}, 2, "jump out of range from insn 2 to 4"),
     ("call 1\nexit", {"resolve": lambda src, imm: BASE + (1 << 40)}, 0, "out of range"),
+    ("call local f\nexit\nf:\nexit", {"stack_depth": [8, 1024]}, 2, "stack depth 1024 is not within 0..512"),
 ])
 def test_refused_programs(source, kw, index, message):
     with pytest.raises(JitError, match=message) as info:
@@ -76,6 +77,11 @@ def test_cast_kern_must_arrive_lowered():
     insns = [Insn(0xBF, 0, 1, 1, 1), Insn(0x95)]
     with pytest.raises(JitError, match="only after the verifier lowers it to a 32-bit mov"):
         do_jit(insns, BASE, kern_vm_start=1 << 63, user_vm_start=1 << 40)
+
+
+def test_one_stack_depth_per_subprogram():
+    with pytest.raises(JitError, match="3 stack depths given for 1 subprograms"):
+        jit("exit", stack_depth=[0, 0, 0])
 
 
 def test_an_empty_program():

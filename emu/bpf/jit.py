@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import EmuError
@@ -155,6 +155,7 @@ class JitImage:
     insn_ranges: tuple[tuple[int, int], ...]
     subprogs: tuple[int, ...]  # entry addresses, the main program first
     subprog_insns: tuple[int, ...]  # the first instruction index of each subprogram
+    frame_sizes: tuple[int, ...]  # each subprogram's `sub rsp`: its rounded stack depth (+8 for may_goto's counter)
     passes: int
 
     @property
@@ -681,7 +682,7 @@ class _Jit:
     """One program through bpf_int_jit_compile()'s passes; `jit_pass` is one run of the kernel's do_jit()."""
 
     def __init__(self, insns: list[Insn], address: int, kern_vm_start: int | None, user_vm_start: int | None,
-                 resolve: CallResolver | None, stack_depth: int):
+                 resolve: CallResolver | None, stack_depth: int | Sequence[int]):
         check(insns)
         self.insns, self.address = insns, address
         self.kern_vm_start, self.user_vm_start, self.resolve = kern_vm_start, user_vm_start, resolve
@@ -700,7 +701,7 @@ class _Jit:
         self.padding = False
         self.accesses: list[tuple[int, ArenaAccess]] = []
 
-    def _subprogs(self, stack_depth: int) -> list[_Func]:
+    def _subprogs(self, stack_depth: int | Sequence[int]) -> list[_Func]:
         """check_subprogs(): a subprogram starts at 0 and at every bpf-to-bpf call or callback target."""
         if not self.insns:
             raise JitError(None, "the program has no instructions")
@@ -713,13 +714,18 @@ class _Jit:
                     raise JitError(i, f"call to insn {target}, which is not an instruction of the program")
                 starts.add(target)
         bounds = sorted(starts) + [len(self.insns)]
+        depths = [stack_depth] * len(starts) if isinstance(stack_depth, int) else list(stack_depth)
+        if len(depths) != len(starts):
+            raise JitError(None, f"{len(depths)} stack depths given for {len(starts)} subprograms")
         funcs = []
         for k, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
             body = self.insns[lo:hi]
             last = self.insns[hi - 1 - (hi - 1 in self.second_slots)]
             if last.code not in (BPF_JMP | BPF_EXIT, BPF_JMP | BPF_JA, BPF_JMP32 | BPF_JA):
                 raise JitError(hi - 1, "last insn is not an exit or jmp")
-            depth = (stack_depth + 7) & ~7
+            if not 0 <= depths[k] <= MAX_BPF_STACK:
+                raise JitError(lo, f"stack depth {depths[k]} is not within 0..{MAX_BPF_STACK}")
+            depth = (depths[k] + 7) & ~7
             slot = None
             if any(insn.code == BPF_JMP | BPF_JCOND for insn in body):
                 depth += 8
@@ -1027,14 +1033,14 @@ class _Jit:
 
 
 def do_jit(insns: list[Insn], address: int, *, kern_vm_start: int | None = None, user_vm_start: int | None = None,
-           resolve: CallResolver | None = None, stack_depth: int = MAX_BPF_STACK) -> JitImage:
+           resolve: CallResolver | None = None, stack_depth: int | Sequence[int] = MAX_BPF_STACK) -> JitImage:
     """JIT a verified program to load at `address`, as bpf_int_jit_compile() drives do_jit().
 
     Passes run until no instruction changes size; from PADDING_PASSES on, jumps that would shrink are padded with
     nops so the image converges, and MAX_PASSES without convergence is an error. The converged pass is the image:
     the kernel's extra writing pass would see the same addrs[] and emit the same bytes. `kern_vm_start` (the arena's
     kernel base, loaded into r12) is given when the program has an arena, `user_vm_start` when it uses cast_user.
-    `stack_depth` is every frame's verifier-computed depth.
+    `stack_depth` is the verifier-computed depth of every frame, or one per subprogram in order.
     """
     jit = _Jit(insns, address, kern_vm_start, user_vm_start, resolve, stack_depth)
     for npass in range(1, MAX_PASSES + 1):
@@ -1048,4 +1054,4 @@ def do_jit(insns: list[Insn], address: int, *, kern_vm_start: int | None = None,
     extable = tuple(access.extable_entry(address + at) for at, access in jit.accesses)
     ranges = tuple((address + b, address + e) for b, e in zip(jit.begin, jit.end, strict=True))
     return JitImage(address, bytes(image), extable, ranges, tuple(address + f.entry for f in jit.funcs),
-                    tuple(f.lo for f in jit.funcs), npass)
+                    tuple(f.lo for f in jit.funcs), tuple(f.stack_depth for f in jit.funcs), npass)
