@@ -1,0 +1,152 @@
+"""The BTF reader: every kind, the helpers, `.BTF.ext`, and malformed input."""
+
+import struct
+
+import pytest
+from btf_blob import BtfBlob, every_kind
+
+from emu.bpf.btf import Btf, BtfError, BtfExt, BtfKind, FuncProto, Linkage, Member
+from emu.errors import EmuError
+
+
+@pytest.fixture(scope="module")
+def blob() -> Btf:
+    return Btf.parse(every_kind().bytes())
+
+
+def test_every_kind_parses_and_dumps_as_bpftool_does(blob):
+    assert [t.kind for t in blob] == [
+        BtfKind.INT, BtfKind.INT, BtfKind.PTR, BtfKind.ARRAY, BtfKind.STRUCT, BtfKind.UNION, BtfKind.ENUM,
+        BtfKind.FWD, BtfKind.TYPEDEF, BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.FUNC_PROTO,
+        BtfKind.FUNC, BtfKind.VAR, BtfKind.DATASEC, BtfKind.FLOAT, BtfKind.DECL_TAG, BtfKind.TYPE_TAG,
+        BtfKind.ENUM64]
+    assert len(blob) == 21 and repr(blob[0]) == "[0] void"
+    dump = blob.dump().splitlines()
+    assert dump[0] == "[1] INT 'int' size=4 bits_offset=0 nr_bits=32 encoding=SIGNED"
+    assert dump[4:8] == ["[5] STRUCT 'pair' size=24 vlen=3", "\t'a' type_id=1 bits_offset=0",
+                         "\t'flags' type_id=2 bits_offset=32 bitfield_size=3", "\t'v' type_id=4 bits_offset=64"]
+    assert "[14] FUNC 'printk' type_id=13 linkage=global" in dump
+    assert "[15] VAR 'g' type_id=11, linkage=global" in dump
+    assert "[8] FWD 'later' fwd_kind=union" in dump
+
+
+def test_values_of_each_kind(blob):
+    pair = blob.find("pair", BtfKind.STRUCT)
+    assert pair.member("flags") == Member("flags", 2, 32, 3)
+    assert pair.member("v").byte_offset == 8
+    enum = blob.find("e")
+    assert enum.signed and [(v.name, v.value) for v in enum.values] == [("NEG", -1), ("ONE", 1)]
+    assert blob.find("big").values[0].value == 1 << 44
+    proto = blob[13]
+    assert isinstance(proto, FuncProto) and proto.variadic and proto.ret_type == 1
+    assert blob.find("arg:arena").component_idx == 0
+    assert blob.find("double").size == 8
+    assert blob.find("printk").linkage == Linkage.GLOBAL
+    assert blob.find("nothing") is None and blob.find("int", BtfKind.STRUCT) is None
+
+
+def test_resolve_through_modifiers_and_typedefs(blob):
+    const = 11  # const volatile pair_t
+    assert blob.skip_mods_and_typedefs(const).name == "pair"
+    assert blob.resolve_type(15).name == "pair"  # the VAR too
+    assert blob.resolve_size(const) == 24
+    assert blob.resolve_size(4) == 16  # int[4]
+    assert blob.resolve_size(3) == 8  # void *
+    assert blob.resolve_size(15) == 24  # the VAR g
+    with pytest.raises(BtfError, match="has no size"):
+        blob.resolve_size(14)  # a FUNC
+    with pytest.raises(BtfError, match="no definition"):
+        blob.resolve_type(8)  # the FWD
+
+
+def test_type_names_in_c(blob):
+    assert blob.type_name(11) == "const volatile pair_t"
+    assert blob.type_name(4) == "int [4]"
+    assert blob.type_name(14) == "int printk(void *, ...)"
+    assert blob.type_name(8) == "union later"
+    assert blob.type_name(3) == "void *"
+
+
+def test_fields_flatten_anonymous_members():
+    b = BtfBlob()
+    i = b.int("int", 4, signed=True)
+    inner = b.add(BtfKind.UNION, "", 2, 4, b.records(("lo", i, 0), ("hi", i, 0)))
+    b.add(BtfKind.STRUCT, "outer", 2, 8, b.records(("first", i, 0), ("", inner, 32)))
+    btf = Btf.parse(b.bytes())
+    assert [(f.name, f.bit_offset) for f in btf.fields(3)] == [("first", 0), ("lo", 32), ("hi", 32)]
+    with pytest.raises(BtfError, match="not a struct or union"):
+        btf.fields(1)
+
+
+def test_a_longer_header_is_honoured():
+    assert len(Btf.parse(every_kind().bytes(hdr_len=32))) == 21
+
+
+def _bad(mutate) -> bytes:
+    b = BtfBlob()
+    mutate(b)
+    return b.bytes()
+
+
+MALFORMED = {
+    "short": (b"\x9f\xeb\x01\x00", "too short"),
+    "magic": (every_kind().bytes(magic=0x1234), "bad magic 0x1234"),
+    "big-endian": (every_kind().bytes(magic=0x9FEB), "big-endian"),
+    "hdr_len": (every_kind().bytes()[:4] + struct.pack("<I", 4096) + every_kind().bytes()[8:], "header length"),
+    "strings past end": (every_kind().bytes()[:-3], "string section"),
+    "type id": (_bad(lambda b: b.add(BtfKind.PTR, size_or_type=7)), "type id 7 out of range"),
+    "name offset": (_bad(lambda b: b.types.extend(struct.pack("<III", 999, 1 << 24, 4) + bytes(4))),
+                    "offset 0x3e7 outside the string section"),
+    "kind": (_bad(lambda b: b.add(25)), "unsupported BTF kind 25"),
+    "loop": (_bad(lambda b: (b.add(BtfKind.CONST, size_or_type=2), b.add(BtfKind.VOLATILE, size_or_type=1))),
+             r"loop in type chain \[1\] -> \[2\] -> \[1\]"),
+    "truncated members": (_bad(lambda b: b.add(BtfKind.STRUCT, "s", 3, 8, bytes(12))), "truncated type \\[1\\]"),
+    "linkage": (_bad(lambda b: b.add(BtfKind.FUNC, "f", 7, 0)), "invalid linkage 7"),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_malformed_btf_is_one_line_btf_error(name):
+    data, message = MALFORMED[name]
+    with pytest.raises(BtfError, match=message) as e:
+        Btf.parse(data)
+    assert isinstance(e.value, EmuError) and "\n" not in str(e.value)
+
+
+def _ext(btf: Btf, func_rec: bytes, line_rec: bytes = b"", rec_size: int = 8) -> bytes:
+    func = struct.pack("<I", rec_size) + func_rec
+    line = struct.pack("<I", 16) + line_rec if line_rec else b""
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(func), len(func), len(line))
+    return hdr + func + line
+
+
+def test_btf_ext_records():
+    b = every_kind()
+    file_off, line_off = b.s("x.bpf.c"), b.s("\treturn printk(fmt);")
+    sec = b.s("syscall")
+    btf = Btf.parse(b.bytes())
+    func = struct.pack("<IIII", sec, 1, 0, 14)
+    line = struct.pack("<II", sec, 2) + struct.pack("<IIII", 0, file_off, line_off, 7 << 10 | 2) \
+        + struct.pack("<IIII", 24, file_off, line_off, 8 << 10)
+    ext = BtfExt.parse(_ext(btf, func, line), btf)
+    assert ext.func_info == {"syscall": (ext.func_info["syscall"][0],)}
+    assert ext.func_info["syscall"][0].name == "printk"
+    first, second = ext.line_info["syscall"]
+    assert (first.line_num, first.line_col, second.insn_idx) == (7, 2, 3)
+    assert str(first) == "x.bpf.c:7:2: return printk(fmt);"
+    assert ext.line_at("syscall", 16) == first and ext.line_at("syscall", 24) == second
+    assert ext.line_at("other", 0) is None
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\x9f\xeb", "too short"),
+    (struct.pack("<HBBI", 0x1234, 1, 0, 24) + bytes(24), "bad magic"),
+    (struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 8, 8, 0) + struct.pack("<II", 4, 0), "record size 4 invalid"),
+    (struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 12, 12, 0) + struct.pack("<III", 8, 0, 0), "do not fit"),
+    (struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 20, 20, 0) + struct.pack("<IIIII", 8, 0, 1, 0, 1),
+     "not a FUNC"),
+    (struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 64, 64, 0) + bytes(8), "runs past the section end"),
+])
+def test_malformed_btf_ext(blob, data, message):
+    with pytest.raises(BtfError, match=message):
+        BtfExt.parse(data, blob)
