@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar
 
@@ -194,7 +194,7 @@ class Composite(BtfType):
         for m in self.members:
             if m.name == name:
                 return m
-        raise BtfError(f"BTF: {self!r} has no member '{name}'")
+        raise BtfError(f"{self!r} has no member '{name}'")
 
     def _attrs(self) -> str:
         return f" size={self.size} vlen={len(self.members)}"
@@ -380,7 +380,8 @@ class Btf:
     """A parsed `.BTF`: `types[id]`, id 0 being void, and the string section they name."""
 
     types: tuple[BtfType, ...]
-    strings: bytes = field(repr=False)
+    strings: bytes
+    where: str = ".BTF"  # what every error message starts with: the file and section
 
     @classmethod
     def parse(cls, data: bytes, where: str = ".BTF") -> Btf:
@@ -411,22 +412,19 @@ class Btf:
         strs = data[hdr_len + str_off:hdr_len + str_off + str_len]
         if not strs or strs[0] != 0 or strs[-1] != 0:
             raise BtfError(f"{where}: string section must start and end with NUL (btf_parse_str_sec)")
-        btf = cls((Void(0, ""),), strs)
+        btf = cls((Void(0, ""),), strs, where)
         raw = data[hdr_len + type_off:hdr_len + type_off + type_len]
         types = [btf.types[0], *btf._parse_types(_Reader(raw, where))]
-        btf = cls(tuple(types), strs)
-        btf._check(where)
+        btf = cls(tuple(types), strs, where)
+        btf._check()
         return btf
 
-    def name_by_offset(self, off: int, what: str = "name") -> str:
+    def name_by_offset(self, off: int, what: str = "name", where: str | None = None) -> str:
         """btf__name_by_offset(); an offset outside the string section is an error, not None."""
         if not 0 <= off < len(self.strings):
-            raise BtfError(f"BTF: {what} offset {off:#x} outside the string section ({len(self.strings):#x} bytes)")
-        end = self.strings.index(0, off)
-        try:
-            return self.strings[off:end].decode()
-        except UnicodeDecodeError:
-            raise BtfError(f"BTF: {what} at string offset {off:#x} is not UTF-8") from None
+            raise BtfError(f"{where or self.where}: {what} offset {off:#x} outside the string section"
+                           f" ({len(self.strings):#x} bytes)")
+        return self.strings[off:self.strings.index(0, off)].decode(errors="backslashreplace")
 
     def _parse_types(self, r: _Reader) -> Iterator[BtfType]:
         """btf_parse_type_sec(): walk `struct btf_type` records until the section ends exactly."""
@@ -482,7 +480,7 @@ class Btf:
             return Fwd(tid, name, kflag), off
         if kind == BtfKind.FUNC:
             if vlen > Linkage.EXTERN:
-                raise BtfError(f"BTF: {what}: invalid linkage {vlen}")
+                raise BtfError(f"{r.where}: {what}: invalid linkage {vlen}")
             return Func(tid, name, st, Linkage(vlen)), off
         if kind == BtfKind.FUNC_PROTO:
             params = tuple(Param(str_at(n, i), t) for i, (n, t) in enumerate(records(2)))
@@ -490,7 +488,7 @@ class Btf:
         if kind == BtfKind.VAR:
             (link,) = r.u32s(off, 1, what)
             if link > Linkage.EXTERN:
-                raise BtfError(f"BTF: {what}: invalid linkage {link}")
+                raise BtfError(f"{r.where}: {what}: invalid linkage {link}")
             return Var(tid, name, st, Linkage(link)), off + 4
         if kind == BtfKind.DATASEC:
             return Datasec(tid, name, st, tuple(VarSecinfo(*v) for v in records(3))), off + 12 * vlen
@@ -499,13 +497,13 @@ class Btf:
         (idx,) = r.u32s(off, 1, what)
         return DeclTag(tid, name, st, _s32(idx)), off + 4
 
-    def _check(self, where: str) -> None:
+    def _check(self) -> None:
         """The kernel's btf_check_all_metas(), in part: every type id in range, no loop of references."""
         n = len(self.types)
         for t in self.types[1:]:
             for what, ref in _refs(t):
                 if not 0 <= ref < n:
-                    raise BtfError(f"{where}: {t!r}: {what} type id {ref} out of range (last type is [{n - 1}])")
+                    raise BtfError(f"{self.where}: {t!r}: {what} type id {ref} out of range (last type is [{n - 1}])")
         state = [0] * n  # 0 unseen, 1 on the current chain, 2 known to end
         for start in range(1, n):
             chain, tid = [], start
@@ -519,14 +517,14 @@ class Btf:
             else:
                 if state[tid] == 1:
                     loop = " -> ".join(f"[{i}]" for i in chain[chain.index(tid):] + [tid])
-                    raise BtfError(f"{where}: loop in type chain {loop}")
+                    raise BtfError(f"{self.where}: loop in type chain {loop}")
             for i in chain:
                 state[i] = 2
 
     def __getitem__(self, type_id: int) -> BtfType:
         """btf__type_by_id(), with an out-of-range id an error."""
         if not 0 <= type_id < len(self.types):
-            raise BtfError(f"BTF: type id {type_id} out of range (last type is [{len(self.types) - 1}])")
+            raise BtfError(f"{self.where}: type id {type_id} out of range (last type is [{len(self.types) - 1}])")
         return self.types[type_id]
 
     def __len__(self) -> int:
@@ -552,7 +550,7 @@ class Btf:
             if t.kind not in skip:
                 return t
             t = self[t.type]
-        raise BtfError(f"BTF: type chain from [{type_id}] is deeper than {MAX_RESOLVE_DEPTH}")
+        raise BtfError(f"{self.where}: type chain from [{type_id}] is deeper than {MAX_RESOLVE_DEPTH}")
 
     def skip_mods_and_typedefs(self, type_id: int) -> BtfType:
         """skip_mods_and_typedefs() in libbpf.c: the type under const/volatile/restrict/type tags and typedefs."""
@@ -562,7 +560,7 @@ class Btf:
         """btf__resolve_type(): like skip_mods_and_typedefs() but through VARs too, and never void."""
         t = self._follow(type_id, (*MODIFIERS, BtfKind.TYPEDEF, BtfKind.VAR))
         if t.kind in (BtfKind.UNKN, BtfKind.FWD):
-            raise BtfError(f"BTF: type [{type_id}] resolves to {t!r}, which has no definition")
+            raise BtfError(f"{self.where}: type [{type_id}] resolves to {t!r}, which has no definition")
         return t
 
     def resolve_size(self, type_id: int) -> int:
@@ -582,23 +580,23 @@ class Btf:
             elif isinstance(t, (RefType, Var, DeclTag)):
                 tid = t.type
             else:
-                raise BtfError(f"BTF: type [{type_id}]: {t!r} has no size")
+                raise BtfError(f"{self.where}: type [{type_id}]: {t!r} has no size")
         else:
-            raise BtfError(f"BTF: type chain from [{type_id}] is deeper than {MAX_RESOLVE_DEPTH}")
+            raise BtfError(f"{self.where}: type chain from [{type_id}] is deeper than {MAX_RESOLVE_DEPTH}")
         if nelems * size > 0xFFFF_FFFF:
-            raise BtfError(f"BTF: type [{type_id}]: size {nelems} * {size} does not fit in 32 bits")
+            raise BtfError(f"{self.where}: type [{type_id}]: size {nelems} * {size} does not fit in 32 bits")
         return nelems * size
 
     def fields(self, type_id: int) -> tuple[Member, ...]:
         """Members of a struct/union with offsets from its start, anonymous members flattened as C sees them."""
         t = self.skip_mods_and_typedefs(type_id)
         if not isinstance(t, Composite):
-            raise BtfError(f"BTF: type [{type_id}] is {t!r}, not a struct or union")
+            raise BtfError(f"{self.where}: type [{type_id}] is {t!r}, not a struct or union")
         return tuple(self._fields(t, 0, 0))
 
     def _fields(self, t: Composite, base: int, depth: int) -> Iterator[Member]:
         if depth > MAX_RESOLVE_DEPTH:
-            raise BtfError(f"BTF: anonymous members nested deeper than {MAX_RESOLVE_DEPTH} in {t!r}")
+            raise BtfError(f"{self.where}: anonymous members nested deeper than {MAX_RESOLVE_DEPTH} in {t!r}")
         for m in t.members:
             inner = self.skip_mods_and_typedefs(m.type)
             if not m.name and isinstance(inner, Composite):
@@ -612,7 +610,7 @@ class Btf:
 
     def _c_name(self, type_id: int, inner: str, depth: int) -> str:
         if depth > MAX_RESOLVE_DEPTH:
-            raise BtfError(f"BTF: type chain from [{type_id}] is deeper than {MAX_RESOLVE_DEPTH}")
+            raise BtfError(f"{self.where}: type chain from [{type_id}] is deeper than {MAX_RESOLVE_DEPTH}")
         t = self[type_id]
         if t.kind == BtfKind.PTR:
             pointee = self[t.type]
@@ -745,18 +743,25 @@ class BtfExt:
         fi_off, fi_len, li_off, li_len = r.u32s(8, 4, "header")
         co_off, co_len = r.u32s(24, 2, "header") if hdr_len >= 32 else (0, 0)
 
+        def type_of(i: tuple[int, ...], desc: str) -> BtfType:
+            if i[1] >= len(btf.types):
+                raise BtfError(f"{where}: {desc} at insn_off {i[0]:#x}: type id {i[1]} out of range"
+                               f" (last type is [{len(btf.types) - 1}])")
+            return btf.types[i[1]]
+
         def func(i: tuple[int, ...]) -> FuncInfo:
-            t = btf[i[1]]
+            t = type_of(i, "func_info")
             if t.kind != BtfKind.FUNC:
                 raise BtfError(f"{where}: func_info at insn_off {i[0]:#x} names {t!r}, not a FUNC")
             return FuncInfo(i[0], i[1], t.name)
 
         def line(i: tuple[int, ...]) -> LineInfo:
-            return LineInfo(i[0], btf.name_by_offset(i[1], f"{where} line_info file name"),
-                            btf.name_by_offset(i[2], f"{where} line_info line"), i[3] >> 10, i[3] & 0x3FF)
+            return LineInfo(i[0], btf.name_by_offset(i[1], "line_info file name", where),
+                            btf.name_by_offset(i[2], "line_info line", where), i[3] >> 10, i[3] & 0x3FF)
 
         def core(i: tuple[int, ...]) -> CoreRelo:
-            return CoreRelo(i[0], btf[i[1]].id, btf.name_by_offset(i[2], f"{where} core_relo access string"), i[3])
+            t = type_of(i, "core_relo")
+            return CoreRelo(i[0], t.id, btf.name_by_offset(i[2], "core_relo access string", where), i[3])
 
         return cls(_info_block(r, btf, hdr_len, fi_off, fi_len, 2, "func_info", func),
                    _info_block(r, btf, hdr_len, li_off, li_len, 4, "line_info", line),
@@ -794,7 +799,7 @@ def _info_block(r: _Reader, btf: Btf, hdr_len: int, off: int, length: int, min_w
         if end - pos < 8:
             raise BtfError(f"{r.where}: {desc} section header at {pos:#x} truncated")
         name_off, num = r.u32s(pos, 2, f"{desc} section header")
-        sec = btf.name_by_offset(name_off, f"{r.where} {desc} section name")
+        sec = btf.name_by_offset(name_off, f"{desc} section name", r.where)
         if num == 0 or 8 + num * rec_size > end - pos:
             raise BtfError(f"{r.where}: {desc} for '{sec}': {num} records of {rec_size} bytes do not fit")
         pos += 8
