@@ -1,11 +1,13 @@
-"""The BTF reader: every kind, the helpers, `.BTF.ext`, and malformed input."""
+"""The BTF reader: every kind, the helpers, `.BTF.ext`, and the BTF clang emits for the arena programs."""
 
 import struct
 
 import pytest
+from bpf_build import BPF_C, build
 from btf_blob import BtfBlob, every_kind
 
-from emu.bpf.btf import Btf, BtfError, BtfExt, BtfKind, FuncProto, Linkage, Member
+from emu.bpf.btf import Btf, BtfError, BtfExt, BtfKind, Composite, Func, FuncProto, Linkage, Member
+from emu.bpf.object_file import BpfObject, RelocKind
 from emu.errors import EmuError
 
 
@@ -150,3 +152,79 @@ def test_btf_ext_records():
 def test_malformed_btf_ext(blob, data, message):
     with pytest.raises(BtfError, match=message):
         BtfExt.parse(data, blob)
+
+
+# --- BTF as clang emits it for the arena programs ---
+
+
+@pytest.fixture(scope="module")
+def arena_list() -> BpfObject:
+    return BpfObject.open(build("arena_list"))
+
+
+def test_struct_of_an_arena_list(arena_list):
+    btf = arena_list.btf
+    elem = btf.find("elem", BtfKind.STRUCT)
+    assert isinstance(elem, Composite) and elem.size == 16
+    assert [(m.name, m.bit_offset, m.bitfield_size) for m in btf.fields(elem.id)] == [
+        ("next", 0, 0), ("value", 64, 0), ("seen", 96, 1), ("tag", 97, 7)]
+    assert btf.type_name(elem.member("next").type) == "struct elem *"
+
+
+def test_datasecs_get_their_sizes_and_offsets_from_the_elf(arena_list):
+    btf = arena_list.btf
+    bss = btf.find(".bss", BtfKind.DATASEC)
+    assert bss.size == 12
+    assert [(btf[v.type].name, v.offset, v.size) for v in bss.vars] == [("list_head", 0, 8), ("list_sum", 8, 4)]
+    data = btf.find(".data", BtfKind.DATASEC)
+    assert [(btf[v.type].name, v.offset, v.size) for v in data.vars] == [("expected_count", 0, 4)]
+    assert btf.type_name(btf.find("cnt_limit").id) == "const volatile int cnt_limit"
+
+
+def test_programs_and_kfuncs_are_funcs(arena_list):
+    btf = arena_list.btf
+    prog = btf.find("arena_list_add", BtfKind.FUNC)
+    assert isinstance(prog, Func) and prog.linkage == Linkage.GLOBAL
+    assert btf.type_name(prog.id) == "int arena_list_add(void *)"
+    assert btf[prog.type].params[0].name == "ctx"
+    assert btf.find("push", BtfKind.FUNC).linkage == Linkage.STATIC
+    kfunc = btf.find("bpf_arena_alloc_pages", BtfKind.FUNC)
+    assert kfunc.linkage == Linkage.EXTERN
+    assert btf.type_name(kfunc.id) == "void *bpf_arena_alloc_pages(void *, void *, __u32, int, __u64)"
+    ksyms = btf.find(".ksyms", BtfKind.DATASEC)
+    assert [btf[v.type].name for v in ksyms.vars] == ["bpf_arena_alloc_pages"]
+
+
+def test_map_extra_is_an_enum64(arena_list):
+    arena = arena_list.btf.find("arena", BtfKind.VAR)
+    extra = arena_list.btf.resolve_type(arena.id).member("map_extra")
+    assert arena_list.btf[extra.type].kind == BtfKind.ENUM64
+    assert arena_list.btf[extra.type].values[0].value == 1 << 44
+
+
+def _source_line(name: str, text: str) -> int:
+    lines = (BPF_C / name).read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+def test_func_info_per_section(arena_list):
+    fi = arena_list.btf_ext.func_info
+    assert [(f.name, f.insn_idx) for f in fi[".text"]] == [("push", 0)]
+    assert [(f.name, f.insn_idx) for f in fi["syscall"]] == [("arena_list_add", 0), ("arena_list_sum", 21)]
+
+
+def test_line_info_gives_the_c_line_of_an_instruction(arena_list):
+    push = arena_list.sections[".text"]
+    call = next(r for r in push.relocs if r.kind == RelocKind.EXTERN_CALL)
+    li = arena_list.btf_ext.line_at(".text", call.offset)
+    assert li.file_name.endswith("arena_list.bpf.c")
+    assert li.line_num == _source_line("arena_list.bpf.c", "bpf_arena_alloc_pages(&arena")
+    assert "bpf_arena_alloc_pages(&arena, NULL, 1, NUMA_NO_NODE, 0)" in li.line
+    first = arena_list.btf_ext.line_info["syscall"][0]
+    assert first.insn_off == 0 and first.line.startswith("int arena_list_add(void *ctx)")
+
+
+def test_decl_tag_marks_an_arena_argument():
+    btf = BpfObject.open(build("verifier_arena")).btf
+    tag = btf.find("arg:arena", BtfKind.DECL_TAG)
+    assert btf[tag.type].name == "subprog_arena" and tag.component_idx == 0

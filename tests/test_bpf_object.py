@@ -1,0 +1,217 @@
+"""The object reader: what bpf_object__open() finds in the arena programs of tests/bpf_c/, and what it refuses."""
+
+import struct
+
+import pytest
+from bpf_build import build
+from elftools.elf.elffile import ELFFile
+
+from emu.bpf.arena import BPF_F_MMAPABLE
+from emu.bpf.btf import Linkage
+from emu.bpf.object_file import (
+    BPF_F_RDONLY_PROG,
+    BPF_MAP_TYPE_ARENA,
+    BpfObject,
+    BpfObjectError,
+    ExternKind,
+    MapKind,
+    RelocKind,
+    RelocType,
+    internal_map_name,
+)
+from emu.errors import EmuError
+
+BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_F_NO_PREALLOC = 1, 2, 1
+
+
+@pytest.fixture(scope="module")
+def objs() -> dict[str, BpfObject]:
+    names = ("arena_list", "arena_htab", "arena_atomics", "verifier_arena", "stream")
+    return {n: BpfObject.open(build(n)) for n in names}
+
+
+def test_programs_by_section_and_subprograms(objs):
+    obj = objs["arena_list"]
+    assert obj.name == "arena_list" and obj.license == "GPL"
+    assert [(p.name, p.sec_name, p.subprog) for p in obj.programs] == [
+        ("push", ".text", True), ("arena_list_add", "syscall", False), ("arena_list_sum", "syscall", False)]
+    assert [p.name for p in obj.entry_programs] == ["arena_list_add", "arena_list_sum"]
+    syscall = obj.sections["syscall"]
+    add, total = syscall.programs
+    assert (add.sec_insn_off, total.sec_insn_off) == (0, add.insn_cnt)
+    assert syscall.insns == add.insns + total.insns
+    assert obj.program("arena_list_sum") is total and not total.subprog and total.is_global
+    assert not obj.programs[0].is_global  # static push
+    with pytest.raises(KeyError):
+        obj.program("push")  # subprograms are not programs to look up
+
+
+def test_the_arena_map_and_its_attributes(objs):
+    arena = objs["arena_list"].arena_map
+    assert arena.name == "arena" and arena.kind == MapKind.USER
+    assert (arena.type, arena.map_flags, arena.max_entries, arena.map_extra) == (
+        BPF_MAP_TYPE_ARENA, BPF_F_MMAPABLE, 100, 1 << 44)
+    assert (arena.key_size, arena.value_size, arena.sec_offset) == (0, 0, 0)
+    assert repr(arena) == ("<BpfMap arena arena key 0 value 0 max_entries 100 flags 0x400"
+                           " map_extra 0x100000000000>")
+
+
+def test_a_hash_map_takes_key_and_value_sizes_from_their_types(objs):
+    obj = objs["arena_htab"]
+    shadow = obj.map("shadow")
+    assert (shadow.type, shadow.max_entries, shadow.map_flags) == (BPF_MAP_TYPE_HASH, 128, BPF_F_NO_PREALLOC)
+    assert (shadow.key_size, shadow.value_size) == (4, 16)
+    assert obj.btf.type_name(shadow.key_type_id) == "__u32"
+    assert obj.btf.type_name(shadow.value_type_id) == "struct bucket"
+    assert shadow.sec_offset == 24  # after the arena's three members in .maps, from the ELF symbol
+
+
+def test_internal_maps_for_data_rodata_bss(objs):
+    obj = objs["arena_list"]
+    data, rodata, bss = (obj.map(s) for s in (".data", ".rodata", ".bss"))
+    assert [m.name for m in (data, rodata, bss)] == ["arena_li.data", "arena_li.rodata", "arena_li.bss"]
+    assert {m.kind for m in (data, rodata, bss)} == {MapKind.DATA, MapKind.RODATA, MapKind.BSS}
+    for m in (data, rodata, bss):
+        assert (m.type, m.key_size, m.max_entries) == (BPF_MAP_TYPE_ARRAY, 4, 1)
+    assert data.data == struct.pack("<i", -1) and rodata.data == struct.pack("<i", 64) and bss.data is None
+    assert bss.value_size == 12
+    assert rodata.map_flags == BPF_F_RDONLY_PROG | BPF_F_MMAPABLE and data.map_flags == BPF_F_MMAPABLE
+    assert [(v.name, v.offset, v.size) for v in bss.variables] == [("list_head", 0, 8), ("list_sum", 8, 4)]
+
+
+def test_a_map_of_static_variables_is_not_mmapable(objs):
+    bss = objs["verifier_arena"].map(".bss")
+    assert bss.name == "verifier.bss" and bss.map_flags == 0
+    assert [(v.name, v.linkage) for v in bss.variables] == [("zero", Linkage.STATIC)]
+
+
+def test_arena_globals_with_their_initial_values(objs):
+    obj = objs["arena_atomics"]
+    assert [(v.name, v.offset, v.size) for v in obj.arena_globals] == [
+        ("add64_value", 0, 8), ("add32_value", 8, 4), ("xchg64_value", 16, 8), ("and64_value", 24, 8)]
+    assert struct.unpack_from("<QIxxxxQQ", obj.arena_data) == (1, 1, 1, 0x110 << 32)
+    assert [v.name for v in objs["arena_htab"].arena_globals] == ["htab"]
+    assert objs["arena_htab"].arena_globals[0].size == 16 * 8 + 8
+
+
+def test_extern_kfuncs(objs):
+    obj = objs["verifier_arena"]
+    assert [(e.name, e.kind, e.is_func, e.weak) for e in obj.externs] == [
+        ("bpf_arena_alloc_pages", ExternKind.KSYM, True, True),
+        ("bpf_arena_free_pages", ExternKind.KSYM, True, True),
+        ("bpf_arena_reserve_pages", ExternKind.KSYM, True, True)]
+    stream = objs["stream"].kfuncs
+    assert [(e.name, e.weak) for e in stream] == [("bpf_stream_vprintk", False)]
+    assert objs["stream"].btf.type_name(stream[0].type_id) == "int (int, const char *, const void *, __u32, void *)"
+
+
+def test_relocations_are_classified_as_libbpf_does(objs):
+    push, add, _ = objs["arena_list"].programs
+    assert [(r.kind, r.target, r.type) for r in push.relocs] == [
+        (RelocKind.LD64, "arena", RelocType.R_BPF_64_64),
+        (RelocKind.EXTERN_CALL, "bpf_arena_alloc_pages", RelocType.R_BPF_64_32),
+        (RelocKind.DATA, "arena_li.bss", RelocType.R_BPF_64_64),
+        (RelocKind.DATA, "arena", RelocType.R_BPF_64_64)]
+    assert push.relocs[3].sym_name == "list_count"
+    assert [(r.kind, r.sym_name) for r in add.relocs] == [(RelocKind.DATA, "cnt_limit"), (RelocKind.CALL, ".text")]
+    for r in push.relocs + add.relocs:
+        code = objs["arena_list"].sections[".text" if r in push.relocs else "syscall"].insns[r.offset]
+        assert code in (0x18, 0x85)
+    assert repr(push.relocs[1]) == ("<Relocation insn 8 R_BPF_64_32 'bpf_arena_alloc_pages':"
+                                    " kfunc call 'bpf_arena_alloc_pages'+0>")
+
+
+def test_calls_to_global_and_static_subprograms(objs):
+    obj = objs["arena_htab"]
+    calls = [r for r in obj.program("arena_htab_llvm").relocs if r.kind == RelocKind.CALL]
+    update = next(p for p in obj.programs if p.name == "htab_update")
+    assert [(r.sym_name, r.sym_off) for r in calls] == [("htab_update", update.sec_insn_off * 8), (".text", 0)]
+
+
+def test_arena_global_relocations_carry_the_variable_offset(objs):
+    obj = objs["arena_atomics"]
+    data = [(r.sym_name, r.target, r.sym_off) for p in obj.programs for r in p.relocs if r.target == "arena"]
+    assert data == [("add64_value", "arena", 0), ("add32_value", "arena", 8), ("and64_value", "arena", 24),
+                    ("xchg64_value", "arena", 16)]
+
+
+def test_a_static_variable_is_relocated_through_its_section(objs):
+    (r,) = [r for r in objs["stream"].program("stream_arena_read_fault").relocs if r.kind == RelocKind.DATA]
+    assert (r.sym_name, r.target) == (".rodata", "stream.rodata")
+    assert objs["stream"].map(".rodata").data == b"arena fault at %llx\n\0"
+
+
+def test_a_question_mark_section_is_not_autoloaded(objs):
+    obj = objs["verifier_arena"]
+    assert obj.program("not_autoloaded").sec_name == "?tc" and not obj.program("not_autoloaded").autoload
+    assert obj.program("basic_alloc1").autoload
+
+
+@pytest.mark.parametrize("obj, real, name", [
+    ("arena_demo", ".bss", "arena_de.bss"), ("arena_demo", ".rodata", "arena_de.rodata"),
+    ("my_object_name", ".kconfig", "my_obje.kconfig"), ("x", ".data", "x.data"),
+    ("arena_demo", ".rodata.str1.1", ".rodata.str1.1"), ("o", ".data.custom_long_name", ".data.custom_lo"),
+    ("a-b", ".bss", "a_b.bss"),
+])
+def test_internal_map_names(obj, real, name):
+    assert internal_map_name(obj, real) == name
+
+
+@pytest.mark.parametrize("name, message", [
+    ("bad_arena_no_map", "the ARENA map should be explicitly declared"),
+    ("bad_static_prog", "program 'hidden_prog' is static and not supported"),
+    ("bad_arena_too_small", r"declared ARENA map size \(4096\) is too small .* of size 8192"),
+])
+def test_objects_libbpf_refuses(name, message):
+    with pytest.raises(BpfObjectError, match=message):
+        BpfObject.open(build(name))
+
+
+def _patched(path, patch) -> bytes:
+    data = bytearray(path.read_bytes())
+    with open(path, "rb") as f:
+        patch(data, ELFFile(f))
+    return bytes(data)
+
+
+def _machine(data, elf):
+    data[18:20] = struct.pack("<H", 62)  # EM_X86_64
+
+
+def _reloc_on_alu(data, elf):
+    sec = elf.get_section_by_name("syscall")
+    data[sec["sh_offset"] + 8] = 0xB7  # the ld_imm64 of cnt_limit becomes a mov
+
+
+def _rel_symbol(data, elf):
+    rel = elf.get_section_by_name(".relsyscall")
+    struct.pack_into("<Q", data, rel["sh_offset"] + 8, 999 << 32 | 1)
+
+
+def _shoff(data, elf):
+    struct.pack_into("<Q", data, 0x28, len(data) + 64)
+
+
+@pytest.mark.parametrize("patch, message", [
+    (_machine, "not a BPF object file"),
+    (_reloc_on_alu, r"invalid relo against 'cnt_limit' for insns\[1\].code 0xb7"),
+    (_rel_symbol, "symbol 999 out of range"),
+    (_shoff, "malformed ELF"),
+])
+def test_a_damaged_object_is_one_line_bpf_object_error(patch, message):
+    data = _patched(build("arena_list"), patch)
+    with pytest.raises(BpfObjectError, match=message) as e:
+        BpfObject.from_bytes(data, "arena_list")
+    assert isinstance(e.value, EmuError) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "not an ELF file"), (b"\x7fELF", "malformed ELF"), (b"MZ\x90\x00" * 20, "not an ELF file")])
+def test_not_an_object(data, message):
+    with pytest.raises(BpfObjectError, match=message):
+        BpfObject.from_bytes(data)
+
+
+def test_a_missing_file(tmp_path):
+    with pytest.raises(BpfObjectError, match="No such file"):
+        BpfObject.open(tmp_path / "absent.bpf.o")
