@@ -228,3 +228,23 @@ def test_decl_tag_marks_an_arena_argument():
     btf = BpfObject.open(build("verifier_arena")).btf
     tag = btf.find("arg:arena", BtfKind.DECL_TAG)
     assert btf[tag.type].name == "subprog_arena" and tag.component_idx == 0
+
+
+def test_alignment(blob):
+    assert [blob.align_of(i) for i in (1, 3, 4, 5, 17, 20)] == [4, 8, 4, 4, 8, 8]
+    with pytest.raises(BtfError, match="has no alignment"):
+        blob.align_of(14)
+
+
+def test_a_struct_that_holds_itself_is_refused():
+    b = BtfBlob()
+    i = b.int("int", 4)
+    b.add(BtfKind.STRUCT, "a", 2, 8, b.records(("x", i, 0), ("self", 3, 32)))
+    b.add(BtfKind.TYPEDEF, "a_t", size_or_type=2)
+    with pytest.raises(BtfError, match=r"a type contains itself \[2\] -> \[3\] -> \[2\]"):
+        Btf.parse(b.bytes())
+    ok = BtfBlob()
+    i = ok.int("int", 4)
+    ok.add(BtfKind.STRUCT, "node", 2, 16, ok.records(("next", 3, 0), ("v", i, 64)))
+    ok.add(BtfKind.PTR, size_or_type=2)
+    assert Btf.parse(ok.bytes()).type_name(3) == "struct node *"  # through a pointer it may

@@ -77,6 +77,11 @@ class BtfType:
     id: int
     name: str
 
+    def __init_subclass__(cls, kind: BtfKind | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            cls.kind = kind
+
     def _attrs(self) -> str:
         return ""
 
@@ -97,8 +102,7 @@ class Void(BtfType):
 
 
 @dataclass(frozen=True, repr=False)
-class Int(BtfType):
-    kind: ClassVar[BtfKind] = BtfKind.INT
+class Int(BtfType, kind=BtfKind.INT):
     size: int
     encoding: int
     bits_offset: int
@@ -124,39 +128,32 @@ class RefType(BtfType):
         return f" type_id={self.type}"
 
 
-@dataclass(frozen=True, repr=False)
-class Ptr(RefType):
-    kind: ClassVar[BtfKind] = BtfKind.PTR
+class Ptr(RefType, kind=BtfKind.PTR):
+    """`T *`."""
+
+
+class Typedef(RefType, kind=BtfKind.TYPEDEF):
+    """`typedef T name`."""
+
+
+class Volatile(RefType, kind=BtfKind.VOLATILE):
+    """`volatile T`."""
+
+
+class Const(RefType, kind=BtfKind.CONST):
+    """`const T`."""
+
+
+class Restrict(RefType, kind=BtfKind.RESTRICT):
+    """`T *restrict`."""
+
+
+class TypeTag(RefType, kind=BtfKind.TYPE_TAG):
+    """`T __attribute__((btf_type_tag(name)))`, e.g. `__user`."""
 
 
 @dataclass(frozen=True, repr=False)
-class Typedef(RefType):
-    kind: ClassVar[BtfKind] = BtfKind.TYPEDEF
-
-
-@dataclass(frozen=True, repr=False)
-class Volatile(RefType):
-    kind: ClassVar[BtfKind] = BtfKind.VOLATILE
-
-
-@dataclass(frozen=True, repr=False)
-class Const(RefType):
-    kind: ClassVar[BtfKind] = BtfKind.CONST
-
-
-@dataclass(frozen=True, repr=False)
-class Restrict(RefType):
-    kind: ClassVar[BtfKind] = BtfKind.RESTRICT
-
-
-@dataclass(frozen=True, repr=False)
-class TypeTag(RefType):
-    kind: ClassVar[BtfKind] = BtfKind.TYPE_TAG
-
-
-@dataclass(frozen=True, repr=False)
-class Array(BtfType):
-    kind: ClassVar[BtfKind] = BtfKind.ARRAY
+class Array(BtfType, kind=BtfKind.ARRAY):
     type: int
     index_type: int
     nelems: int
@@ -203,14 +200,12 @@ class Composite(BtfType):
         return tuple(repr(m) for m in self.members)
 
 
-@dataclass(frozen=True, repr=False)
-class Struct(Composite):
-    kind: ClassVar[BtfKind] = BtfKind.STRUCT
+class Struct(Composite, kind=BtfKind.STRUCT):
+    """`struct name {...}`."""
 
 
-@dataclass(frozen=True, repr=False)
-class Union(Composite):
-    kind: ClassVar[BtfKind] = BtfKind.UNION
+class Union(Composite, kind=BtfKind.UNION):
+    """`union name {...}`."""
 
 
 @dataclass(frozen=True)
@@ -238,19 +233,16 @@ class AnyEnum(BtfType):
         return tuple(repr(e) for e in self.values)
 
 
-@dataclass(frozen=True, repr=False)
-class Enum(AnyEnum):
-    kind: ClassVar[BtfKind] = BtfKind.ENUM
+class Enum(AnyEnum, kind=BtfKind.ENUM):
+    """32-bit enumerators."""
+
+
+class Enum64(AnyEnum, kind=BtfKind.ENUM64):
+    """64-bit enumerators (clang emits it for values past 32 bits)."""
 
 
 @dataclass(frozen=True, repr=False)
-class Enum64(AnyEnum):
-    kind: ClassVar[BtfKind] = BtfKind.ENUM64
-
-
-@dataclass(frozen=True, repr=False)
-class Fwd(BtfType):
-    kind: ClassVar[BtfKind] = BtfKind.FWD
+class Fwd(BtfType, kind=BtfKind.FWD):
     union: bool
 
     def _attrs(self) -> str:
@@ -258,10 +250,9 @@ class Fwd(BtfType):
 
 
 @dataclass(frozen=True, repr=False)
-class Func(BtfType):
+class Func(BtfType, kind=BtfKind.FUNC):
     """A function: `type` is its FUNC_PROTO; linkage EXTERN marks a kfunc or other extern."""
 
-    kind: ClassVar[BtfKind] = BtfKind.FUNC
     type: int
     linkage: Linkage
 
@@ -279,8 +270,7 @@ class Param:
 
 
 @dataclass(frozen=True, repr=False)
-class FuncProto(BtfType):
-    kind: ClassVar[BtfKind] = BtfKind.FUNC_PROTO
+class FuncProto(BtfType, kind=BtfKind.FUNC_PROTO):
     ret_type: int
     params: tuple[Param, ...]
 
@@ -297,8 +287,7 @@ class FuncProto(BtfType):
 
 
 @dataclass(frozen=True, repr=False)
-class Var(BtfType):
-    kind: ClassVar[BtfKind] = BtfKind.VAR
+class Var(BtfType, kind=BtfKind.VAR):
     type: int
     linkage: Linkage
 
@@ -320,8 +309,7 @@ class VarSecinfo:
 
 
 @dataclass(frozen=True, repr=False)
-class Datasec(BtfType):
-    kind: ClassVar[BtfKind] = BtfKind.DATASEC
+class Datasec(BtfType, kind=BtfKind.DATASEC):
     size: int
     vars: tuple[VarSecinfo, ...]
 
@@ -333,8 +321,7 @@ class Datasec(BtfType):
 
 
 @dataclass(frozen=True, repr=False)
-class Float(BtfType):
-    kind: ClassVar[BtfKind] = BtfKind.FLOAT
+class Float(BtfType, kind=BtfKind.FLOAT):
     size: int
 
     def _attrs(self) -> str:
@@ -342,10 +329,9 @@ class Float(BtfType):
 
 
 @dataclass(frozen=True, repr=False)
-class DeclTag(BtfType):
+class DeclTag(BtfType, kind=BtfKind.DECL_TAG):
     """`__attribute__((btf_decl_tag(name)))` on `type`, or on its member/param `component_idx` (-1: itself)."""
 
-    kind: ClassVar[BtfKind] = BtfKind.DECL_TAG
     type: int
     component_idx: int
 
@@ -498,28 +484,36 @@ class Btf:
         return DeclTag(tid, name, st, _s32(idx)), off + 4
 
     def _check(self) -> None:
-        """The kernel's btf_check_all_metas(), in part: every type id in range, no loop of references."""
+        """The kernel's btf_check_all_metas(), in part: every type id in range, no loop, nothing inside itself."""
         n = len(self.types)
         for t in self.types[1:]:
             for what, ref in _refs(t):
                 if not 0 <= ref < n:
                     raise BtfError(f"{self.where}: {t!r}: {what} type id {ref} out of range (last type is [{n - 1}])")
-        state = [0] * n  # 0 unseen, 1 on the current chain, 2 known to end
-        for start in range(1, n):
-            chain, tid = [], start
-            while state[tid] == 0:
-                state[tid] = 1
-                chain.append(tid)
-                nxt = _chain_next(self.types[tid])
+        for edges, what in ((_ref_edges, "loop in type chain"), (_value_edges, "a type contains itself")):
+            loop = self._find_loop(edges)
+            if loop:
+                raise BtfError(f"{self.where}: {what} " + " -> ".join(f"[{i}]" for i in loop))
+
+    def _find_loop(self, edges) -> list[int] | None:
+        """A cycle in the graph `edges` draws between types, by an iterative depth-first walk."""
+        state = [0] * len(self.types)  # 0 unseen, 1 on the current path, 2 done
+        for root in range(1, len(self.types)):
+            if state[root]:
+                continue
+            state[root], path, stack = 1, [root], [iter(edges(self.types[root]))]
+            while stack:
+                nxt = next(stack[-1], None)
                 if nxt is None:
-                    break
-                tid = nxt
-            else:
-                if state[tid] == 1:
-                    loop = " -> ".join(f"[{i}]" for i in chain[chain.index(tid):] + [tid])
-                    raise BtfError(f"{self.where}: loop in type chain {loop}")
-            for i in chain:
-                state[i] = 2
+                    state[path.pop()] = 2
+                    stack.pop()
+                elif state[nxt] == 1:
+                    return path[path.index(nxt):] + [nxt]
+                elif state[nxt] == 0:
+                    state[nxt] = 1
+                    path.append(nxt)
+                    stack.append(iter(edges(self.types[nxt])))
+        return None
 
     def __getitem__(self, type_id: int) -> BtfType:
         """btf__type_by_id(), with an out-of-range id an error."""
@@ -586,6 +580,21 @@ class Btf:
         if nelems * size > 0xFFFF_FFFF:
             raise BtfError(f"{self.where}: type [{type_id}]: size {nelems} * {size} does not fit in 32 bits")
         return nelems * size
+
+    def align_of(self, type_id: int, depth: int = 0) -> int:
+        """btf__align_of(): the alignment C gives a type on a 64-bit target."""
+        t = self.skip_mods_and_typedefs(type_id)
+        while isinstance(t, Array) and depth <= MAX_RESOLVE_DEPTH:
+            t, depth = self.skip_mods_and_typedefs(t.type), depth + 1
+        if depth > MAX_RESOLVE_DEPTH:
+            raise BtfError(f"{self.where}: type [{type_id}] nests deeper than {MAX_RESOLVE_DEPTH}")
+        if isinstance(t, (Int, AnyEnum, Float)):
+            return min(PTR_SIZE, t.size)
+        if t.kind == BtfKind.PTR:
+            return PTR_SIZE
+        if isinstance(t, Composite):
+            return max((self.align_of(m.type, depth + 1) for m in t.members), default=1)
+        raise BtfError(f"{self.where}: type [{type_id}]: {t!r} has no alignment")
 
     def fields(self, type_id: int) -> tuple[Member, ...]:
         """Members of a struct/union with offsets from its start, anonymous members flattened as C sees them."""
@@ -664,13 +673,16 @@ def _refs(t: BtfType) -> Iterator[tuple[str, int]]:
             yield f"variable {i}", v.type
 
 
-def _chain_next(t: BtfType) -> int | None:
-    """The next link of a chain that must end without a loop: only a struct, union or function breaks one."""
-    if isinstance(t, (RefType, Var, DeclTag, Func)):
-        return t.type
-    if isinstance(t, Array):
-        return t.type
-    return None
+def _ref_edges(t: BtfType) -> tuple[int, ...]:
+    """References that must end without a loop: only a struct, union or function prototype ends one."""
+    return (t.type,) if isinstance(t, (RefType, Var, DeclTag, Func, Array)) else ()
+
+
+def _value_edges(t: BtfType) -> tuple[int, ...]:
+    """What a type holds by value: a struct holding itself, not through a pointer, has no size."""
+    if isinstance(t, Composite):
+        return tuple(m.type for m in t.members)
+    return (t.type,) if isinstance(t, (RefType, Var, Array)) and t.kind != BtfKind.PTR else ()
 
 
 @dataclass(frozen=True)
