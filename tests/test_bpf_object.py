@@ -215,3 +215,38 @@ def test_not_an_object(data, message):
 def test_a_missing_file(tmp_path):
     with pytest.raises(BpfObjectError, match="No such file"):
         BpfObject.open(tmp_path / "absent.bpf.o")
+
+
+def test_kconfig_and_ksym_externs_and_the_kconfig_map():
+    obj = BpfObject.open(build("ksyms"))
+    assert [(e.name, e.kind, e.is_func, e.weak, e.data_off, e.size) for e in obj.externs] == [
+        ("CONFIG_HZ", ExternKind.KCONFIG, False, False, 0, 4),  # by alignment first, as cmp_externs() sorts
+        ("CONFIG_BPF_ARENA", ExternKind.KCONFIG, False, True, 4, 1),
+        ("bpf_prog_active", ExternKind.KSYM, False, False, 0, 0),
+        ("bpf_rcu_read_lock", ExternKind.KSYM, True, False, 0, 0),
+        ("bpf_rcu_read_unlock", ExternKind.KSYM, True, False, 0, 0)]
+    assert obj.btf.type_name(obj.externs[2].type_id) == "int"
+    kconfig = obj.map(".kconfig")
+    assert (kconfig.name, kconfig.kind, kconfig.value_size) == ("ksyms.kconfig", MapKind.KCONFIG, 5)
+    assert kconfig.map_flags == BPF_F_RDONLY_PROG | BPF_F_MMAPABLE
+    assert [(r.kind, r.target) for r in obj.program("read_externs").relocs] == [
+        (RelocKind.EXTERN_CALL, "bpf_rcu_read_lock"), (RelocKind.EXTERN_LD64, "bpf_prog_active"),
+        (RelocKind.EXTERN_LD64, "CONFIG_HZ"), (RelocKind.EXTERN_LD64, "CONFIG_BPF_ARENA"),
+        (RelocKind.EXTERN_CALL, "bpf_rcu_read_unlock")]
+
+
+def test_co_re_relocations_are_read_from_btf_ext():
+    obj = BpfObject.open(build("core"))
+    (relo,) = obj.btf_ext.core_relos["syscall"]
+    assert obj.btf[relo.type_id].name == "task_struct___local"
+    assert (relo.insn_off, relo.access_str, relo.kind) == (0, "0:1", 0)  # BPF_CORE_FIELD_BYTE_OFFSET of tgid
+
+
+def test_source_line_of_a_program_instruction(objs):
+    obj = objs["arena_list"]
+    total = obj.program("arena_list_sum")
+    first = obj.source_line(total, 0)
+    assert first.line.startswith("int arena_list_sum(void *ctx)")
+    assert obj.source_line(total, total.insn_cnt) is None
+    lines = {obj.source_line(total, i).line.strip() for i in range(total.insn_cnt)}
+    assert "list_sum = sum;" in lines

@@ -19,6 +19,7 @@ from enum import Enum, IntEnum
 from .arena import BPF_F_MMAPABLE
 from .btf import (
     BPF_INSN_SZ,
+    BTF_INT_BOOL,
     AnyEnum,
     Array,
     Btf,
@@ -27,6 +28,8 @@ from .btf import (
     BtfKind,
     Datasec,
     Func,
+    Int,
+    LineInfo,
     Linkage,
     Member,
     Ptr,
@@ -91,6 +94,7 @@ class MapKind(Enum):
     DATA = ".data"
     RODATA = ".rodata"
     BSS = ".bss"
+    KCONFIG = KCONFIG_SEC
 
 
 class ExternKind(Enum):
@@ -217,6 +221,8 @@ class Extern:
     btf_id: int  # the FUNC or VAR
     type_id: int  # a kfunc's FUNC_PROTO, a variable's type under modifiers and typedefs
     sym_index: int
+    data_off: int = 0  # a .kconfig extern: its place in the .kconfig map
+    size: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -263,6 +269,13 @@ class BpfObject:
             if name in (m.name, m.real_name):
                 return m
         raise KeyError(name)
+
+    def source_line(self, prog: BpfProgram, insn_idx: int) -> LineInfo | None:
+        """The C line of a program's instruction `insn_idx` (counted from the program's start), from .BTF.ext."""
+        if self.btf_ext is None or not 0 <= insn_idx < prog.insn_cnt:
+            return None
+        li = self.btf_ext.line_at(prog.sec_name, (prog.sec_insn_off + insn_idx) * BPF_INSN_SZ)
+        return li if li is not None and li.insn_idx >= prog.sec_insn_off else None
 
     @property
     def entry_programs(self) -> tuple[BpfProgram, ...]:
@@ -320,7 +333,7 @@ def _open_elf(ctx: _Ctx, name: str) -> BpfObject:
     btf_ext = BtfExt.parse(ext_sec.data, ctx.btf, f"{where}: .BTF.ext") if ext_sec and ctx.btf else None
     externs = _externs(ctx)
     ctx.btf = _fixup_datasecs(ctx) if ctx.btf else None
-    maps = _user_maps(ctx) + _internal_maps(ctx, name)
+    maps = _user_maps(ctx) + _internal_maps(ctx, name) + _kconfig_map(externs, name)
     arena_sec = elf.section(ARENA_SEC)
     arena_data = arena_sec.data if arena_sec else b""
     arena = next((m for m in maps if m.type == BPF_MAP_TYPE_ARENA), None)
@@ -366,7 +379,7 @@ def _programs(ctx: _Ctx, text_shndx: int) -> list[tuple[ElfSection, ElfSymbol]]:
 
 def _externs(ctx: _Ctx) -> tuple[Extern, ...]:
     """bpf_object__collect_externs(): undefined global NOTYPE symbols, typed by their BTF VAR or FUNC."""
-    out = []
+    ksyms, kconfig = [], []
     for sym in ctx.elf.symbols:
         if sym.shndx != SHN_UNDEF or sym.bind not in ("STB_GLOBAL", "STB_WEAK") or sym.type != "STT_NOTYPE":
             continue
@@ -383,14 +396,38 @@ def _externs(ctx: _Ctx) -> tuple[Extern, ...]:
         sec = next((d for d in btf if isinstance(d, Datasec) and any(v.type == t.id for v in d.vars)), None)
         if sec is None:
             raise ctx.fail(f"failed to find BTF for extern '{sym.name}' [{t.id}] section")
-        if sec.name not in (KSYMS_SEC, KCONFIG_SEC):
+        weak = sym.bind == "STB_WEAK"
+        if sec.name == KSYMS_SEC:
+            type_id = t.type if isinstance(t, Func) else btf.skip_mods_and_typedefs(t.type).id
+            ksyms.append(Extern(t.name, ExternKind.KSYM, isinstance(t, Func), weak, t.id, type_id, sym.index))
+        elif sec.name == KCONFIG_SEC:
+            if isinstance(t, Func):
+                raise ctx.fail(f"extern function {t.name} is unsupported under {KCONFIG_SEC} section")
+            if not _kcfg_type_ok(btf, t.type):
+                raise ctx.fail(f"extern (kcfg) '{t.name}': type is unsupported")
+            kconfig.append((btf.align_of(t.type), btf.resolve_size(t.type), t, weak, sym))
+        else:
             raise ctx.fail(f"unrecognized extern section '{sec.name}'")
-        if sec.name == KCONFIG_SEC and isinstance(t, Func):
-            raise ctx.fail(f"extern function {t.name} is unsupported under {KCONFIG_SEC} section")
-        type_id = t.type if isinstance(t, Func) else btf.skip_mods_and_typedefs(t.type).id
-        out.append(Extern(t.name, ExternKind(sec.name), isinstance(t, Func), sym.bind == "STB_WEAK", t.id,
-                          type_id, sym.index))
-    return tuple(sorted(out, key=lambda e: (e.kind != ExternKind.KCONFIG, e.name)))
+    out, off = [], 0
+    for align, size, t, weak, sym in sorted(kconfig, key=lambda k: (-k[0], k[1], k[2].name)):  # cmp_externs()
+        off = -(-off // align) * align  # roundup(off, align), as the .kconfig map lays them out
+        out.append(Extern(t.name, ExternKind.KCONFIG, False, weak, t.id, ctx.btf.skip_mods_and_typedefs(t.type).id,
+                          sym.index, off, size))
+        off += size
+    return tuple(out + sorted(ksyms, key=lambda e: e.name))
+
+
+def _kcfg_type_ok(btf: Btf, type_id: int) -> bool:
+    """find_kcfg_type() != KCFG_UNKNOWN: bool, char, a 1/2/4/8-byte integer, libbpf_tristate, a char array."""
+    t = btf.skip_mods_and_typedefs(type_id)
+    if isinstance(t, Int):
+        return t.size == 1 if t.encoding & BTF_INT_BOOL else t.size in (1, 2, 4, 8)
+    if isinstance(t, AnyEnum):
+        return t.name == "libbpf_tristate" and (t.size == 4 or t.kind == BtfKind.ENUM64)
+    if isinstance(t, Array) and t.nelems:
+        elem = btf.skip_mods_and_typedefs(t.type)
+        return isinstance(elem, Int) and elem.size == 1 and not elem.encoding & BTF_INT_BOOL
+    return False
 
 
 def _fixup_datasecs(ctx: _Ctx) -> Btf:
@@ -576,6 +613,18 @@ def _internal_maps(ctx: _Ctx, obj_name: str) -> tuple[BpfMap, ...]:
                            value_type_id=datasec.id if datasec else 0, sec_name=sec.name, real_name=sec.name,
                            data=None if kind == MapKind.BSS else sec.data, variables=variables))
     return tuple(maps)
+
+
+def _kconfig_map(externs: tuple[Extern, ...], obj_name: str) -> tuple[BpfMap, ...]:
+    """bpf_object__init_kconfig_map(): one read-only ARRAY holding every .kconfig extern, filled in at load."""
+    kcfg = [e for e in externs if e.kind == ExternKind.KCONFIG]
+    if not kcfg:
+        return ()
+    size = kcfg[-1].data_off + kcfg[-1].size
+    variables = tuple(Variable(e.name, e.data_off, e.size, e.type_id, Linkage.GLOBAL) for e in kcfg)
+    return (BpfMap(internal_map_name(obj_name, KCONFIG_SEC), MapKind.KCONFIG, BPF_MAP_TYPE_ARRAY, 4, size, 1,
+                   BPF_F_RDONLY_PROG | BPF_F_MMAPABLE, sec_name=KCONFIG_SEC, real_name=KCONFIG_SEC,
+                   variables=variables),)
 
 
 def _variables(ctx: _Ctx, sec: ElfSection) -> tuple[Variable, ...]:

@@ -20,6 +20,7 @@ typedef _Bool bool;
 #define SEC(name) __attribute__((section(name), used))
 #define __weak __attribute__((weak))
 #define __ksym __attribute__((section(".ksyms")))
+#define __kconfig __attribute__((section(".kconfig")))
 #define __noinline __attribute__((noinline))
 #define __always_inline inline __attribute__((always_inline))
 #define __hidden __attribute__((visibility("hidden")))
