@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from elftools.common.exceptions import ELFError
+from elftools.construct.core import ConstructError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.enums import ENUM_ST_SHNDX
 
@@ -88,8 +89,8 @@ def ignored(name: str, sh_type: str) -> bool:
     return name.startswith(".debug_")
 
 
-_PARSE_ERRORS = (ELFError, struct.error, ValueError, IndexError, KeyError, UnicodeDecodeError, OverflowError,
-                 TypeError, AttributeError, EOFError, RecursionError)
+# what pyelftools raises on a damaged file: its own errors, construct's, and seeks or reads past any bound
+_PARSE_ERRORS = (ELFError, ConstructError, OverflowError, ValueError, struct.error, UnicodeDecodeError, EOFError)
 
 
 def read_elf(data: bytes, where: str) -> ElfImage:
@@ -97,14 +98,14 @@ def read_elf(data: bytes, where: str) -> ElfImage:
     if data[:4] != b"\x7fELF":
         raise BpfObjectError(f"{where}: not an ELF file")
     try:
-        return _read(ELFFile(io.BytesIO(data)), len(data), where)
+        return _read(ELFFile(io.BytesIO(data)), data, where)
     except BpfObjectError:
         raise
     except _PARSE_ERRORS as e:
         raise BpfObjectError(f"{where}: malformed ELF: {str(e).strip() or type(e).__name__}") from None
 
 
-def _read(elf: ELFFile, file_size: int, where: str) -> ElfImage:
+def _read(elf: ELFFile, file: bytes, where: str) -> ElfImage:
     hdr = elf.header
     if hdr.e_ident.EI_CLASS != "ELFCLASS64":
         raise BpfObjectError(f"{where}: {hdr.e_ident.EI_CLASS} object, BPF objects are ELFCLASS64")
@@ -119,10 +120,10 @@ def _read(elf: ELFFile, file_size: int, where: str) -> ElfImage:
         if h.sh_type == "SHT_NOBITS" or ignored(sec.name, h.sh_type):
             body = b""
         else:
-            if h.sh_size and h.sh_offset + h.sh_size > file_size:
+            if h.sh_size and h.sh_offset + h.sh_size > len(file):
                 raise BpfObjectError(f"{where}: section {i} '{sec.name}' ({h.sh_offset:#x}+{h.sh_size:#x})"
-                                     f" runs past the end of the file ({file_size:#x})")
-            body = sec.data() if h.sh_size else b""
+                                     f" runs past the end of the file ({len(file):#x})")
+            body = file[h.sh_offset:h.sh_offset + h.sh_size]  # as stored, as libelf's elf_getdata() gives it
         sections.append(ElfSection(i, sec.name, h.sh_type, h.sh_flags, h.sh_size, h.sh_link, h.sh_info,
                                    h.sh_entsize, body))
     symtabs = [s for s in sections if s.type == "SHT_SYMTAB"]
@@ -143,7 +144,7 @@ def _read(elf: ELFFile, file_size: int, where: str) -> ElfImage:
         if s.entsize != ELF64_REL_SIZE or not 0 < s.info < len(sections) or s.size % ELF64_REL_SIZE:
             raise BpfObjectError(f"{where}: relocation section {s.index} '{s.name}' is malformed"
                                  f" (size {s.size}, entry size {s.entsize}, target section {s.info})")
-        if not sections[s.info].executable:
+        if not sections[s.info].executable or sections[s.info].type != "SHT_PROGBITS":
             continue  # libbpf skips relocations of data, and fills .maps slots in at load time
         entries = []
         for k in range(s.size // ELF64_REL_SIZE):
