@@ -250,3 +250,13 @@ def test_source_line_of_a_program_instruction(objs):
     assert obj.source_line(total, total.insn_cnt) is None
     lines = {obj.source_line(total, i).line.strip() for i in range(total.insn_cnt)}
     assert "list_sum = sum;" in lines
+
+
+def test_a_callback_is_a_subprogram_address(objs):
+    obj = objs["verifier_arena"]
+    (r,) = obj.program("alloc_in_a_loop").relocs
+    assert (r.kind, r.sym_name, r.sym_off) == (RelocKind.SUBPROG_ADDR, ".text", 0)
+    insns = obj.sections["syscall"].insns
+    imm = int.from_bytes(insns[r.offset + 4:r.offset + 8], "little")  # a static callee: the addend is its offset
+    touch = next(p for p in obj.programs if p.name == "touch_page")
+    assert touch.subprog and imm == touch.sec_insn_off * 8

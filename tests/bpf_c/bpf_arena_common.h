@@ -51,8 +51,9 @@ typedef _Bool bool;
 #define NUMA_NO_NODE (-1)
 #define PAGE_SIZE 4096
 
-/* helpers are called by number: BPF_FUNC_map_lookup_elem is 1 */
+/* helpers are called by number (enum bpf_func_id) */
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
+static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx, __u64 flags) = (void *)181;
 
 void __arena *bpf_arena_alloc_pages(void *map, void __arena *addr, __u32 page_cnt, int node_id,
 				    __u64 flags) __ksym __weak;

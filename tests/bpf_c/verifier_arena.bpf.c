@@ -55,6 +55,22 @@ int reserve_then_alloc(void *ctx)
 	return subprog_arena((int __arena *)(base + PAGE_SIZE + zero));
 }
 
+static int touch_page(__u32 i, void *ctx)
+{
+	char __arena *page = bpf_arena_alloc_pages(&arena, NULL, 1, NUMA_NO_NODE, 0);
+
+	if (!page)
+		return 1;
+	*page = i;
+	return 0;
+}
+
+SEC("syscall")
+int alloc_in_a_loop(void *ctx)
+{
+	return bpf_loop(2, touch_page, NULL, 0);
+}
+
 SEC("?tc")
 int not_autoloaded(void *ctx)
 {
