@@ -1,9 +1,11 @@
 """Build the C programs of tests/bpf_c/ into BPF objects, with the first compiler found, cached by content.
 
 Compilers, in order: `$CLANG`, a `clang` 18 or newer on PATH, the `ziglang` package's `zig cc`
-(clang with the BPF backend). A test skips only when there is none of them; a program that does
-not compile fails its test. Objects are cached under `$XDG_CACHE_HOME/arena-emu/bpf` keyed by the
-compiler's version, the flags, the source and the headers beside it.
+(clang with the BPF backend). A test skips only when there is none of them; a `$CLANG` that does
+not run, or a program that does not compile, fails its test. Objects are cached under
+`$XDG_CACHE_HOME/arena-emu/bpf` keyed by the compiler's version, the flags, the source and the
+headers beside it. `-mcpu=v3` is enough for arena code: clang emits addr_space_cast and defines
+__BPF_FEATURE_ADDR_SPACE_CAST whatever the cpu version; zig's clang needs only the target name.
 """
 
 from __future__ import annotations
@@ -41,9 +43,10 @@ def _version(cmd: list[str]) -> str | None:
 def compiler() -> tuple[tuple[str, ...], str] | None:
     """(command and target flags, version line) of the first usable compiler, or None."""
     if os.environ.get("CLANG"):
-        cmd = [os.environ["CLANG"]]
-        version = _version(cmd)
-        return ((*cmd, *CLANG_FLAGS), version) if version else None
+        version = _version([os.environ["CLANG"]])
+        if not version:
+            raise RuntimeError(f"$CLANG={os.environ['CLANG']} does not run")
+        return (os.environ["CLANG"], *CLANG_FLAGS), version
     clang = shutil.which("clang")
     if clang:
         version = _version([clang])
@@ -64,7 +67,10 @@ def cache_dir() -> Path:
 
 def build(name: str, *extra: str) -> Path:
     """tests/bpf_c/<name>.bpf.c compiled to an object; skips the test when no compiler exists at all."""
-    found = compiler()
+    try:
+        found = compiler()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
     if found is None:
         pytest.skip(f"no BPF compiler: set $CLANG, put clang {MIN_CLANG}+ on PATH, or pip install ziglang")
     cmd, version = found

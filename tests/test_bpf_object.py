@@ -260,3 +260,10 @@ def test_a_callback_is_a_subprogram_address(objs):
     imm = int.from_bytes(insns[r.offset + 4:r.offset + 8], "little")  # a static callee: the addend is its offset
     touch = next(p for p in obj.programs if p.name == "touch_page")
     assert touch.subprog and imm == touch.sec_insn_off * 8
+
+
+def test_arena_pointers_are_cast_by_the_compiler(objs):
+    """BPF_ALU64 | BPF_MOV | BPF_X with off 1 is addr_space_cast: the build flags give the arena its casts."""
+    insns = objs["arena_list"].sections[".text"].insns
+    casts = [i for i in range(0, len(insns), 8) if insns[i] == 0xBF and insns[i + 2:i + 4] == b"\x01\x00"]
+    assert casts and all(insns[i + 4:i + 8] == b"\x01\x00\x00\x00" for i in casts)  # imm 1: as(1) to as(0)
