@@ -192,11 +192,23 @@ def _shoff(data, elf):
     struct.pack_into("<Q", data, 0x28, len(data) + 64)
 
 
+def _btf_magic(data, elf):
+    struct.pack_into("<H", data, elf.get_section_by_name(".BTF")["sh_offset"], 0x1234)
+
+
+def _legacy_maps(data, elf):
+    strtab = elf.get_section(elf["e_shstrndx"])["sh_offset"]
+    at = data.index(b".maps\0", strtab)
+    data[at:at + 6] = b"maps\0\0"
+
+
 @pytest.mark.parametrize("patch, message", [
     (_machine, "not a BPF object file"),
     (_reloc_on_alu, r"invalid relo against 'cnt_limit' for insns\[1\].code 0xb7"),
     (_rel_symbol, "symbol 999 out of range"),
     (_shoff, "malformed ELF"),
+    (_btf_magic, r"^arena_list: \.BTF: bad magic 0x1234"),
+    (_legacy_maps, "legacy map definitions in 'maps' section are not supported"),
 ])
 def test_a_damaged_object_is_one_line_bpf_object_error(patch, message):
     data = _patched(build("arena_list"), patch)
