@@ -19,6 +19,7 @@ from emu.bpf.object_file import (
     RelocType,
     internal_map_name,
 )
+from emu.bpf.sec_defs import ProgType, find_sec_def
 from emu.errors import EmuError
 
 BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_F_NO_PREALLOC = 1, 2, 1
@@ -105,20 +106,26 @@ def test_extern_kfuncs(objs):
     assert objs["stream"].btf.type_name(stream[0].type_id) == "int (int, const char *, const void *, __u32, void *)"
 
 
+def _by_symbol(relocs) -> dict:
+    return {r.sym_name: (r.kind, r.target) for r in relocs}
+
+
 def test_relocations_are_classified_as_libbpf_does(objs):
-    push, add, _ = objs["arena_list"].programs
-    assert [(r.kind, r.target, r.type) for r in push.relocs] == [
-        (RelocKind.LD64, "arena", RelocType.R_BPF_64_64),
-        (RelocKind.EXTERN_CALL, "bpf_arena_alloc_pages", RelocType.R_BPF_64_32),
-        (RelocKind.DATA, "arena_li.bss", RelocType.R_BPF_64_64),
-        (RelocKind.DATA, "arena", RelocType.R_BPF_64_64)]
-    assert push.relocs[3].sym_name == "list_count"
-    assert [(r.kind, r.sym_name) for r in add.relocs] == [(RelocKind.DATA, "cnt_limit"), (RelocKind.CALL, ".text")]
+    obj = objs["arena_list"]
+    push, add, _ = obj.programs
+    assert _by_symbol(push.relocs) == {
+        "arena": (RelocKind.LD64, "arena"),
+        "bpf_arena_alloc_pages": (RelocKind.EXTERN_CALL, "bpf_arena_alloc_pages"),
+        "list_head": (RelocKind.DATA, "arena_li.bss"),
+        "list_count": (RelocKind.DATA, "arena")}
+    assert _by_symbol(add.relocs) == {"cnt_limit": (RelocKind.DATA, "arena_li.rodata"),
+                                      ".text": (RelocKind.CALL, ".text")}
     for r in push.relocs + add.relocs:
-        code = objs["arena_list"].sections[".text" if r in push.relocs else "syscall"].insns[r.offset]
-        assert code in (0x18, 0x85)
-    assert repr(push.relocs[1]) == ("<Relocation insn 8 R_BPF_64_32 'bpf_arena_alloc_pages':"
-                                    " kfunc call 'bpf_arena_alloc_pages'+0>")
+        code = obj.sections[".text" if r in push.relocs else "syscall"].insns[r.offset]
+        assert r.type == {0x18: RelocType.R_BPF_64_64, 0x85: RelocType.R_BPF_64_32}[code]
+    call = next(r for r in push.relocs if r.kind == RelocKind.EXTERN_CALL)
+    assert repr(call) == (f"<Relocation insn {call.insn_idx} R_BPF_64_32 'bpf_arena_alloc_pages':"
+                          " kfunc call 'bpf_arena_alloc_pages'+0>")
 
 
 def test_calls_to_global_and_static_subprograms(objs):
@@ -130,9 +137,8 @@ def test_calls_to_global_and_static_subprograms(objs):
 
 def test_arena_global_relocations_carry_the_variable_offset(objs):
     obj = objs["arena_atomics"]
-    data = [(r.sym_name, r.target, r.sym_off) for p in obj.programs for r in p.relocs if r.target == "arena"]
-    assert data == [("add64_value", "arena", 0), ("add32_value", "arena", 8), ("and64_value", "arena", 24),
-                    ("xchg64_value", "arena", 16)]
+    data = {(r.sym_name, r.sym_off) for p in obj.programs for r in p.relocs if r.target == "arena"}
+    assert data == {("add64_value", 0), ("add32_value", 8), ("and64_value", 24), ("xchg64_value", 16)}
 
 
 def test_a_static_variable_is_relocated_through_its_section(objs):
@@ -143,8 +149,28 @@ def test_a_static_variable_is_relocated_through_its_section(objs):
 
 def test_a_question_mark_section_is_not_autoloaded(objs):
     obj = objs["verifier_arena"]
-    assert obj.program("not_autoloaded").sec_name == "?tc" and not obj.program("not_autoloaded").autoload
+    quiet = obj.program("not_autoloaded")
+    assert (quiet.sec_name, quiet.autoload, quiet.prog_type) == ("tc", False, ProgType.SCHED_CLS)
+    assert obj.sections["?tc"].index == quiet.sec_idx  # the ELF section keeps its name
     assert obj.program("basic_alloc1").autoload
+
+
+def test_program_types_from_sec_names(objs):
+    prog = objs["arena_list"].program("arena_list_add")
+    assert (prog.prog_type, prog.sleepable) == (ProgType.SYSCALL, True)
+    push = objs["arena_list"].programs[0]
+    assert push.subprog and push.prog_type is None
+
+
+@pytest.mark.parametrize("sec, prog_type, sleepable", [
+    ("syscall", ProgType.SYSCALL, True), ("xdp", ProgType.XDP, False), ("tc/ingress", ProgType.SCHED_CLS, False),
+    ("fentry/bpf_fentry_test1", ProgType.TRACING, False), ("fentry.s/x", ProgType.TRACING, True),
+    ("struct_ops/enqueue", ProgType.STRUCT_OPS, False), ("kprobe", ProgType.KPROBE, False),
+    ("fentryx", None, False), ("syscall/x", None, False), ("my_section", None, False),
+])
+def test_sec_def_matching(sec, prog_type, sleepable):
+    d = find_sec_def(sec)
+    assert (d.prog_type, d.sleepable) == (prog_type, sleepable) if prog_type else d is None
 
 
 @pytest.mark.parametrize("obj, real, name", [
@@ -241,10 +267,12 @@ def test_kconfig_and_ksym_externs_and_the_kconfig_map():
     kconfig = obj.map(".kconfig")
     assert (kconfig.name, kconfig.kind, kconfig.value_size) == ("ksyms.kconfig", MapKind.KCONFIG, 5)
     assert kconfig.map_flags == BPF_F_RDONLY_PROG | BPF_F_MMAPABLE
-    assert [(r.kind, r.target) for r in obj.program("read_externs").relocs] == [
-        (RelocKind.EXTERN_CALL, "bpf_rcu_read_lock"), (RelocKind.EXTERN_LD64, "bpf_prog_active"),
-        (RelocKind.EXTERN_LD64, "CONFIG_HZ"), (RelocKind.EXTERN_LD64, "CONFIG_BPF_ARENA"),
-        (RelocKind.EXTERN_CALL, "bpf_rcu_read_unlock")]
+    assert _by_symbol(obj.program("read_externs").relocs) == {
+        "bpf_rcu_read_lock": (RelocKind.EXTERN_CALL, "bpf_rcu_read_lock"),
+        "bpf_prog_active": (RelocKind.EXTERN_LD64, "bpf_prog_active"),
+        "CONFIG_HZ": (RelocKind.EXTERN_LD64, "CONFIG_HZ"),
+        "CONFIG_BPF_ARENA": (RelocKind.EXTERN_LD64, "CONFIG_BPF_ARENA"),
+        "bpf_rcu_read_unlock": (RelocKind.EXTERN_CALL, "bpf_rcu_read_unlock")}
 
 
 def test_co_re_relocations_are_read_from_btf_ext():
@@ -279,3 +307,13 @@ def test_arena_pointers_are_cast_by_the_compiler(objs):
     insns = objs["arena_list"].sections[".text"].insns
     casts = [i for i in range(0, len(insns), 8) if insns[i] == 0xBF and insns[i + 2:i + 4] == b"\x01\x00"]
     assert casts and all(insns[i + 4:i + 8] == b"\x01\x00\x00\x00" for i in casts)  # imm 1: as(1) to as(0)
+
+
+def test_short_reprs(objs):
+    obj = objs["arena_list"]
+    assert repr(obj) == "<BpfObject arena_list: 2 programs, 1 subprograms, 4 maps, 1 externs>"
+    syscall = obj.sections["syscall"]
+    assert repr(syscall) == (f"<ProgSection syscall [{syscall.index}]: {len(syscall.insns) // 8} insns, 2 programs,"
+                             f" {len(syscall.relocs)} relocations>")
+    add = obj.program("arena_list_add")
+    assert repr(add) == f'<BpfProgram arena_list_add SEC("syscall") insns 0..{add.insn_cnt}>'

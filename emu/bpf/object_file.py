@@ -37,6 +37,7 @@ from .btf import (
     Var,
 )
 from .elf import SHN_LORESERVE, SHN_UNDEF, BpfObjectError, ElfImage, ElfSection, ElfSymbol, read_elf
+from .sec_defs import ProgType, find_sec_def
 
 __all__ = ["BpfObjectError", "BpfObject", "BpfProgram", "ProgSection", "BpfMap", "MapKind", "Variable", "Extern",
            "ExternKind", "Relocation", "RelocKind", "RelocType"]
@@ -131,24 +132,28 @@ class Relocation:
 
 @dataclass(frozen=True)
 class BpfProgram:
-    """One function of an executable section: an entry program, or a `.text` subprogram."""
+    """One function of an executable section: an entry program, or a `.text` subprogram.
+
+    As in bpf_object__init_prog(), a SEC("?name") program has `autoload` off and `sec_name`
+    "name"; `sec_idx` is its ELF section. `prog_type` and `sleepable` come from the SEC() name
+    (sec_defs.py); None for a subprogram or a section name libbpf does not know.
+    """
 
     name: str
     sec_name: str
+    sec_idx: int
     sec_insn_off: int  # in instructions from the start of the section
     insns: bytes
     subprog: bool
     is_global: bool
+    autoload: bool
+    prog_type: ProgType | None
+    sleepable: bool
     relocs: tuple[Relocation, ...]
 
     @property
     def insn_cnt(self) -> int:
         return len(self.insns) // BPF_INSN_SZ
-
-    @property
-    def autoload(self) -> bool:
-        """SEC("?name") asks not to load the program unless told to."""
-        return not self.sec_name.startswith("?")
 
     def __repr__(self) -> str:
         where = "subprog" if self.subprog else f"SEC(\"{self.sec_name}\")"
@@ -164,6 +169,10 @@ class ProgSection:
     insns: bytes
     programs: tuple[BpfProgram, ...]
     relocs: tuple[Relocation, ...]
+
+    def __repr__(self) -> str:
+        return (f"<ProgSection {self.name} [{self.index}]: {len(self.insns) // BPF_INSN_SZ} insns,"
+                f" {len(self.programs)} programs, {len(self.relocs)} relocations>")
 
 
 @dataclass(frozen=True)
@@ -234,12 +243,17 @@ class BpfObject:
     kern_version: int
     btf: Btf | None
     btf_ext: BtfExt | None
-    sections: dict[str, ProgSection]
+    sections: dict[str, ProgSection]  # by ELF section name
     programs: tuple[BpfProgram, ...]  # by section index, then offset, as libbpf sorts them (cmp_progs)
     maps: tuple[BpfMap, ...]
     externs: tuple[Extern, ...]
     arena_data: bytes  # initial contents of the arena globals in .addr_space.1
     arena_globals: tuple[Variable, ...]
+
+    def __repr__(self) -> str:
+        return (f"<BpfObject {self.name}: {len(self.entry_programs)} programs,"
+                f" {len(self.programs) - len(self.entry_programs)} subprograms, {len(self.maps)} maps,"
+                f" {len(self.externs)} externs>")
 
     @classmethod
     def open(cls, path: str | os.PathLike, name: str | None = None) -> BpfObject:
@@ -274,7 +288,8 @@ class BpfObject:
         """The C line of a program's instruction `insn_idx` (counted from the program's start), from .BTF.ext."""
         if self.btf_ext is None or not 0 <= insn_idx < prog.insn_cnt:
             return None
-        li = self.btf_ext.line_at(prog.sec_name, (prog.sec_insn_off + insn_idx) * BPF_INSN_SZ)
+        sec = next(s for s in self.sections.values() if s.index == prog.sec_idx)
+        li = self.btf_ext.line_at(sec.name, (prog.sec_insn_off + insn_idx) * BPF_INSN_SZ)
         return li if li is not None and li.insn_idx >= prog.sec_insn_off else None
 
     @property
@@ -658,10 +673,15 @@ def _collect_relos(ctx: _Ctx, progs: list[tuple[ElfSection, ElfSymbol]], maps: t
     for sec, sym in progs:
         start, end = sym.value, sym.value + sym.size
         relocs = tuple(r for r in by_sec.get(sec.index, ()) if start <= r.offset < end)
-        programs.append(BpfProgram(sym.name, sec.name, start // BPF_INSN_SZ, sec.data[start:end],
-                                   sec.index == text_shndx, sym.bind != "STB_LOCAL", relocs))
+        subprog = sec.index == text_shndx
+        sec_name = sec.name.removeprefix("?")
+        sec_def = None if subprog else find_sec_def(sec_name)
+        programs.append(BpfProgram(sym.name, sec_name, sec.index, start // BPF_INSN_SZ, sec.data[start:end], subprog,
+                                   sym.bind != "STB_LOCAL", not sec.name.startswith("?"),
+                                   sec_def.prog_type if sec_def else None, bool(sec_def and sec_def.sleepable),
+                                   relocs))
     for sec in ctx.elf.sections:
-        mine = tuple(p for p in programs if p.sec_name == sec.name)
+        mine = tuple(p for p in programs if p.sec_idx == sec.index)
         if mine:
             sections[sec.name] = ProgSection(sec.name, sec.index, sec.data, mine, tuple(by_sec.get(sec.index, ())))
     return sections, tuple(programs)
