@@ -187,6 +187,7 @@ def test_internal_map_names(obj, real, name):
     ("bad_arena_no_map", "the ARENA map should be explicitly declared"),
     ("bad_static_prog", "program 'hidden_prog' is static and not supported"),
     ("bad_arena_too_small", r"declared ARENA map size \(4096\) is too small .* of size 8192"),
+    ("bad_map_field", "map 'typo': unknown field 'max_entires'"),
 ])
 def test_objects_libbpf_refuses(name, message):
     with pytest.raises(BpfObjectError, match=message):
@@ -317,3 +318,14 @@ def test_short_reprs(objs):
                              f" {len(syscall.relocs)} relocations>")
     add = obj.program("arena_list_add")
     assert repr(add) == f'<BpfProgram arena_list_add SEC("syscall") insns 0..{add.insn_cnt}>'
+
+
+def test_map_in_map_prog_array_and_pinning():
+    obj = BpfObject.open(build("map_in_map"))
+    outer, prog_array, pinned = obj.map("outer"), obj.map("jmp_table"), obj.map("pinned")
+    assert (outer.type_name, outer.key_size, outer.value_size) == ("array_of_maps", 4, 4)
+    inner = outer.inner
+    assert (inner.name, inner.type_name, inner.key_size, inner.value_size, inner.max_entries) == (
+        "outer.inner", "array", 4, 8, 4)
+    assert (prog_array.type_name, prog_array.value_size, prog_array.inner) == ("prog_array", 4, None)
+    assert (pinned.key_size, pinned.value_size, pinned.pinning, pinned.numa_node) == (8, 24, 1, 1)

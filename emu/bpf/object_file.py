@@ -502,7 +502,7 @@ _INT_ATTRS = ("type", "max_entries", "map_flags", "numa_node", "key_size", "valu
 
 
 def _parse_map_def(ctx: _Ctx, map_name: str, def_t: Struct, outer: bool) -> dict:
-    """parse_btf_map_def(): each member of the anonymous struct is one attribute."""
+    """parse_btf_map_def() in strict mode: each member of the anonymous struct is one attribute."""
     d: dict = {"type": 0, "key_size": 0, "value_size": 0, "max_entries": 0, "map_flags": 0, "numa_node": 0,
                "pinning": 0, "map_extra": 0, "key_type_id": 0, "value_type_id": 0, "inner": None}
 
@@ -529,6 +529,8 @@ def _parse_map_def(ctx: _Ctx, map_name: str, def_t: Struct, outer: bool) -> dict
         elif m.name == "values":
             d["inner"] = _map_values(ctx, map_name, d, m, i == len(def_t.members) - 1, outer)
             set_size("value_size", 4)
+        else:  # libbpf is strict unless opened with relaxed_maps
+            raise ctx.fail(f"map '{map_name}': unknown field '{m.name}'")
     if d["type"] == 0:
         raise ctx.fail(f"map '{map_name}': map type isn't specified")
     if d["pinning"] not in (0, 1):
