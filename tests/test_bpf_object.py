@@ -8,18 +8,9 @@ from elftools.elf.elffile import ELFFile
 
 from emu.bpf.arena import BPF_F_MMAPABLE
 from emu.bpf.btf import Linkage
-from emu.bpf.object_file import (
-    BPF_F_RDONLY_PROG,
-    BPF_MAP_TYPE_ARENA,
-    BpfObject,
-    BpfObjectError,
-    ExternKind,
-    MapKind,
-    RelocKind,
-    RelocType,
-    internal_map_name,
-)
-from emu.bpf.sec_defs import ProgType, find_sec_def
+from emu.bpf.maps import BPF_F_RDONLY_PROG, BPF_MAP_TYPE_ARENA, MapKind, internal_map_name
+from emu.bpf.object_file import BpfObject, BpfObjectError, ExternKind, RelocKind, RelocType
+from emu.bpf.sec_defs import SECTION_DEFS, ProgType, find_sec_def, sec_def_matches
 from emu.errors import EmuError
 
 BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_F_NO_PREALLOC = 1, 2, 1
@@ -329,3 +320,10 @@ def test_map_in_map_prog_array_and_pinning():
         "outer.inner", "array", 4, 8, 4)
     assert (prog_array.type_name, prog_array.value_size, prog_array.inner) == ("prog_array", 4, None)
     assert (pinned.key_size, pinned.value_size, pinned.pinning, pinned.numa_node) == (8, 24, 1, 1)
+
+
+def test_no_two_sec_defs_match_one_name():
+    for d in SECTION_DEFS:
+        stem = d.sec.removesuffix("+")
+        for name in (stem, stem + "/x") if d.sec.endswith("+") else (stem,):
+            assert [m.sec for m in SECTION_DEFS if sec_def_matches(m, name)] == [d.sec]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from elftools.common.exceptions import ELFError
 from elftools.construct.core import ConstructError
@@ -17,6 +18,9 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.enums import ENUM_ST_SHNDX
 
 from ..errors import EmuError
+
+if TYPE_CHECKING:
+    from .btf import Btf
 
 EM_BPF = 247
 SHN_UNDEF = 0
@@ -166,3 +170,20 @@ def _symbols(symtab, nsections: int, where: str):
             raise BpfObjectError(f"{where}: symbol {i} '{sym.name}' in section {shndx}, the file has {nsections}")
         info = sym["st_info"]
         yield ElfSymbol(i, sym.name, sym["st_value"], sym["st_size"], str(info.type), str(info.bind), shndx)
+
+
+class OpenCtx:
+    """What the stages of bpf_object_open() share: the ELF, its BTF once parsed, the prefix of every error."""
+
+    def __init__(self, elf: ElfImage, where: str):
+        self.elf, self.where = elf, where
+        self.btf: Btf | None = None
+
+    def fail(self, msg: str) -> BpfObjectError:
+        return BpfObjectError(f"{self.where}: {msg}")
+
+    def sec_name(self, shndx: int) -> str:
+        return self.elf.sections[shndx].name if 0 < shndx < len(self.elf.sections) else f"<section {shndx:#x}>"
+
+    def sym_name(self, sym: ElfSymbol) -> str:
+        return self.sec_name(sym.shndx) if sym.type == "STT_SECTION" else sym.name

@@ -1,7 +1,8 @@
 """What a SEC() name makes of a program: its type and whether it may sleep (libbpf's section_defs[]).
 
 A name ending in `+` in the table matches that name exactly or followed by `/...`
-(sec_def_matches()). A section the table does not know leaves the type to the user, as libbpf does.
+(sec_def_matches()); no two entries match the same name, so their order does not matter. A
+section the table does not know leaves the type to the user, as libbpf does.
 """
 
 from __future__ import annotations
@@ -34,48 +35,29 @@ class ProgType(IntEnum):
 class SecDef:
     sec: str
     prog_type: ProgType
-    sleepable: bool = False
+    sleepable: bool
 
 
-SECTION_DEFS = (
-    SecDef("socket", ProgType.SOCKET_FILTER),
-    SecDef("kprobe+", ProgType.KPROBE),
-    SecDef("kretprobe+", ProgType.KPROBE),
-    SecDef("uprobe+", ProgType.KPROBE),
-    SecDef("uretprobe+", ProgType.KPROBE),
-    SecDef("uprobe.s+", ProgType.KPROBE, sleepable=True),
-    SecDef("tc/ingress", ProgType.SCHED_CLS),
-    SecDef("tc/egress", ProgType.SCHED_CLS),
-    SecDef("tcx/ingress", ProgType.SCHED_CLS),
-    SecDef("tcx/egress", ProgType.SCHED_CLS),
-    SecDef("tc", ProgType.SCHED_CLS),
-    SecDef("classifier", ProgType.SCHED_CLS),
-    SecDef("action", ProgType.SCHED_ACT),
-    SecDef("tracepoint+", ProgType.TRACEPOINT),
-    SecDef("tp+", ProgType.TRACEPOINT),
-    SecDef("raw_tracepoint+", ProgType.RAW_TRACEPOINT),
-    SecDef("raw_tp+", ProgType.RAW_TRACEPOINT),
-    SecDef("tp_btf+", ProgType.TRACING),
-    SecDef("fentry+", ProgType.TRACING),
-    SecDef("fmod_ret+", ProgType.TRACING),
-    SecDef("fexit+", ProgType.TRACING),
-    SecDef("fentry.s+", ProgType.TRACING, sleepable=True),
-    SecDef("fmod_ret.s+", ProgType.TRACING, sleepable=True),
-    SecDef("fexit.s+", ProgType.TRACING, sleepable=True),
-    SecDef("freplace+", ProgType.EXT),
-    SecDef("lsm+", ProgType.LSM),
-    SecDef("lsm.s+", ProgType.LSM, sleepable=True),
-    SecDef("iter+", ProgType.TRACING),
-    SecDef("iter.s+", ProgType.TRACING, sleepable=True),
-    SecDef("syscall", ProgType.SYSCALL, sleepable=True),
-    SecDef("xdp.frags", ProgType.XDP),
-    SecDef("xdp", ProgType.XDP),
-    SecDef("perf_event", ProgType.PERF_EVENT),
-    SecDef("struct_ops+", ProgType.STRUCT_OPS),
-    SecDef("struct_ops.s+", ProgType.STRUCT_OPS, sleepable=True),
-    SecDef("sk_lookup", ProgType.SK_LOOKUP),
-    SecDef("netfilter", ProgType.NETFILTER),
+_BY_TYPE = (
+    (ProgType.SOCKET_FILTER, "socket"),
+    (ProgType.KPROBE, "kprobe+ kretprobe+ uprobe+ uretprobe+ uprobe.s+"),
+    (ProgType.SCHED_CLS, "tc/ingress tc/egress tcx/ingress tcx/egress tc classifier"),
+    (ProgType.SCHED_ACT, "action"),
+    (ProgType.TRACEPOINT, "tracepoint+ tp+"),
+    (ProgType.RAW_TRACEPOINT, "raw_tracepoint+ raw_tp+"),
+    (ProgType.TRACING, "tp_btf+ fentry+ fmod_ret+ fexit+ fentry.s+ fmod_ret.s+ fexit.s+ iter+ iter.s+"),
+    (ProgType.EXT, "freplace+"),
+    (ProgType.LSM, "lsm+ lsm.s+"),
+    (ProgType.SYSCALL, "syscall"),
+    (ProgType.XDP, "xdp.frags xdp"),
+    (ProgType.PERF_EVENT, "perf_event"),
+    (ProgType.STRUCT_OPS, "struct_ops+ struct_ops.s+"),
+    (ProgType.SK_LOOKUP, "sk_lookup"),
+    (ProgType.NETFILTER, "netfilter"),
 )
+# SEC_SLEEPABLE: the `.s` variants, and syscall programs
+SECTION_DEFS = tuple(SecDef(sec, prog_type, sec.endswith(".s+") or sec == "syscall")
+                     for prog_type, secs in _BY_TYPE for sec in secs.split())
 
 
 def sec_def_matches(sec_def: SecDef, sec_name: str) -> bool:
