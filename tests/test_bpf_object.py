@@ -133,9 +133,16 @@ def test_arena_global_relocations_carry_the_variable_offset(objs):
 
 
 def test_a_static_variable_is_relocated_through_its_section(objs):
-    (r,) = [r for r in objs["stream"].program("stream_arena_read_fault").relocs if r.kind == RelocKind.DATA]
-    assert (r.sym_name, r.target) == (".rodata", "stream.rodata")
-    assert objs["stream"].map(".rodata").data == b"arena fault at %llx\n\0"
+    obj = objs["stream"]
+    data = _by_symbol(r for r in obj.program("stream_arena_read_fault").relocs if r.kind == RelocKind.DATA)
+    assert data == {".rodata": (RelocKind.DATA, "stream.rodata"), ".rodata.str1.1": (RelocKind.DATA, ".rodata.str1.1")}
+    assert obj.map(".rodata").data == b"arena fault at %llx\n\0"
+
+
+def test_string_literals_get_a_map_of_their_own(objs):
+    strings = objs["stream"].map(".rodata.str1.1")
+    assert (strings.name, strings.kind, strings.data) == (".rodata.str1.1", MapKind.RODATA, b"read %llu\n\0")
+    assert strings.map_flags == BPF_F_RDONLY_PROG and strings.variables == ()  # no DATASEC: not mmapable
 
 
 def test_a_question_mark_section_is_not_autoloaded(objs):

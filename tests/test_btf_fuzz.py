@@ -12,8 +12,7 @@ from emu.bpf.btf import Btf, BtfError, BtfExt
 from emu.bpf.elf import read_elf
 from emu.bpf.object_file import BpfObject, BpfObjectError
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                         HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")

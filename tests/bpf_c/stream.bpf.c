@@ -33,6 +33,7 @@ int stream_arena_read_fault(void *ctx)
 	slot = bpf_map_lookup_elem(&last_addr, &key);
 	if (slot)
 		*slot = args[0];
+	bpf_stream_vprintk(BPF_STDOUT, "read %llu\n", args, sizeof(args), NULL);
 	return bpf_stream_vprintk(BPF_STDERR, msg, args, sizeof(args), NULL);
 }
 
