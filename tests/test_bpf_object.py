@@ -9,7 +9,7 @@ from elftools.elf.elffile import ELFFile
 from emu.bpf.arena import BPF_F_MMAPABLE
 from emu.bpf.btf import Linkage
 from emu.bpf.maps import BPF_F_RDONLY_PROG, BPF_MAP_TYPE_ARENA, MapKind, internal_map_name
-from emu.bpf.object_file import BpfObject, BpfObjectError, ExternKind, RelocKind, RelocType
+from emu.bpf.object_file import BpfObject, BpfObjectError, Extern, ExternKind, RelocKind, RelocType
 from emu.bpf.sec_defs import SECTION_DEFS, ProgType, find_sec_def, sec_def_matches
 from emu.errors import EmuError
 
@@ -334,3 +334,10 @@ def test_no_two_sec_defs_match_one_name():
         stem = d.sec.removesuffix("+")
         for name in (stem, stem + "/x") if d.sec.endswith("+") else (stem,):
             assert [m.sec for m in SECTION_DEFS if sec_def_matches(m, name)] == [d.sec]
+
+
+@pytest.mark.parametrize("name, essential", [
+    ("bpf_arena_alloc_pages", "bpf_arena_alloc_pages"), ("bpf_arena_alloc_pages___v2", "bpf_arena_alloc_pages"),
+    ("a___b___c", "a___b"), ("x____y", "x____y"), ("___x", "___x"), ("bpf_foo___", "bpf_foo___")])
+def test_extern_essential_names(name, essential):
+    assert Extern(name, ExternKind.KSYM, True, False, 1, 2, 3).essent_name == essential

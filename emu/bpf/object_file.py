@@ -170,6 +170,15 @@ class Extern:
     data_off: int = 0  # a .kconfig extern: its place in the .kconfig map
     size: int = 0
 
+    @property
+    def essent_name(self) -> str:
+        """bpf_core_essential_name_len(): the name without a `___flavor` suffix, the one the kernel knows."""
+        n = self.name
+        for i in range(len(n) - 5, -1, -1):
+            if n[i] != "_" and n[i + 1:i + 4] == "___" and n[i + 4] != "_":
+                return n[:i + 1]
+        return n
+
 
 @dataclass(frozen=True, eq=False)
 class BpfObject:
@@ -255,7 +264,7 @@ def _open_elf(ctx: OpenCtx, name: str) -> BpfObject:
     if elf.section("maps"):
         raise ctx.fail("legacy map definitions in 'maps' section are not supported by libbpf v1.0+")
     text = elf.section(".text")
-    text_shndx = text.index if text else 0
+    text_shndx = text.index if text and text.size and text.executable else 0  # an empty .text is ignored
     progs = _programs(ctx, text_shndx)
     btf_sec, ext_sec = elf.section(".BTF"), elf.section(".BTF.ext")
     for sec in (btf_sec, ext_sec):
