@@ -339,6 +339,7 @@ class DeclTag(BtfType, kind=BtfKind.DECL_TAG):
         return f" type_id={self.type} component_idx={self.component_idx}"
 
 
+_KINDS = frozenset(BtfKind) - {BtfKind.UNKN}
 MODIFIERS = (BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.TYPE_TAG)  # libbpf's btf_is_mod()
 _SIZED = (BtfKind.INT, BtfKind.STRUCT, BtfKind.UNION, BtfKind.ENUM, BtfKind.ENUM64, BtfKind.DATASEC, BtfKind.FLOAT)
 _REF_CLASSES = {c.kind: c for c in (Ptr, Typedef, Volatile, Const, Restrict, TypeTag)}
@@ -417,8 +418,9 @@ class Btf:
         off, tid = 0, 1
         while off + 12 <= len(r.data):
             name_off, info, size_or_type = r.u32s(off, 3, f"type [{tid}]")
-            kind_no, vlen, kflag = (info >> 24) & 0x1F, info & 0xFFFF, bool(info >> 31)
-            if kind_no == 0 or kind_no > max(BtfKind):
+            # BTF_INFO_KIND/VLEN with the 2026 UAPI's widths; older headers use fewer bits and need the rest 0
+            kind_no, vlen, kflag = (info >> 24) & 0x7F, info & 0xFFFFFF, bool(info >> 31)
+            if kind_no not in _KINDS:
                 raise BtfError(f"{r.where}: type [{tid}] at {off:#x}: unsupported BTF kind {kind_no}")
             kind = BtfKind(kind_no)
             name = self.name_by_offset(name_off, f"type [{tid}] {kind.name} name")
