@@ -38,6 +38,7 @@ def test_values_of_each_kind(blob):
     assert pair.member("v").byte_offset == 8
     enum = blob.find("e")
     assert enum.signed and [(v.name, v.value) for v in enum.values] == [("NEG", -1), ("ONE", 1)]
+    assert blob[1].signed and not blob[2].signed
     assert blob.find("big").values[0].value == 1 << 44
     proto = blob[13]
     assert isinstance(proto, FuncProto) and proto.variadic and proto.ret_type == 1

@@ -22,7 +22,6 @@ from ..errors import EmuError
 if TYPE_CHECKING:
     from .btf import Btf
 
-EM_BPF = 247
 SHN_UNDEF = 0
 SHN_LORESERVE = 0xFF00
 SHF_EXECINSTR = 0x4
@@ -75,7 +74,6 @@ class ElfRel:
 class ElfImage:
     sections: tuple[ElfSection, ...]  # by index; [0] is the null section
     symbols: tuple[ElfSymbol, ...]
-    symtab_index: int
     rels: dict[int, tuple[ElfRel, ...]]  # code section index -> its SHT_REL entries, in file order
 
     def section(self, name: str) -> ElfSection | None:
@@ -158,7 +156,7 @@ def _read(elf: ELFFile, file: bytes, where: str) -> ElfImage:
                                      f" ({len(symbols)} symbols)")
             entries.append(ElfRel(r_offset, r_info >> 32, r_info & 0xFFFF_FFFF))
         rels[s.info] = rels.get(s.info, ()) + tuple(entries)
-    return ElfImage(tuple(sections), symbols, symtab.index, rels)
+    return ElfImage(tuple(sections), symbols, rels)
 
 
 def _symbols(symtab, nsections: int, where: str):
