@@ -1,0 +1,73 @@
+"""What a SEC() name makes of a program: its type and whether it may sleep (libbpf's section_defs[]).
+
+A name ending in `+` in the table matches that name exactly or followed by `/...`
+(sec_def_matches()); no two entries match the same name, so their order does not matter. A
+section the table does not know leaves the type to the user, as libbpf does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ProgType(IntEnum):
+    """enum bpf_prog_type, the ones a SEC() name can give."""
+
+    SOCKET_FILTER = 1
+    KPROBE = 2
+    SCHED_CLS = 3
+    SCHED_ACT = 4
+    TRACEPOINT = 5
+    XDP = 6
+    PERF_EVENT = 7
+    RAW_TRACEPOINT = 17
+    TRACING = 26
+    STRUCT_OPS = 27
+    EXT = 28
+    LSM = 29
+    SK_LOOKUP = 30
+    SYSCALL = 31
+    NETFILTER = 32
+
+
+@dataclass(frozen=True)
+class SecDef:
+    sec: str
+    prog_type: ProgType
+    sleepable: bool
+
+
+_BY_TYPE = (
+    (ProgType.SOCKET_FILTER, "socket"),
+    (ProgType.KPROBE, "kprobe+ kretprobe+ uprobe+ uretprobe+ uprobe.s+"),
+    (ProgType.SCHED_CLS, "tc/ingress tc/egress tcx/ingress tcx/egress tc classifier"),
+    (ProgType.SCHED_ACT, "action"),
+    (ProgType.TRACEPOINT, "tracepoint+ tp+"),
+    (ProgType.RAW_TRACEPOINT, "raw_tracepoint+ raw_tp+"),
+    (ProgType.TRACING, "tp_btf+ fentry+ fmod_ret+ fexit+ fentry.s+ fmod_ret.s+ fexit.s+ iter+ iter.s+"),
+    (ProgType.EXT, "freplace+"),
+    (ProgType.LSM, "lsm+ lsm.s+"),
+    (ProgType.SYSCALL, "syscall"),
+    (ProgType.XDP, "xdp.frags xdp"),
+    (ProgType.PERF_EVENT, "perf_event"),
+    (ProgType.STRUCT_OPS, "struct_ops+ struct_ops.s+"),
+    (ProgType.SK_LOOKUP, "sk_lookup"),
+    (ProgType.NETFILTER, "netfilter"),
+)
+# SEC_SLEEPABLE: the `.s` variants, and syscall programs
+SECTION_DEFS = tuple(SecDef(sec, prog_type, sec.endswith(".s+") or sec == "syscall")
+                     for prog_type, secs in _BY_TYPE for sec in secs.split())
+
+
+def sec_def_matches(sec_def: SecDef, sec_name: str) -> bool:
+    """sec_def_matches(): exact, or for a `type+` entry also `type/extras`."""
+    if sec_def.sec.endswith("+"):
+        stem = sec_def.sec[:-1]
+        return sec_name == stem or sec_name.startswith(stem + "/")
+    return sec_name == sec_def.sec
+
+
+def find_sec_def(sec_name: str) -> SecDef | None:
+    """find_sec_def(): the first entry that matches."""
+    return next((d for d in SECTION_DEFS if sec_def_matches(d, sec_name)), None)
