@@ -1,9 +1,13 @@
 """The gdb server against what gdb and a hostile client send: driven in process over a socketpair."""
 
 import re
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +17,7 @@ from emu.corpus import bpf_prog
 from emu.tools.debugger import Debugger
 from emu.tools.gdbstub import MAX_PAYLOAD, PACKET_SIZE, TARGET_XML, GdbServer, PacketReader, frame
 
+ROOT = Path(__file__).resolve().parent.parent
 RIP = b"10"  # gdb's amd64 numbering: 16 GPRs, then rip
 STOP = re.compile(rb"[ST][0-9a-f]{2}.*|[WX][0-9a-f]{2}", re.S)
 
@@ -226,3 +231,55 @@ def test_fuzzed_packets_get_a_reply_or_a_nak_and_the_session_answers_after(fuzze
     c.sock.sendall(garbage.replace(b"$", b""))
     assert STOP.fullmatch(c.ask(b"?"))
     assert s.end() == "eof"
+
+
+@pytest.fixture
+def two_cpus() -> Debugger:
+    return Debugger([bpf_prog("smp.S")], "h3_alloc", cpus=2, others={1: "h3_reader"})
+
+
+def test_each_cpu_is_a_thread(two_cpus):
+    d = two_cpus
+    c = Session(d).client
+    assert c.ask(b"qfThreadInfo") == b"m1,2" and c.ask(b"qsThreadInfo") == b"l"
+    assert c.ask(b"qC") == b"QC1"
+    assert [c.ask(b"T%d" % n) for n in (1, 2, 3, 0)] == [b"OK", b"OK", b"E01", b"E01"]
+    assert bytes.fromhex(c.ask(b"qThreadExtraInfo,2").decode()) == b"CPU 1 (running a call)"
+    assert c.ask(b"Hg2") == b"OK" and rip(c) == d.m.symbol("h3_reader")
+    assert c.ask(b"Hg1") == b"OK" and rip(c) == d.m.symbol("h3_alloc")
+    assert c.ask(b"Hg3") == b"E01"
+    assert c.ask(b"vCont;s:2;c") == b"T05thread:2;"  # thread 2 stepped: CPU 1
+    assert d.m.cpus[1].reg("rip") == d.m.symbol("h3_reader") + 1
+    assert d.m.cpus[0].reg("rip") == d.m.symbol("h3_alloc")
+    assert c.ask(b"?") == b"T05thread:2;"
+    assert c.ask(b"Hc1") == b"OK" and c.ask(b"s") == b"T05thread:1;"  # Hc picks the CPU `s` steps
+    assert d.m.cpus[0].reg("rip") == d.m.symbol("h3_alloc") + 1
+
+
+# -- the real gdb --------------------------------------------------------------
+
+needs_gdb = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed (.ci/run installs it)")
+
+
+def _gdb_against(server_args: list[str], *commands: str) -> str:
+    server = subprocess.Popen([sys.executable, "-m", "emu.tools.cli", "debug", *server_args, "--gdb", "0"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stdout.readline()).group(1))
+        args = ["gdb", "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{port}"]
+        for cmd in commands:
+            args += ["-ex", cmd]
+        gdb = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        server.wait(timeout=30)
+    finally:
+        server.kill()
+    return gdb.stdout + gdb.stderr
+
+
+@needs_gdb
+def test_gdb_sees_each_cpu_as_a_thread():
+    out = _gdb_against([bpf_prog("smp.S"), "--entry", "h3_alloc", "--cpus", "2", "--entry1", "h3_reader"],
+                       "info threads", "thread 2", "stepi", "info threads")
+    assert re.search(r"^\* 1\s+Thread 1 \(CPU 0 \(running a call\)\)", out, re.M), out
+    assert re.search(r"^  2\s+Thread 2 \(CPU 1 \(running a call\)\)", out, re.M)
+    assert re.search(r"^\* 2\s+Thread 2 \(CPU 1 \(running a call\)\) 0xffffffff810000a1 in", out, re.M)

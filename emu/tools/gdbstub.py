@@ -1,10 +1,11 @@
 """A gdb remote-protocol server, on 127.0.0.1 only.
 
 Memory is read and written by virtual address through the machine's page
-tables; registers are the amd64 set gdb expects. Every fault stops the
-target before its handler runs (SIGSEGV); `monitor CMD` runs any debugger
-command (`monitor faults 1` tells a fault's story), and `si`/`c` then run
-the handler. Ctrl-C interrupts a `continue`.
+tables; registers are the amd64 set gdb expects. Each CPU is a thread:
+gdb's thread N is CPU N-1, as in the debugger's `thread N`. Every fault
+stops the target before its handler runs (SIGSEGV); `monitor CMD` runs any
+debugger command (`monitor faults 1` tells a fault's story), and `si`/`c`
+then run the handler. Ctrl-C interrupts a `continue`.
 
 What comes in is not trusted: a malformed packet gets an E reply, a bad
 checksum a NAK, and neither ends the session.
@@ -129,6 +130,7 @@ class PacketReader:
 
 _HEX = re.compile(rb"[0-9a-fA-F]+")
 _BREAKPOINT = re.compile(rb"([0-4]),([0-9a-fA-F]+),([0-9a-fA-F]+)(?:;.*)?", re.S)
+_VCONT_ACTION = re.compile(rb"([cs]|[CS][0-9a-fA-F]{2})(?::(.*))?", re.S)
 _QUERY = re.compile(rb"([qQ][A-Za-z]*)[:,]?(.*)", re.S)
 
 
@@ -168,6 +170,7 @@ class GdbServer:
         self.conn = conn
         self.reader = PacketReader()
         self.acks = True  # until gdb asks QStartNoAckMode
+        self.run_cpu = debugger.current  # the CPU a resume runs when gdb names none
         self.left: str | None = None
         self.d.catches.add("fault")
         self.d.context_on = False
@@ -236,16 +239,20 @@ class GdbServer:
             m = _QUERY.fullmatch(data)
             name = self._QUERIES.get(m.group(1))
             return getattr(self, name)(m.group(2)) if name else b""
+        if data.startswith(b"vCont?"):
+            return b"vCont;c;C;s;S"
+        if data.startswith(b"vCont;"):
+            return self._vcont(data[5:])
         name = self._COMMANDS.get(kind)
         return getattr(self, name)(data[1:]) if name else b""
 
     _QUERIES = {b"qSupported": "_supported", b"QStartNoAckMode": "_no_ack", b"qXfer": "_xfer", b"qRcmd": "_monitor",
                 b"qAttached": "_attached", b"qC": "_current_thread", b"qfThreadInfo": "_first_threads",
-                b"qsThreadInfo": "_more_threads"}
+                b"qsThreadInfo": "_more_threads", b"qThreadExtraInfo": "_thread_info"}
     _COMMANDS = {b"?": "_why", b"g": "_read_registers", b"p": "_read_register", b"P": "_write_register",
                  b"m": "_read_memory", b"M": "_write_memory", b"Z": "_insert", b"z": "_remove", b"s": "_step",
-                 b"S": "_step_signal", b"c": "_continue", b"C": "_continue_signal", b"H": "_ok", b"T": "_ok",
-                 b"D": "_detach", b"k": "_kill"}
+                 b"S": "_step_signal", b"c": "_continue", b"C": "_continue_signal", b"H": "_select_thread",
+                 b"T": "_thread_alive", b"D": "_detach", b"k": "_kill"}
 
     # -- queries ----------------------------------------------------------------
 
@@ -279,16 +286,54 @@ class GdbServer:
     def _attached(self, _arg: bytes) -> bytes:
         return b"1"
 
+    # -- threads: one per CPU ---------------------------------------------------
+
+    def _cpu(self, field: bytes) -> int | None:
+        """The CPU of a thread id: N is CPU N-1; 0 (any) and -1 (all) name none (None)."""
+        if field in (b"0", b"-1"):
+            return None
+        n = _hex(field)
+        if not 1 <= n <= len(self.d.m.cpus):
+            raise Malformed
+        return n - 1
+
+    def _one_cpu(self, field: bytes) -> int:
+        cpu = self._cpu(field)
+        if cpu is None:
+            raise Malformed
+        return cpu
+
     def _current_thread(self, _arg: bytes) -> bytes:
-        return b"QC1"
+        return b"QC%x" % (self.d.current + 1)
 
     def _first_threads(self, _arg: bytes) -> bytes:
-        return b"m1"
+        return b"m" + b",".join(b"%x" % (c.index + 1) for c in self.d.m.cpus)
 
     def _more_threads(self, _arg: bytes) -> bytes:
         return b"l"
 
-    def _ok(self, _body: bytes) -> bytes:
+    def _thread_info(self, arg: bytes) -> bytes:
+        cpu = self._one_cpu(arg)
+        result = self.d.m.results.get(cpu)
+        state = "running a call" if cpu in self.d.m.running_cpus() else (result.status if result else "idle")
+        return f"CPU {cpu} ({state})".encode().hex().encode()
+
+    def _select_thread(self, body: bytes) -> bytes:
+        """Hg picks the CPU registers are read from: the debugger's current one, set as its `cpu N`
+        does; Hc the one a resume runs. A stop reply names its thread, which both sides then take
+        as Hg's."""
+        op = body[:1]
+        if op not in (b"g", b"c"):
+            raise Malformed
+        cpu = self._cpu(body[1:])
+        if cpu is not None and op == b"g":
+            self.d.current = cpu
+        elif cpu is not None:
+            self.run_cpu = cpu
+        return b"OK"
+
+    def _thread_alive(self, body: bytes) -> bytes:
+        self._one_cpu(body)
         return b"OK"
 
     # -- registers and memory ---------------------------------------------------
@@ -386,27 +431,44 @@ class GdbServer:
 
     # -- running ----------------------------------------------------------------
 
+    def _held_fault(self) -> bool:
+        """The current CPU stopped at a fault before its handler (the machine's call state is the
+        last resumed CPU's)."""
+        return self.d.running and self.d.m._call is not None and self.d.m._call.cpu is self.d.cpu \
+            and self.d.m._call.held is not None
+
     def _stop_reply(self) -> bytes:
         d = self.d
-        if d.running and self.d.m._call.held is not None:
-            return b"S%02x" % SIGSEGV
-        if not d.running:
+        if not d.m.running_cpus():
             result = d.result
             return b"W%02x" % ((result.ret or 0) & 0xFF) if result.status == "returned" else b"X%02x" % SIGSEGV
-        return b"S%02x" % (SIGINT if d._interrupted else SIGTRAP)
+        sig = SIGSEGV if self._held_fault() else SIGINT if d._interrupted else SIGTRAP
+        if len(d.m.cpus) == 1:
+            return b"S%02x" % sig
+        return b"T%02xthread:%x;" % (sig, d.current + 1)
 
     def _why(self, _body: bytes) -> bytes:
         return self._stop_reply()
 
-    def _resume(self, addr: bytes, step: bool) -> bytes:
-        """Run from `addr` (hex; empty: where it is)."""
+    def _resume(self, addr: bytes, step: bool, cpu: int | None = None) -> bytes:
+        """Run one CPU from `addr` (hex; empty: where it is): `cpu` when gdb names it, else the last
+        to stop (or Hc's), else the first still in its call. A named CPU with no call does not run
+        (E01); when no CPU has one, the process has exited."""
         start = _hex(addr) if addr else None
         d = self.d
-        if not d.running:
+        running = d.m.running_cpus()
+        if not running:
             return self._stop_reply()
+        if cpu is None:
+            cpu = self.run_cpu if self.run_cpu in running else running[0]
+        if cpu not in running:
+            return E_INVALID
+        d.current = self.run_cpu = cpu
         if start is not None:
             d.cpu.set_reg("rip", start)
-        d._run(1 if step else None, interrupted=self._interrupt_pending)
+        lines = d._run(1 if step else None, interrupted=self._interrupt_pending)
+        if not d.running and d.m.running_cpus():
+            self._console(lines[-1] + "\n")  # this CPU's call ended; the process goes on
         return self._stop_reply()
 
     def _with_signal(self, body: bytes, step: bool) -> bytes:
@@ -428,6 +490,20 @@ class GdbServer:
 
     def _continue_signal(self, body: bytes) -> bytes:
         return self._with_signal(body, step=False)
+
+    def _vcont(self, body: bytes) -> bytes:
+        """vCont;ACTION[:TID]...: the first action naming a thread runs that CPU, else the first action
+        runs the one _resume picks; the others stay stopped, as the debugger runs one CPU at a time."""
+        actions = []
+        for part in body.split(b";")[1:]:
+            m = _VCONT_ACTION.fullmatch(part)
+            if not m:
+                raise Malformed
+            actions.append((m.group(1)[:1], None if m.group(2) is None else self._cpu(m.group(2))))
+        if not actions:
+            raise Malformed
+        kind, cpu = next((a for a in actions if a[1] is not None), actions[0])
+        return self._resume(b"", kind in (b"s", b"S"), cpu)
 
     def _detach(self, _body: bytes) -> bytes:
         self.left = DETACH
