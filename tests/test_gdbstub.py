@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,12 @@ from hypothesis import strategies as st
 
 from emu.corpus import bpf_prog
 from emu.tools.debugger import Debugger
-from emu.tools.gdbstub import MAX_PAYLOAD, PACKET_SIZE, TARGET_XML, GdbServer, PacketReader, frame
+from emu.tools.gdbstub import MAX_PAYLOAD, PACKET_SIZE, REGS, TARGET_XML, GdbServer, PacketReader, frame
 
 ROOT = Path(__file__).resolve().parent.parent
+FAULT_ADDRESS = 0xFFFF_C900_3620_9000  # arena_arg_unpopulated's load: the second page of the object
 RIP = b"10"  # gdb's amd64 numbering: 16 GPRs, then rip
+CR2 = b"%x" % [r.name for r in REGS].index("cr2")
 STOP = re.compile(rb"[ST][0-9a-f]{2}.*|[WX][0-9a-f]{2}", re.S)
 
 
@@ -256,6 +259,22 @@ def test_each_cpu_is_a_thread(two_cpus):
     assert d.m.cpus[0].reg("rip") == d.m.symbol("h3_alloc") + 1
 
 
+def test_cr2_at_a_fault_stop_is_the_fault_address(scratch):
+    c = Session(scratch).client
+    assert c.ask(b"c") == b"S0b"  # SIGSEGV before the handler runs
+    assert int.from_bytes(bytes.fromhex(c.ask(b"p" + CR2).decode()), "little") == FAULT_ADDRESS
+    assert scratch.m.events[-1].address == FAULT_ADDRESS
+
+
+def test_the_target_description_numbers_every_register_gdb_reads():
+    target = ET.fromstring(TARGET_XML)
+    features = [f.get("name") for f in target.iter("feature")]
+    assert features[:2] == ["org.gnu.gdb.i386.core", "org.gnu.gdb.i386.sse"]
+    regs = [(r.get("name"), int(r.get("regnum")), int(r.get("bitsize"))) for r in target.iter("reg")]
+    assert regs == [(r.name, i, r.bits) for i, r in enumerate(REGS)]
+    assert [n for n, _, _ in regs[-5:]] == ["cr0", "cr2", "cr3", "cr4", "efer"]
+
+
 # -- the real gdb --------------------------------------------------------------
 
 needs_gdb = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not installed (.ci/run installs it)")
@@ -274,6 +293,16 @@ def _gdb_against(server_args: list[str], *commands: str) -> str:
     finally:
         server.kill()
     return gdb.stdout + gdb.stderr
+
+
+@needs_gdb
+def test_gdb_shows_cr2_at_a_fault_stop():
+    out = _gdb_against([bpf_prog("scratch.S"), "--entry", "arena_arg_unpopulated"], "continue",
+                       "info registers cr2", "p/x $cr2", "info registers cr0")
+    assert "Program received signal SIGSEGV, Segmentation fault." in out
+    assert re.search(rf"^cr2\s+{FAULT_ADDRESS:#x}\s", out, re.M), out
+    assert f"$1 = {FAULT_ADDRESS:#x}" in out
+    assert re.search(r"^cr0\s+0x80050033\s+\[ PE .* PG \]", out, re.M)  # paging on, shown as flags
 
 
 @needs_gdb

@@ -1,11 +1,12 @@
 """A gdb remote-protocol server, on 127.0.0.1 only.
 
 Memory is read and written by virtual address through the machine's page
-tables; registers are the amd64 set gdb expects. Each CPU is a thread:
-gdb's thread N is CPU N-1, as in the debugger's `thread N`. Every fault
-stops the target before its handler runs (SIGSEGV); `monitor CMD` runs any
-debugger command (`monitor faults 1` tells a fault's story), and `si`/`c`
-then run the handler. Ctrl-C interrupts a `continue`.
+tables; registers are the amd64 set gdb expects, then the system registers
+(cr0, cr2, cr3, cr4, efer) as QEMU's stub shows them, so a fault stop shows
+CR2. Each CPU is a thread: gdb's thread N is CPU N-1, as in the debugger's
+`thread N`. Every fault stops the target before its handler runs (SIGSEGV);
+`monitor CMD` runs any debugger command (`monitor faults 1` tells a fault's
+story), and `si`/`c` then run the handler. Ctrl-C interrupts a `continue`.
 
 What comes in is not trusted: a malformed packet gets an E reply, a bad
 checksum a NAK, and neither ends the session.
@@ -27,6 +28,7 @@ SIGINT, SIGTRAP, SIGSEGV = 2, 5, 11
 PACKET_SIZE = 0x4000  # advertised as PacketSize: gdb sends no longer packet, and none longer is sent to it
 MAX_PAYLOAD = PACKET_SIZE - 4  # what fits between "$" and "#xx"
 E_INVALID, E_FAULT = b"E01", b"E14"  # gdbserver's: a packet it cannot parse or act on; EFAULT
+MSR_EFER = 0xC0000080
 CHUNK = 4096  # bytes read from the socket at a time
 
 
@@ -36,14 +38,95 @@ class Malformed(Exception):
 
 # -- registers ------------------------------------------------------------------
 
-TARGET_XML = (b'<?xml version="1.0"?><!DOCTYPE target SYSTEM "gdb-target.dtd">'
-              b"<target><architecture>i386:x86-64</architecture></target>")
 
-# gdb's amd64 register numbering: 16 GPRs, rip, eflags, 6 segment registers, then x87 and SSE state,
-# which this machine does not model (read as zero).
-_GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
-         "r15", "rip")
-_SIZES = [8] * 17 + [4] * 7 + [10] * 8 + [4] * 8 + [16] * 16 + [4]
+@dataclass(frozen=True)
+class Reg:
+    """A register of the target description and where its value comes from: a CPU register
+    (`source`), an MSR, or a constant this machine does not model otherwise (`value`)."""
+
+    name: str
+    bits: int
+    type: str
+    source: str | None = None
+    msr: int | None = None
+    value: int = 0
+    group: str | None = None
+    writable: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.bits // 8
+
+    def read(self, cpu) -> int:
+        if self.source is not None:
+            return cpu.reg(self.source)
+        if self.msr is not None:
+            return cpu.uc.msr_read(self.msr)
+        return self.value
+
+    def encode(self, cpu) -> bytes:
+        return (self.read(cpu) & ((1 << self.bits) - 1)).to_bytes(self.size, "little")
+
+    def xml(self, regnum: int) -> str:
+        group = f' group="{self.group}"' if self.group else ""
+        return f'<reg name="{self.name}" bitsize="{self.bits}" type="{self.type}" regnum="{regnum}"{group}/>'
+
+
+def _flags(name: str, size: int, fields: str) -> str:
+    """A gdb flags type from "BIT:NAME ..." pairs."""
+    bits = "".join(f'<field name="{f}" start="{b}" end="{b}"/>' for b, f in (p.split(":") for p in fields.split()))
+    return f'<flags id="{name}" size="{size}">{bits}</flags>'
+
+
+_GPR_NAMES = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
+              "r15")
+# gdb's amd64 numbering (features/i386/64bit-core.xml, 64bit-sse.xml): the x87 and SSE state is not
+# modelled and reads as zero; cs and ss are the kernel's selectors.
+CORE = (*(Reg(n, 64, "data_ptr" if n in ("rbp", "rsp") else "int64", n, writable=True) for n in _GPR_NAMES),
+        Reg("rip", 64, "code_ptr", "rip", writable=True),
+        Reg("eflags", 32, "i386_eflags", "rflags", writable=True),
+        Reg("cs", 32, "int32", value=0x10), Reg("ss", 32, "int32", value=0x18),
+        *(Reg(s, 32, "int32") for s in ("ds", "es", "fs", "gs")),
+        *(Reg(f"st{i}", 80, "i387_ext") for i in range(8)),
+        *(Reg(n, 32, "int", group="float") for n in ("fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff",
+                                                     "fop")))
+SSE = (*(Reg(f"xmm{i}", 128, "vec128") for i in range(16)), Reg("mxcsr", 32, "i386_mxcsr", group="vector"))
+# QEMU's control registers (target/i386/gdbstub.c IDX_CTL_*), which gdb lists with the general ones: read-only
+# here, the paging set-up is the machine's.
+SYS = (Reg("cr0", 64, "i386_cr0", "cr0"), Reg("cr2", 64, "int64", "cr2"),
+       Reg("cr3", 64, "int64", "cr3"), Reg("cr4", 64, "i386_cr4", "cr4"),
+       Reg("efer", 64, "i386_efer", msr=MSR_EFER))
+REGS = CORE + SSE + SYS
+G_REGS = len(CORE) + len(SSE)  # what `g` carries; gdb reads the rest with `p`
+
+_CORE_TYPES = _flags("i386_eflags", 4, "0:CF 1: 2:PF 4:AF 6:ZF 7:SF 8:TF 9:IF 10:DF 11:OF 14:NT 16:RF 17:VM "
+                                       "18:AC 19:VIF 20:VIP 21:ID")
+_SSE_TYPES = ('<vector id="v4f" type="ieee_single" count="4"/><vector id="v2d" type="ieee_double" count="2"/>'
+              '<vector id="v16i8" type="int8" count="16"/><vector id="v8i16" type="int16" count="8"/>'
+              '<vector id="v4i32" type="int32" count="4"/><vector id="v2i64" type="int64" count="2"/>'
+              '<union id="vec128"><field name="v4_float" type="v4f"/><field name="v2_double" type="v2d"/>'
+              '<field name="v16_int8" type="v16i8"/><field name="v8_int16" type="v8i16"/>'
+              '<field name="v4_int32" type="v4i32"/><field name="v2_int64" type="v2i64"/>'
+              '<field name="uint128" type="uint128"/></union>'
+              + _flags("i386_mxcsr", 4, "0:IE 1:DE 2:ZE 3:OE 4:UE 5:PE 6:DAZ 7:IM 8:DM 9:ZM 10:OM 11:UM 12:PM 15:FZ"))
+_SYS_TYPES = (_flags("i386_cr0", 8, "0:PE 1:MP 2:EM 3:TS 4:ET 5:NE 16:WP 18:AM 29:NW 30:CD 31:PG")
+              + _flags("i386_cr4", 8, "0:VME 1:PVI 2:TSD 3:DE 4:PSE 5:PAE 6:MCE 7:PGE 8:PCE 9:OSFXSR 10:OSXMMEXCPT "
+                                      "11:UMIP 12:LA57 13:VMXE 14:SMXE 16:FSGSBASE 17:PCIDE 18:OSXSAVE 20:SMEP "
+                                      "21:SMAP 22:PKE")
+              + _flags("i386_efer", 8, "0:SCE 8:LME 10:LMA 11:NXE 12:SVME 13:LMSLE 14:FFXSR 15:TCE"))
+
+
+def _target_xml() -> bytes:
+    out, num = [], 0
+    for name, types, regs in (("org.gnu.gdb.i386.core", _CORE_TYPES, CORE), ("org.gnu.gdb.i386.sse", _SSE_TYPES, SSE),
+                              ("org.arena-emu.i386.sys", _SYS_TYPES, SYS)):
+        out.append(f'<feature name="{name}">{types}{"".join(r.xml(num + i) for i, r in enumerate(regs))}</feature>')
+        num += len(regs)
+    return ('<?xml version="1.0"?><!DOCTYPE target SYSTEM "gdb-target.dtd"><target version="1.0">'
+            f'<architecture>i386:x86-64</architecture>{"".join(out)}</target>').encode()
+
+
+TARGET_XML = _target_xml()
 
 
 # -- framing --------------------------------------------------------------------
@@ -339,39 +422,24 @@ class GdbServer:
     # -- registers and memory ---------------------------------------------------
 
     def _read_registers(self, _body: bytes) -> bytes:
-        return b"".join(self._reg_bytes(n) for n in range(len(_SIZES))).hex().encode()
+        return b"".join(r.encode(self.d.cpu) for r in REGS[:G_REGS]).hex().encode()
 
-    def _reg_bytes(self, n: int) -> bytes:
-        cpu = self.d.cpu
-        if n < 17:
-            value = cpu.reg(_GPRS[n])
-        elif n == 17:
-            value = cpu.reg("rflags")
-        elif n == 18:
-            value = 0x10  # cs: __KERNEL_CS
-        elif n == 19:
-            value = 0x18  # ss: __KERNEL_DS
-        else:
-            value = 0
-        return (value & ((1 << 8 * _SIZES[n]) - 1)).to_bytes(_SIZES[n], "little")
-
-    def _reg(self, field: bytes) -> int:
+    def _reg(self, field: bytes) -> Reg:
         n = _hex(field)
-        if n >= len(_SIZES):
+        if n >= len(REGS):
             raise Malformed
-        return n
+        return REGS[n]
 
     def _read_register(self, body: bytes) -> bytes:
-        return self._reg_bytes(self._reg(body)).hex().encode()
+        return self._reg(body).encode(self.d.cpu).hex().encode()
 
     def _write_register(self, body: bytes) -> bytes:
-        """Only the registers this machine models: the GPRs and rip."""
         num, sep, value = body.partition(b"=")
-        n = self._reg(num)
+        reg = self._reg(num)
         raw = _hex_bytes(value)
-        if not sep or len(raw) != _SIZES[n] or n >= len(_GPRS):
+        if not sep or len(raw) != reg.size or not reg.writable:
             raise Malformed
-        self.d.cpu.set_reg(_GPRS[n], int.from_bytes(raw, "little"))
+        self.d.cpu.set_reg(reg.source, int.from_bytes(raw, "little"))
         return b"OK"
 
     def _read_memory(self, body: bytes) -> bytes:
