@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 
 from emu.corpus import bpf_prog
 from emu.tools.debugger import Debugger
-from emu.tools.gdbstub import MAX_PAYLOAD, PACKET_SIZE, REGS, TARGET_XML, GdbServer, PacketReader, frame
+from emu.tools.gdbstub import MAX_PAYLOAD, PACKET_SIZE, REGS, TARGET_XML, GdbServer, PacketReader, frame, serve_on
 
 ROOT = Path(__file__).resolve().parent.parent
 FAULT_ADDRESS = 0xFFFF_C900_3620_9000  # arena_arg_unpopulated's load: the second page of the object
+FAULT_RIP = 0xFFFF_FFFF_8100_0004
 RIP = b"10"  # gdb's amd64 numbering: 16 GPRs, then rip
 CR2 = b"%x" % [r.name for r in REGS].index("cr2")
 STOP = re.compile(rb"[ST][0-9a-f]{2}.*|[WX][0-9a-f]{2}", re.S)
@@ -273,6 +274,54 @@ def test_the_target_description_numbers_every_register_gdb_reads():
     regs = [(r.get("name"), int(r.get("regnum")), int(r.get("bitsize"))) for r in target.iter("reg")]
     assert regs == [(r.name, i, r.bits) for i, r in enumerate(REGS)]
     assert [n for n, _, _ in regs[-5:]] == ["cr0", "cr2", "cr3", "cr4", "efer"]
+
+
+def _listener() -> socket.socket:
+    return socket.create_server(("127.0.0.1", 0))
+
+
+def test_two_gdbs_one_after_another_see_the_same_target(scratch):
+    with _listener() as listener:
+        port = listener.getsockname()[1]
+        server = threading.Thread(target=serve_on, args=(scratch, listener, True), daemon=True)
+        server.start()
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            c = Client(conn)
+            assert c.ask(b"Z0,%x,1" % FAULT_RIP) == b"OK"
+            assert c.ask(b"vCont;c") == b"S05"  # the breakpoint
+            assert c.ask(b"D") == b"OK"
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            c = Client(conn)
+            assert c.ask(b"?") == b"S05"
+            assert rip(c) == FAULT_RIP  # as the first gdb left it
+            assert c.ask(b"k") == b"OK"
+        server.join(timeout=20)
+        assert not server.is_alive()
+
+
+def test_without_reattach_the_server_serves_one_gdb(scratch):
+    with _listener() as listener:
+        server = threading.Thread(target=serve_on, args=(scratch, listener), daemon=True)
+        server.start()
+        with socket.create_connection(("127.0.0.1", listener.getsockname()[1])) as conn:
+            assert Client(conn).ask(b"D") == b"OK"
+        server.join(timeout=20)
+        assert not server.is_alive()
+
+
+def test_reattach_prints_the_listening_line_once():
+    server = subprocess.Popen([sys.executable, "-m", "emu.tools.cli", "debug", bpf_prog("scratch.S"), "--entry",
+                               "arena_arg_unpopulated", "--gdb", "0", "--reattach"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stdout.readline()).group(1))
+        for last in (b"D", b"D", b"k"):
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
+                assert Client(conn).ask(last) == b"OK"
+        out, _ = server.communicate(timeout=30)
+    finally:
+        server.kill()
+    assert (server.returncode, out) == (0, "")
 
 
 # -- the real gdb --------------------------------------------------------------

@@ -582,13 +582,22 @@ class GdbServer:
         return b"OK"
 
 
-def serve(debugger: Debugger, port: int) -> int:
-    """Listen on 127.0.0.1:PORT (0: any free port), serve one gdb, return when it leaves."""
-    with socket.create_server(("127.0.0.1", port)) as listener:
-        print(f"arena-emu: listening for gdb on 127.0.0.1:{listener.getsockname()[1]} "
-              f"(target remote :{listener.getsockname()[1]})", flush=True)
+def serve_on(debugger: Debugger, listener: socket.socket, reattach: bool = False) -> None:
+    """Serve the gdbs that connect to `listener`, one after another: one only, or with `reattach`
+    every next one, the target left as the last one left it, until one kills it."""
+    while True:
         conn, _ = listener.accept()
         with conn:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            GdbServer(debugger, conn).serve()
+            left = GdbServer(debugger, conn).serve()
+        if not reattach or left == KILL:
+            return
+
+
+def serve(debugger: Debugger, port: int, reattach: bool = False) -> int:
+    """Listen on 127.0.0.1:PORT (0: any free port) and serve gdb there (see serve_on)."""
+    with socket.create_server(("127.0.0.1", port)) as listener:
+        print(f"arena-emu: listening for gdb on 127.0.0.1:{listener.getsockname()[1]} "
+              f"(target remote :{listener.getsockname()[1]})", flush=True)
+        serve_on(debugger, listener, reattach)
     return 0
