@@ -53,12 +53,10 @@ def _continue(d: Inferior, _rest: str, _fmt: str):
 def _finish(d: Inferior, _rest: str, _fmt: str):
     if not d.running:
         raise CommandError("The program is not being run.")
-    rip, rsp, rbp = d.cpu.reg("rip"), d.cpu.reg("rsp"), d.cpu.reg("rbp")
-    loc = d.m.kallsyms.lookup(rip)
-    at_entry = loc is None or loc.offset == 0
-    ret = d._read_value(rsp if at_entry else rbp + 8, 8)
-    if ret is None:
-        raise CommandError("cannot find the return address of this frame")
+    frames = d.frames()
+    if len(frames) < 2:
+        raise CommandError("\"finish\" not meaningful in the outermost frame.")
+    rip, ret = frames[0], frames[1]
     out = [f"Run till exit from #0  {rip:#x} in {d.m.symbolize(rip)}"]
     if ret != CALL_RETURN_ADDR:
         d._add(Breakpoint(d._next_num, ret, "finish", temporary=True))

@@ -142,7 +142,7 @@ def _bt(d: Inferior, _rest: str, _fmt: str):
     if not d.running:
         raise CommandError("No stack.")
     out = []
-    for i, ip in enumerate(d.m.stack_frames(d.current)):
+    for i, ip in enumerate(d.frames()):
         line = d.m.lines.get(ip if i == 0 else ip - 1) or _line_before(d, ip - 1)
         at = f" at {line[0].rsplit('/', 1)[-1]}:{line[1]}" if line else ""
         out.append(f"#{i:<2} {ip:#018x} in {d.m.symbolize(ip)} (){at}")
