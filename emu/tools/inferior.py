@@ -218,6 +218,7 @@ class Inferior:
             return
         bp.hits += 1
         self._stop_reason = bp
+        self._uncount()
         self.m.interrupt("breakpoint")
 
     def _on_write(self, uc, _access, address, size, value, bp: Breakpoint) -> None:
@@ -232,7 +233,16 @@ class Inferior:
     def _after_write(self, uc, _address, _size, _bp: Breakpoint) -> None:
         if self._watch_hit is not None:
             self._stop_reason, self._watch_hit = self._watch_hit, None
+            self._uncount()
             self.m.interrupt("watchpoint")
+
+    def _uncount(self) -> None:
+        """Unicorn counts an instruction before its code hooks run, so the one a hook stops at
+        was counted but does not run: take it back, or every stop adds one to the call's count.
+        (ExceptionState has no setter for the counter; its field is the one Unicorn counts in.)"""
+        counter = self.cpu.exc._counter
+        if counter.value:
+            counter.value -= 1
 
     def _read_value(self, addr: int, size: int) -> int | None:
         try:
