@@ -18,7 +18,7 @@ import unicorn
 from ..asm.exprs import ExprError, evaluate
 from ..errors import EmuError
 from ..kernel.events import FaultEvent
-from ..machine import OOPS, RETURNED, STOPPED, Machine
+from ..machine import BUDGET, ERROR, OOPS, RETURNED, STOPPED, Machine
 from ..mm.layout import MASK64, PAGE_MASK, THREAD_SIZE, stack_top
 from ..policy import Policy
 from ..x86.decode import disasm, disasm_one
@@ -138,6 +138,13 @@ class Inferior:
     def running(self) -> bool:
         return self.current in self.m.running_cpus()
 
+    @property
+    def has_registers(self) -> bool:
+        """Running, or ended where it died (an oops, the budget, an engine error): until the
+        next `run` its registers, stack and memory stay to look at, as a core file's do in gdb."""
+        result = self.m.results.get(self.current)
+        return self.running or (result is not None and result.status in (OOPS, BUDGET, ERROR))
+
     def interrupt(self) -> None:
         """Ctrl-C: the running `continue` stops at its next check."""
         self._interrupted = True
@@ -148,7 +155,7 @@ class Inferior:
 
     def _scope(self) -> dict[str, int]:
         scope = self.m.symbol_scope()
-        if self.running:
+        if self.has_registers:
             regs = self._regs() | {r: self.cpu.reg(r) for r in CONTROL}
             scope |= {f"${r}": v for r, v in regs.items()} | {f"${a}": regs[r] for a, r in ALIASES.items()}
         scope |= {f"${i + 1}": v for i, v in enumerate(self.values)}

@@ -37,7 +37,7 @@ def _info(d: Inferior, rest: str, _fmt: str):
         out += [f"-       catchpoint     keep {'':<18} {c}" for c in sorted(d.catches)]
         return out
     if what in ("registers", "reg", "r", "all-registers"):
-        if not d.running:
+        if not d.has_registers:
             raise CommandError("The program has no registers now.")
         regs = d._regs()
         names = [ALIASES.get(n.lstrip("$"), n.lstrip("$")) for n in arg.split()] or list(GPRS)
@@ -125,7 +125,7 @@ def _disassemble(d: Inferior, rest: str, _fmt: str):
     start, end = loc.symbol.address, loc.symbol.address + loc.size
     out = [f"Dump of assembler code for function {loc.symbol.display or loc.symbol.name}:"]
     last = None
-    rip = d.cpu.reg("rip") if d.running else None
+    rip = d.cpu.reg("rip") if d.has_registers else None
     for a in sorted(x for x in d.m.lines if start <= x < end) or [start]:
         f, n = d.m.lines.get(a, ("", 0))
         if n and (f, n) != last:
@@ -139,7 +139,7 @@ def _disassemble(d: Inferior, rest: str, _fmt: str):
 
 @command("bt", "bt: the stack as the kernel's frame-pointer unwinder walks it", ("backtrace", "where"))
 def _bt(d: Inferior, _rest: str, _fmt: str):
-    if not d.running:
+    if not d.has_registers:
         raise CommandError("No stack.")
     out = []
     for i, ip in enumerate(d.frames()):
@@ -165,6 +165,6 @@ def _set(d: Inferior, rest: str, _fmt: str):
 
 @command("context", "context: show registers, code, stack and the last fault", ("ctx",))
 def _context(d: Inferior, _rest: str, _fmt: str):
-    if not d.running:
+    if not d.has_registers:
         raise CommandError("The program is not being run.")
     return d.context()
