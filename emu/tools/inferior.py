@@ -89,6 +89,7 @@ class Inferior:
         self.catches: set[str] = set()
         self.context_on = True
         self.x_format, self.x_unit = "x", "g"
+        self.x_next: int | None = None  # where the last x stopped: x with no address goes on from there
         self.values: list[int] = []  # $1, $2, ... of print
         self._next_num = 1
         self._skip_bp: int | None = None
@@ -167,7 +168,7 @@ class Inferior:
             raise CommandError("an expression is needed")
         try:
             return evaluate(expr, self._scope()) & MASK64
-        except ExprError as e:
+        except (ExprError, ArithmeticError) as e:  # exprs.py's `/` goes through a float: it can overflow
             raise CommandError(f"{e}") from None
 
     def frames(self) -> list[int]:

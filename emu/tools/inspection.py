@@ -53,7 +53,7 @@ def _info(d: Inferior, rest: str, _fmt: str):
 @command("x", "x/NFU ADDR: examine memory; F is x d u c s i, U is b h w g")
 def _x(d: Inferior, rest: str, _fmt: str):
     m = _X.match("x" + rest)
-    letters = m.group(2) if m else ""
+    letters = (m.group(2) or "") if m else ""
     fmts, units = [c for c in letters if c in "xducsi"], [c for c in letters if c in _UNITS]
     if not m or len(fmts) > 1 or len(units) > 1 or len(fmts) + len(units) != len(letters):
         raise CommandError("x/NFU ADDR: F is one of x d u c s i, U one of b h w g")
@@ -61,18 +61,26 @@ def _x(d: Inferior, rest: str, _fmt: str):
     fmt = fmts[0] if fmts else d.x_format
     unit = units[0] if units else (d.x_unit if fmt not in "cs" else "b")
     d.x_format, d.x_unit = fmt, unit if fmt not in "cs" else d.x_unit
-    addr = d.value(m.group(3) or "$pc")
+    if m.group(3):
+        addr = d.value(m.group(3))
+    elif d.x_next is not None:
+        addr = d.x_next
+    else:
+        raise CommandError("Argument required (starting display address).")
     if fmt == "i":
         out = []
-        for insn in disasm(d._read_bytes(addr, 16 * n) or b"", addr, n):
+        insns = disasm(d._read_bytes(addr, 16 * n) or b"", addr, n)
+        for insn in insns:
             out.append(d._insn_line(insn.address, insn.address == d.cpu.reg("rip")))
         if not out:
             raise CommandError(f"Cannot access memory at address {addr:#x}")
+        d.x_next = insns[-1].address + insns[-1].size
         return out
     if fmt == "s":
         s = d.m.read_cstring(addr, 4096)
         if s is None:
             raise CommandError(f"Cannot access memory at address {addr:#x}")
+        d.x_next = addr + len(s.encode()) + 1
         return f"{addr:#x}{d.label(addr)}:\t\"{s}\""
     size = _UNITS[unit]
     try:
@@ -80,6 +88,7 @@ def _x(d: Inferior, rest: str, _fmt: str):
     except EmuError:
         raise CommandError(f"Cannot access memory at address {addr:#x}") from None
     words = [int.from_bytes(data[i:i + size], "little") for i in range(0, len(data), size)]
+    d.x_next = addr + len(data)
     per = {1: 8, 2: 8, 4: 4, 8: 2}[size]
     out = []
     for i in range(0, len(words), per):
