@@ -4,7 +4,9 @@ disassemble, bt, and the context view with its setting.
 
 from __future__ import annotations
 
+import math
 import re
+import struct
 
 from ..errors import EmuError
 from ..x86.decode import disasm
@@ -107,13 +109,68 @@ def _x(d: Inferior, rest: str, _fmt: str):
     return out
 
 
-@command("print", "print[/x|/d] EXPR: registers ($rdi), symbols, $N and arithmetic", ("p",))
+@command("print", "print[/F] EXPR: registers ($rdi), symbols, $N and arithmetic; F is one of x d u o t a c f s z",
+         ("p",))
 def _print(d: Inferior, rest: str, fmt: str):
-    v = d.value(rest)
+    letter = _print_format(fmt)
+    if rest:
+        v = d.value(rest)
+    elif d.values:
+        v = d.values[-1]
+    else:
+        raise CommandError("The history is empty.")
     d.values.append(v)
-    if fmt == "x" or (not fmt and v > 0xFFFF_FFFF):
-        return f"${len(d.values)} = {v:#x}"
-    return f"${len(d.values)} = {v - (1 << 64) if v >> 63 else v}"
+    return f"${len(d.values)} = {_formatted(d, v, letter)}"
+
+
+def _print_format(fmt: str) -> str:
+    """The last format letter of print/FMT, refused as gdb's validate_format() refuses."""
+    letters = fmt.lstrip("-0123456789")
+    if len(letters) != len(fmt):
+        raise CommandError('Item count other than 1 is meaningless in "print" command.')
+    if any(c in _UNITS for c in letters):
+        raise CommandError('Size letters are meaningless in "print" command.')
+    for c in letters:
+        if c == "i":
+            raise CommandError('Format letter "i" is meaningless in "print" command.')
+        if c not in "xduotacfsz":
+            raise CommandError(f'Undefined output format "{c}".')
+    return letters[-1:]
+
+
+def _formatted(d: Inferior, v: int, letter: str) -> str:
+    """A 64-bit value as gdb's print_scalar_formatted() prints a long in each format."""
+    signed = v - (1 << 64) if v >> 63 else v
+    if letter in ("", "s"):
+        return f"{v:#x}" if v > 0xFFFF_FFFF else str(signed)
+    if letter == "a":
+        loc = d.m.kallsyms.lookup(v)
+        name = loc and (loc.symbol.display or loc.symbol.name) + (f"+{loc.offset}" if loc.offset else "")
+        return f"{v:#x} <{name}>" if loc else f"{v:#x}"
+    if letter == "c":
+        byte = v & 0xFF
+        return f"{byte - 256 if byte > 127 else byte} {_char(byte)}"
+    if letter == "f":
+        return _double(v)
+    return {"x": f"{v:#x}", "z": f"0x{v:016x}", "d": str(signed), "u": str(v), "o": f"0{v:o}" if v else "0",
+            "t": f"{v:b}"}[letter]
+
+
+_ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 39: "\\'", 92: "\\\\"}
+
+
+def _char(byte: int) -> str:
+    """A char literal as gdb prints one: C's escapes, printable ASCII, else octal."""
+    text = _ESCAPES.get(byte) or (chr(byte) if 32 <= byte < 127 else f"\\{byte:03o}")
+    return f"'{text}'"
+
+
+def _double(v: int) -> str:
+    """print/f of a 64-bit integer: its bits as a double, with %g's 17 digits, NaNs with their payload."""
+    x = struct.unpack("<d", v.to_bytes(8, "little"))[0]
+    if math.isnan(x):
+        return f"{'-' if v >> 63 else ''}nan({v & ((1 << 52) - 1):#x})"
+    return f"{x:.17g}"
 
 
 @command("display", "display[/i] EXPR: show EXPR after every stop")
