@@ -1,4 +1,4 @@
-"""print/F in gdb's formats."""
+"""print/F in gdb's formats, and x printing what it can read before the first unreadable value."""
 
 import pytest
 
@@ -45,3 +45,16 @@ def test_print_with_no_expression_prints_the_last_value_again(d):
     d.execute("p 65")
     assert d.execute("p/c") == "$2 = 65 'A'"
 
+
+def test_x_prints_what_is_readable_then_where_it_stops(d):
+    rsp = d.cpu.reg("rsp")  # the last word of the stack: the next page is the guard
+    top = rsp + 8
+    assert d.execute("x/100000gx $rsp") == f"{rsp:#x}:\t0xffffffff80fff100\tCannot access memory at address {top:#x}"
+    assert d.execute("x/3gx $rsp-8") == (f"{rsp - 8:#x}:\t0x0000000000000000\t0xffffffff80fff100\n"
+                                         f"{top:#x}:\tCannot access memory at address {top:#x}")
+    assert d.execute("x/5xb $rsp+5") == f"{rsp + 5:#x}:\t0xff\t0xff\t0xff\tCannot access memory at address {top:#x}"
+    assert d.execute("x/4gx 0") == "Cannot access memory at address 0x0"
+
+
+def test_x_c_prints_chars_as_gdb(d):
+    assert d.execute("x/4c $pc").endswith(":\t85 'U'\t72 'H'\t-119 '\\211'\t-27 '\\345'")

@@ -9,6 +9,7 @@ import re
 import struct
 
 from ..errors import EmuError
+from ..mm.layout import MASK64, PAGE_SIZE
 from ..x86.decode import disasm
 from .commands import Command, registry
 from .cpus import threads
@@ -85,12 +86,11 @@ def _x(d: Inferior, rest: str, _fmt: str):
         d.x_next = addr + len(s.encode()) + 1
         return f"{addr:#x}{d.label(addr)}:\t\"{s}\""
     size = _UNITS[unit]
-    try:
-        data = d.m.read(addr, n * size)
-    except EmuError:
-        raise CommandError(f"Cannot access memory at address {addr:#x}") from None
-    words = [int.from_bytes(data[i:i + size], "little") for i in range(0, len(data), size)]
-    d.x_next = addr + len(data)
+    data = _readable(d, addr, n * size)
+    words = [int.from_bytes(data[i:i + size], "little") for i in range(0, len(data) - size + 1, size)]
+    if not words:
+        raise CommandError(f"Cannot access memory at address {addr:#x}")
+    d.x_next = (addr + len(words) * size) & MASK64
     per = {1: 8, 2: 8, 4: 4, 8: 2}[size]
     out = []
     for i in range(0, len(words), per):
@@ -101,12 +101,34 @@ def _x(d: Inferior, rest: str, _fmt: str):
             elif fmt == "d":
                 cells.append(str(w - (1 << 8 * size) if w >> (8 * size - 1) else w))
             elif fmt == "c":
-                cells.append(f"{w} {chr(w)!r}" if 32 <= w < 127 else f"{w} '\\x{w:02x}'")
+                cells.append(f"{w - 256 if w > 127 else w} {_char(w)}")
             else:
                 cells.append(str(w))
-        a = addr + i * size
+        a = (addr + i * size) & MASK64
         out.append(f"{a:#x}{d.label(a)}:\t" + "\t".join(cells))
+    if len(words) < n:
+        # gdb prints what it read, then the error where the next value was due: on the line
+        # already begun, or at the start of the next one.
+        bad = d.x_next
+        error = f"\tCannot access memory at address {bad:#x}"
+        if len(words) % per:
+            out[-1] += error
+        else:
+            out.append(f"{bad:#x}{d.label(bad)}:{error}")
+        raise CommandError("\n".join(out))
     return out
+
+
+def _readable(d: Inferior, addr: int, length: int) -> bytes:
+    """The bytes from `addr` up to the first unreadable one, page by page, at most `length`."""
+    out = bytearray()
+    while len(out) < length:
+        va = (addr + len(out)) & MASK64
+        try:
+            out += d.m.read(va, min(length - len(out), PAGE_SIZE - va % PAGE_SIZE))
+        except EmuError:
+            break
+    return bytes(out)
 
 
 @command("print", "print[/F] EXPR: registers ($rdi), symbols, $N and arithmetic; F is one of x d u o t a c f s z",
