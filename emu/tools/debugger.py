@@ -2,7 +2,8 @@
 
 `Debugger.execute(line)` runs one command and returns its output; the REPL,
 scripts (-x/-ex) and gdb's `monitor` all go through it, so every front end
-prints the same thing.
+prints the same thing. Whether the last command failed is kept, for gdb
+-batch's exit status.
 """
 
 from __future__ import annotations
@@ -16,21 +17,24 @@ from .inferior import CommandError, Inferior
 class Debugger(Inferior):
     """An Inferior with gdb's command line on top."""
 
+    failed = False  # the last command's answer was an error
+
     def execute(self, line: str) -> str:
         """Run one command line; errors come back as one line, and the session goes on."""
         line = line.strip()
+        self.failed = False
         if not line or line.startswith("#"):
             return ""
         word, _, rest = line.partition(" ")
         name, fmt = (word.split("/", 1) + [""])[:2] if not word.startswith("x/") else ("x", "")
         cmd = COMMANDS.get(ALIASES_CMD.get(name, name))
         if cmd is None:
+            self.failed = True
             return f"Undefined command: \"{name}\".  Try \"help\"."
         try:
             out = cmd.run(self, line[len("x"):].strip() if cmd.name == "x" else rest.strip(), fmt)
-        except CommandError as e:
-            return str(e)
-        except EmuError as e:
+        except (CommandError, EmuError) as e:
+            self.failed = True
             return str(e)
         return "\n".join(out) if isinstance(out, list) else (out or "")
 

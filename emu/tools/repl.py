@@ -34,6 +34,7 @@ class Session:
     def __init__(self, debugger: Debugger, out=None):
         self.d = debugger
         self.out = out if out is not None else sys.stdout  # the stdout of now, not of import time
+        self.failed = False  # the last command failed: gdb -batch then exits 1
 
     def say(self, text: str) -> None:
         if text:
@@ -48,6 +49,7 @@ class Session:
             self.say(self.d.execute(line))
         finally:
             signal.signal(signal.SIGINT, previous)
+        self.failed = self.d.failed
         return not self.d.quit
 
     def run_script(self, lines: Iterable[str]) -> bool:
