@@ -18,10 +18,15 @@ class Debugger(Inferior):
     """An Inferior with gdb's command line on top."""
 
     failed = False  # the last command's answer was an error
+    _repeat: str | None = None  # what an empty line from a terminal runs
 
-    def execute(self, line: str) -> str:
-        """Run one command line; errors come back as one line, and the session goes on."""
+    def execute(self, line: str, from_tty: bool = False) -> str:
+        """Run one command line; errors come back as one line, and the session goes on.
+        From a terminal (or a pipe) an empty line runs the last command again, as gdb's
+        does; x then goes on from where it stopped. In a script it does nothing."""
         line = line.strip()
+        if not line and from_tty and self._repeat:
+            line = self._repeat
         self.failed = False
         if not line or line.startswith("#"):
             return ""
@@ -31,6 +36,7 @@ class Debugger(Inferior):
         if cmd is None:
             self.failed = True
             return f"Undefined command: \"{name}\".  Try \"help\"."
+        self._repeat = (word if cmd.name == "x" else line) if cmd.repeats else None
         try:
             out = cmd.run(self, line[len("x"):].strip() if cmd.name == "x" else rest.strip(), fmt)
         except (CommandError, EmuError) as e:
@@ -55,7 +61,7 @@ def _help(_d: Inferior, rest: str, _fmt: str):
             for c in COMMANDS.values()]
 
 
-@command("quit", "quit: leave", ("q",))
+@command("quit", "quit: leave", ("q",), repeats=False)
 def _quit(d: Inferior, _rest: str, _fmt: str):
     d.quit = True
 

@@ -85,7 +85,8 @@ def _watch(d: Inferior, rest: str, _fmt: str):
     return f"Hardware watchpoint {bp.num}: {bp.what}"
 
 
-@command("delete", "delete [N|N-M|$N...]: delete breakpoints and watchpoints (all with no N)", ("d",))
+@command("delete", "delete [N|N-M|$N...]: delete breakpoints and watchpoints (all with no N)", ("d",),
+         repeats=False)
 def _delete(d: Inferior, rest: str, _fmt: str):
     if not rest:
         for n in list(d.breakpoints):
@@ -144,7 +145,7 @@ def _catch(d: Inferior, rest: str, _fmt: str):
     return f"Catchpoint ({rest})"
 
 
-@command("run", "run: start the call again from its entry (breakpoints stay)", ("r",))
+@command("run", "run: start the call again from its entry (breakpoints stay)", ("r",), repeats=False)
 def _runcmd(d: Inferior, _rest: str, _fmt: str):
     d.start()
     return [f"Starting {d.entry}({', '.join(hex(a) for a in d.args)}) under policy {d.policy}", *d._after_stop()]
