@@ -75,3 +75,11 @@ def test_monitor_delete_abc_answers_and_the_server_goes_on(d):
         text = b"".join(bytes.fromhex(h.decode()) for h in re.findall(rb"\$O([0-9a-f]+)#", reply))
         assert text == b"warning: bad breakpoint number at or near 'abc'\n"
         assert server.handle(b"qRcmd," + b"info breakpoints".hex().encode())
+
+
+def test_a_display_gdb_cannot_parse_is_refused_and_stops_still_report(d):
+    assert d.execute("display/i $foo") == "undefined symbol '$foo'"
+    assert d.execute("display $nope") == "undefined symbol '$nope'"
+    assert d.displays == []
+    d.execute("display $rsp")
+    assert d.execute("si").splitlines()[-1] == "1: $rsp = 0xffffc90000103ff0"

@@ -430,9 +430,10 @@ class Inferior:
         return f", frame {pfn:#x}: {kind.name.lower() if kind is not None else 'beyond RAM'}"
 
     def _display(self, i: int, expr: str) -> str:
-        if expr.startswith("/i "):
-            return f"{i}: x/i {expr[3:]}\n{self._insn_line(self.value(expr[3:]), True)}"
+        """One display; one that cannot be shown now says why, and the stop's report goes on."""
         try:
+            if expr.startswith("/i "):
+                return f"{i}: x/i {expr[3:]}\n{self._insn_line(self.value(expr[3:]), True)}"
             return f"{i}: {expr} = {self.value(expr):#x}"
         except CommandError as e:
-            return f"{i}: {expr} = <{e}>"
+            return f"{i}: {expr.removeprefix('/i ')} = <{e}>"

@@ -199,6 +199,7 @@ def _double(v: int) -> str:
 def _display(d: Inferior, rest: str, fmt: str):
     if not rest:
         return [d._display(i, e) for i, e in enumerate(d.displays, 1)]
+    d.value(rest)  # gdb refuses an expression it cannot parse, and keeps no display of it
     d.displays.append(f"/i {rest}" if fmt == "i" else rest)
     return d._display(len(d.displays), d.displays[-1])
 
