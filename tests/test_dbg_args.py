@@ -83,3 +83,13 @@ def test_a_display_gdb_cannot_parse_is_refused_and_stops_still_report(d):
     assert d.displays == []
     d.execute("display $rsp")
     assert d.execute("si").splitlines()[-1] == "1: $rsp = 0xffffc90000103ff0"
+
+
+@pytest.mark.parametrize(("line", "said"), [
+    ("info frob", 'Undefined info command: "frob".  Try "help info".'),
+    ("catch frob", 'Undefined catch command: "frob".  Try "help catch".'),
+    ("watch", "Argument required (expression to compute)."),
+    ("pte", "Argument required (expression to compute)."),
+])
+def test_unknown_subcommands_and_missing_expressions_in_gdbs_words(d, line, said):
+    assert d.execute(line) == said and d.failed

@@ -139,8 +139,10 @@ def _number(d: Inferior, word: str, out: list[str]) -> int:
 @command("catch", "catch fault|oops|scratch: stop before the handler of a fault (any, one headed for an "
                   "oops, one bpf_arena_handle_page_fault() would take)")
 def _catch(d: Inferior, rest: str, _fmt: str):
+    if not rest:
+        raise CommandError('"catch" must be followed by the name of a catch subcommand: fault, oops, scratch.')
     if rest not in ("fault", "oops", "scratch"):
-        raise CommandError("catch takes fault, oops or scratch")
+        raise CommandError(f'Undefined catch command: "{rest}".  Try "help catch".')
     d.catches.add(rest)
     return f"Catchpoint ({rest})"
 

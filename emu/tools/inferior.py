@@ -165,7 +165,7 @@ class Inferior:
     def value(self, expr: str) -> int:
         expr = expr.strip()
         if not expr:
-            raise CommandError("an expression is needed")
+            raise CommandError("Argument required (expression to compute).")
         try:
             return evaluate(expr, self._scope()) & MASK64
         except (ExprError, ArithmeticError) as e:  # exprs.py's `/` goes through a float: it can overflow

@@ -50,7 +50,9 @@ def _info(d: Inferior, rest: str, _fmt: str):
                 raise CommandError(f"Invalid register `{n}'")
             out.append(f"{n:<15}{regs[n]:<#19x}{regs[n] if n not in ('rip', 'rsp', 'rbp') else d.m.symbolize(regs[n])}")
         return out
-    raise CommandError("info takes breakpoints or registers")
+    if not what:
+        raise CommandError('"info" must be followed by the name of an info command: breakpoints, registers, threads.')
+    raise CommandError(f'Undefined info command: "{what}".  Try "help info".')
 
 
 @command("x", "x/NFU ADDR: examine memory; F is x d u c s i, U is b h w g")
