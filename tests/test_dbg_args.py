@@ -6,18 +6,14 @@ import socket
 
 import pytest
 
-from emu.corpus import bpf_prog
 from emu.tools.debugger import Debugger
 from emu.tools.gdbstub import GdbServer
 
 
-@pytest.fixture
-def d() -> Debugger:
-    dbg = Debugger([bpf_prog("scratch.S")], "arena_arg_unpopulated")
-    dbg.execute("set context off")
+@pytest.fixture(autouse=True)
+def three_breakpoints(d: Debugger) -> None:
     for where in ("bpf_kfunc_arena_read_u64", "bpf_arena_alloc_pages", "*0xffffffff810000a4"):
-        dbg.execute(f"break {where}")
-    return dbg
+        d.execute(f"break {where}")
 
 
 @pytest.mark.parametrize(("line", "said"), [

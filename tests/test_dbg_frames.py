@@ -3,22 +3,10 @@ frame's state from the instruction at RIP, as the kernel's does from a stop's re
 
 import pytest
 
-from emu.corpus import bpf_prog
-from emu.tools.debugger import Debugger
 from emu.x86.unwind import ENTRY, FRAMED, PUSHED, RETURNING, frame_state, unwind
 
 PROG_CALL_RET = 0xFFFF_FFFF_8100_00E7  # arena_arg_unpopulated+0x47, after its call of the kfunc
-
-
-@pytest.fixture
-def d() -> Debugger:
-    dbg = Debugger([bpf_prog("scratch.S")], "arena_arg_unpopulated")
-    dbg.execute("set context off")
-    return dbg
-
-
-def kfunc(d: Debugger, off: int = 0) -> int:
-    return d.m.symbol("bpf_kfunc_arena_read_u64") + off
+KFUNC = 0xFFFF_FFFF_8100_0000  # bpf_kfunc_arena_read_u64
 
 
 @pytest.mark.parametrize(("insn", "at_entry", "state"), [
@@ -48,7 +36,7 @@ def test_bt_at_plus_1_shows_the_programs_caller(d):
 
 @pytest.mark.parametrize("off", [0, 1, 8])  # the entry, after push %rbp, the ret
 def test_bt_in_a_kfunc_whose_frame_is_not_set_up_shows_the_program(d, off):
-    d.execute(f"break *{kfunc(d, off):#x}")
+    d.execute(f"break *{KFUNC + off:#x}")
     d.execute("c")
     prog = d.m.progs.by_name["arena_arg_unpopulated"]
     assert d.execute("bt").splitlines()[1:] == [
@@ -58,10 +46,10 @@ def test_bt_in_a_kfunc_whose_frame_is_not_set_up_shows_the_program(d, off):
 
 @pytest.mark.parametrize("off", [1, 8])
 def test_finish_before_the_frame_is_set_up_or_at_ret_stops_in_the_caller(d, off):
-    d.execute(f"break *{kfunc(d, off):#x}")
+    d.execute(f"break *{KFUNC + off:#x}")
     d.execute("c")
     out = d.execute("finish").splitlines()
-    assert out[0] == f"Run till exit from #0  {kfunc(d, off):#x} in bpf_kfunc_arena_read_u64+{off:#x}/0x10"
+    assert out[0] == f"Run till exit from #0  {KFUNC + off:#x} in bpf_kfunc_arena_read_u64+{off:#x}/0x10"
     assert out[-2] == f"{PROG_CALL_RET:#x} in bpf_prog_c2f59eb016873e5a_arena_arg_unpopulated+0x47/0x50"
     assert out[-1] == "Value returned is $1 = 0x0"
     assert d.running and d.cpu.reg("rip") == PROG_CALL_RET

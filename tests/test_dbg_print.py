@@ -2,16 +2,6 @@
 
 import pytest
 
-from emu.corpus import bpf_prog
-from emu.tools.debugger import Debugger
-
-
-@pytest.fixture
-def d() -> Debugger:
-    dbg = Debugger([bpf_prog("scratch.S")], "arena_arg_unpopulated")
-    dbg.execute("set context off")
-    return dbg
-
 
 @pytest.mark.parametrize(("line", "printed"), [
     ("p/t 5", "101"), ("p/t 0", "0"), ("p/c 65", "65 'A'"), ("p/c 300", "44 ','"), ("p/c -1", "-1 '\\377'"),

@@ -11,17 +11,9 @@ import pexpect
 import pytest
 
 from emu.corpus import bpf_prog
-from emu.tools.debugger import Debugger
 from emu.tools.repl import PROMPT, Session
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def d() -> Debugger:
-    dbg = Debugger([bpf_prog("scratch.S")], "arena_arg_unpopulated")
-    dbg.execute("set context off")
-    return dbg
 
 
 def test_an_empty_line_from_a_terminal_repeats_a_step(d):
