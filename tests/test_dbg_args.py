@@ -89,3 +89,10 @@ def test_a_display_gdb_cannot_parse_is_refused_and_stops_still_report(d):
 ])
 def test_unknown_subcommands_and_missing_expressions_in_gdbs_words(d, line, said):
     assert d.execute(line) == said and d.failed
+
+
+def test_delete_breakpoints_is_delete(d):
+    assert d.execute("delete breakpoints 1") == ""
+    assert sorted(d.breakpoints) == [2, 3]
+    d.execute("delete breakpoints")
+    assert d.breakpoints == {}

@@ -31,7 +31,10 @@ def _stepi(d: Inferior, rest: str, _fmt: str):
 
 @command("nexti", "nexti [N]: like stepi, but a call runs to its return", ("ni",))
 def _nexti(d: Inferior, rest: str, _fmt: str):
-    out = d._after_stop() if (n := _count(rest, d)) <= 0 else []
+    n = _count(rest, d)
+    if n <= 0:
+        return d._after_stop()
+    out = []
     for _ in range(n):
         rip = d.cpu.reg("rip")
         insn = disasm_one(d._read_bytes(rip, 16) or b"", rip)
@@ -88,12 +91,15 @@ def _watch(d: Inferior, rest: str, _fmt: str):
 @command("delete", "delete [N|N-M|$N...]: delete breakpoints and watchpoints (all with no N)", ("d",),
          repeats=False)
 def _delete(d: Inferior, rest: str, _fmt: str):
-    if not rest:
+    words = rest.split()
+    if words[:1] == ["breakpoints"]:  # gdb's `delete breakpoints [N...]`, the same command
+        words = words[1:]
+    if not words:
         for n in list(d.breakpoints):
             d._delete(n)
         return None
     out = []
-    for n in _breakpoint_numbers(d, rest.removeprefix("breakpoints").split(), out):
+    for n in _breakpoint_numbers(d, words, out):
         if n in d.breakpoints:
             d._delete(n)
         else:
