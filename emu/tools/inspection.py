@@ -169,8 +169,9 @@ def _formatted(d: Inferior, v: int, letter: str) -> str:
         return f"{v:#x}" if v > 0xFFFF_FFFF else str(signed)
     if letter == "a":
         loc = d.m.kallsyms.lookup(v)
-        name = loc and (loc.symbol.display or loc.symbol.name) + (f"+{loc.offset}" if loc.offset else "")
-        return f"{v:#x} <{name}>" if loc else f"{v:#x}"
+        if loc is None:
+            return f"{v:#x}"
+        return f"{v:#x} <{loc.symbol.display or loc.symbol.name}{f'+{loc.offset}' if loc.offset else ''}>"
     if letter == "c":
         byte = v & 0xFF
         return f"{byte - 256 if byte > 127 else byte} {_char(byte)}"
