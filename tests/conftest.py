@@ -1,11 +1,20 @@
 import pytest
 
 from emu import Machine
-from emu.corpus import stub
+from emu.corpus import bpf_prog, stub
+from emu.tools.debugger import Debugger
 
 pytest_plugins = ["pytester"]
 
 STUBS = ("maccess.S", "string.S", "list.S")
+
+
+@pytest.fixture
+def d() -> Debugger:
+    """A debugger stopped at the entry of a call whose kfunc faults (scratch.S's arena_arg_unpopulated)."""
+    dbg = Debugger([bpf_prog("scratch.S")], "arena_arg_unpopulated")
+    dbg.execute("set context off")
+    return dbg
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""A debugger command: its name, its help line, its aliases and the function
-that runs it. Each command module keeps a table of its own; debugger.py joins them.
+"""A debugger command: its name, its help line, its aliases, the function that
+runs it, and whether an empty line repeats it. Each command module keeps a table
+of its own; debugger.py joins them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ class Command:
     help: str
     fn: Callable[[Inferior, str, str], str | list[str] | None]
     aliases: tuple[str, ...] = ()
+    repeats: bool = True  # gdb repeats a command on an empty line unless it calls dont_repeat()
 
     def run(self, d: Inferior, rest: str, fmt: str):
         return self.fn(d, rest, fmt)
@@ -23,9 +25,9 @@ class Command:
 
 def registry(table: dict[str, Command]):
     """The decorator that adds a command function to `table`."""
-    def command(name: str, help: str, aliases: tuple[str, ...] = ()):
+    def command(name: str, help: str, aliases: tuple[str, ...] = (), repeats: bool = True):
         def register(fn):
-            table[name] = Command(name, help, fn, aliases)
+            table[name] = Command(name, help, fn, aliases, repeats)
             return fn
         return register
     return command

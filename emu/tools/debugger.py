@@ -2,7 +2,8 @@
 
 `Debugger.execute(line)` runs one command and returns its output; the REPL,
 scripts (-x/-ex) and gdb's `monitor` all go through it, so every front end
-prints the same thing.
+prints the same thing. Whether the last command failed is kept, for gdb
+-batch's exit status.
 """
 
 from __future__ import annotations
@@ -16,21 +17,30 @@ from .inferior import CommandError, Inferior
 class Debugger(Inferior):
     """An Inferior with gdb's command line on top."""
 
-    def execute(self, line: str) -> str:
-        """Run one command line; errors come back as one line, and the session goes on."""
+    failed = False  # the last command's answer was an error
+    _repeat: str | None = None  # what an empty line from a terminal runs
+
+    def execute(self, line: str, from_tty: bool = False) -> str:
+        """Run one command line; errors come back as one line, and the session goes on.
+        From a terminal (or a pipe) an empty line runs the last command again, as gdb's
+        does; x then goes on from where it stopped. In a script it does nothing."""
         line = line.strip()
+        if not line and from_tty and self._repeat:
+            line = self._repeat
+        self.failed = False
         if not line or line.startswith("#"):
             return ""
         word, _, rest = line.partition(" ")
         name, fmt = (word.split("/", 1) + [""])[:2] if not word.startswith("x/") else ("x", "")
         cmd = COMMANDS.get(ALIASES_CMD.get(name, name))
         if cmd is None:
+            self.failed = True
             return f"Undefined command: \"{name}\".  Try \"help\"."
+        self._repeat = (word if cmd.name == "x" else line) if cmd.repeats else None
         try:
             out = cmd.run(self, line[len("x"):].strip() if cmd.name == "x" else rest.strip(), fmt)
-        except CommandError as e:
-            return str(e)
-        except EmuError as e:
+        except (CommandError, EmuError) as e:
+            self.failed = True
             return str(e)
         return "\n".join(out) if isinstance(out, list) else (out or "")
 
@@ -51,7 +61,7 @@ def _help(_d: Inferior, rest: str, _fmt: str):
             for c in COMMANDS.values()]
 
 
-@command("quit", "quit: leave", ("q",))
+@command("quit", "quit: leave", ("q",), repeats=False)
 def _quit(d: Inferior, _rest: str, _fmt: str):
     d.quit = True
 

@@ -18,13 +18,14 @@ import unicorn
 from ..asm.exprs import ExprError, evaluate
 from ..errors import EmuError
 from ..kernel.events import FaultEvent
-from ..machine import OOPS, RETURNED, STOPPED, Machine
-from ..mm.layout import MASK64, PAGE_MASK
+from ..machine import BUDGET, ERROR, OOPS, RETURNED, STOPPED, Machine
+from ..mm.layout import MASK64, PAGE_MASK, THREAD_SIZE, stack_top
 from ..policy import Policy
 from ..x86.decode import disasm, disasm_one
 from ..x86.fault import Decision
 from ..x86.pgtable import flag_names, pte_pfn, pte_present
 from ..x86.traps import X86_TRAP_PF
+from ..x86.unwind import frame_state, unwind
 
 SLICE = 200_000  # instructions run between checks for Ctrl-C during `continue`
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
@@ -88,6 +89,7 @@ class Inferior:
         self.catches: set[str] = set()
         self.context_on = True
         self.x_format, self.x_unit = "x", "g"
+        self.x_next: int | None = None  # where the last x stopped: x with no address goes on from there
         self.values: list[int] = []  # $1, $2, ... of print
         self._next_num = 1
         self._skip_bp: int | None = None
@@ -137,6 +139,13 @@ class Inferior:
     def running(self) -> bool:
         return self.current in self.m.running_cpus()
 
+    @property
+    def has_registers(self) -> bool:
+        """Running, or ended where it died (an oops, the budget, an engine error): until the
+        next `run` its registers, stack and memory stay to look at, as a core file's do in gdb."""
+        result = self.m.results.get(self.current)
+        return self.running or (result is not None and result.status in (OOPS, BUDGET, ERROR))
+
     def interrupt(self) -> None:
         """Ctrl-C: the running `continue` stops at its next check."""
         self._interrupted = True
@@ -147,7 +156,7 @@ class Inferior:
 
     def _scope(self) -> dict[str, int]:
         scope = self.m.symbol_scope()
-        if self.running:
+        if self.has_registers:
             regs = self._regs() | {r: self.cpu.reg(r) for r in CONTROL}
             scope |= {f"${r}": v for r, v in regs.items()} | {f"${a}": regs[r] for a, r in ALIASES.items()}
         scope |= {f"${i + 1}": v for i, v in enumerate(self.values)}
@@ -156,11 +165,22 @@ class Inferior:
     def value(self, expr: str) -> int:
         expr = expr.strip()
         if not expr:
-            raise CommandError("an expression is needed")
+            raise CommandError("Argument required (expression to compute).")
         try:
             return evaluate(expr, self._scope()) & MASK64
-        except ExprError as e:
+        except (ExprError, ArithmeticError) as e:  # exprs.py's `/` goes through a float: it can overflow
             raise CommandError(f"{e}") from None
+
+    def frames(self) -> list[int]:
+        """RIP, then the return addresses, as the kernel's unwinder finds them from these
+        registers, the innermost frame's state read from the instruction at RIP."""
+        rip, rsp, rbp = (self.cpu.reg(r) for r in ("rip", "rsp", "rbp"))
+        code = self._read_bytes(rip, 16)
+        insn = disasm_one(code, rip) if code else None
+        loc = self.m.kallsyms.lookup(rip)
+        hi = stack_top(self.current)
+        return unwind(self.m.read_u64_or_none, rip, rsp, rbp, frame_state(insn.text if insn else None,
+                      loc is not None and loc.offset == 0), hi - THREAD_SIZE, hi)
 
     # -- catchpoints, breakpoints, watchpoints --------------------------------
 
@@ -206,6 +226,7 @@ class Inferior:
             return
         bp.hits += 1
         self._stop_reason = bp
+        self._uncount()
         self.m.interrupt("breakpoint")
 
     def _on_write(self, uc, _access, address, size, value, bp: Breakpoint) -> None:
@@ -220,7 +241,16 @@ class Inferior:
     def _after_write(self, uc, _address, _size, _bp: Breakpoint) -> None:
         if self._watch_hit is not None:
             self._stop_reason, self._watch_hit = self._watch_hit, None
+            self._uncount()
             self.m.interrupt("watchpoint")
+
+    def _uncount(self) -> None:
+        """Unicorn counts an instruction before its code hooks run, so the one a hook stops at
+        was counted but does not run: take it back, or every stop adds one to the call's count.
+        (ExceptionState has no setter for the counter; its field is the one Unicorn counts in.)"""
+        counter = self.cpu.exc._counter
+        if counter.value:
+            counter.value -= 1
 
     def _read_value(self, addr: int, size: int) -> int | None:
         try:
@@ -400,9 +430,10 @@ class Inferior:
         return f", frame {pfn:#x}: {kind.name.lower() if kind is not None else 'beyond RAM'}"
 
     def _display(self, i: int, expr: str) -> str:
-        if expr.startswith("/i "):
-            return f"{i}: x/i {expr[3:]}\n{self._insn_line(self.value(expr[3:]), True)}"
+        """One display; one that cannot be shown now says why, and the stop's report goes on."""
         try:
+            if expr.startswith("/i "):
+                return f"{i}: x/i {expr[3:]}\n{self._insn_line(self.value(expr[3:]), True)}"
             return f"{i}: {expr} = {self.value(expr):#x}"
         except CommandError as e:
-            return f"{i}: {expr} = <{e}>"
+            return f"{i}: {expr.removeprefix('/i ')} = <{e}>"

@@ -4,6 +4,8 @@ At a terminal, prompt_toolkit does the line editing, history (kept across
 sessions) and completion of commands and symbols. Otherwise (a pipe, -x,
 -ex, --batch) commands are read as lines and echoed after the prompt, so a
 run reads like a transcript. Ctrl-C stops a running `continue`; Ctrl-D leaves.
+An empty line repeats the last command at a terminal and from a pipe, not in
+a script, as in gdb.
 """
 
 from __future__ import annotations
@@ -34,24 +36,27 @@ class Session:
     def __init__(self, debugger: Debugger, out=None):
         self.d = debugger
         self.out = out if out is not None else sys.stdout  # the stdout of now, not of import time
+        self.failed = False  # the last command failed: gdb -batch then exits 1
 
     def say(self, text: str) -> None:
         if text:
             print(text, file=self.out, flush=True)
 
-    def run_one(self, line: str, echo: bool = False) -> bool:
+    def run_one(self, line: str, echo: bool = False, from_tty: bool = False) -> bool:
         """Run a command; False once the session should end."""
         if echo:
             self.say(PROMPT + line.rstrip("\n"))
         previous = signal.signal(signal.SIGINT, lambda *_: self.d.interrupt())
         try:
-            self.say(self.d.execute(line))
+            self.say(self.d.execute(line, from_tty))
         finally:
             signal.signal(signal.SIGINT, previous)
+        self.failed = self.d.failed
         return not self.d.quit
 
-    def run_script(self, lines: Iterable[str]) -> bool:
-        return all(self.run_one(line, echo=True) for line in lines)
+    def run_script(self, lines: Iterable[str], from_tty: bool = False) -> bool:
+        """Run lines as they come; `from_tty` for a pipe, where an empty line repeats, as gdb's stdin."""
+        return all(self.run_one(line, echo=True, from_tty=from_tty) for line in lines)
 
     def interact(self) -> None:
         from prompt_toolkit import PromptSession
@@ -71,7 +76,7 @@ class Session:
             except EOFError:
                 self.say("quit")
                 return
-            if not self.run_one(line):
+            if not self.run_one(line, from_tty=True):
                 return
 
 
