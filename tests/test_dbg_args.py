@@ -63,14 +63,16 @@ def test_monitor_delete_abc_answers_and_the_server_goes_on(d):
     ours, gdbs = socket.socketpair()
     with ours, gdbs:
         server = GdbServer(d, ours)
-        assert server.handle(b"qRcmd," + b"delete abc".hex().encode())
+        server.handle(b"qRcmd," + b"delete abc".hex().encode())
+        assert server.left is None
         gdbs.settimeout(10)
         reply = b""
         while not reply.endswith(b"$OK#9a"):
             reply += gdbs.recv(4096)
         text = b"".join(bytes.fromhex(h.decode()) for h in re.findall(rb"\$O([0-9a-f]+)#", reply))
         assert text == b"warning: bad breakpoint number at or near 'abc'\n"
-        assert server.handle(b"qRcmd," + b"info breakpoints".hex().encode())
+        server.handle(b"qRcmd," + b"info breakpoints".hex().encode())
+        assert server.left is None
 
 
 def test_a_display_gdb_cannot_parse_is_refused_and_stops_still_report(d):

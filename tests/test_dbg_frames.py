@@ -3,7 +3,8 @@ frame's state from the instruction at RIP, as the kernel's does from a stop's re
 
 import pytest
 
-from emu.x86.unwind import ENTRY, FRAMED, PUSHED, RETURNING, frame_state, unwind
+from emu.x86.unwind import ENTRY, FRAMED, PUSHED, RETURNING, frame_state
+from emu.x86.unwind_orc import OrcTable, unwind_frames
 
 PROG_CALL_RET = 0xFFFF_FFFF_8100_00E7  # arena_arg_unpopulated+0x47, after its call of the kfunc
 KFUNC = 0xFFFF_FFFF_8100_0000  # bpf_kfunc_arena_read_u64
@@ -20,11 +21,11 @@ def test_the_frame_state_comes_from_the_instruction_at_rip(insn, at_entry, state
 
 def test_unwind_takes_the_return_address_from_the_stack_until_rbp_is_the_frame():
     stack = {0x1000: 0x2000, 0x1008: 0xAAA, 0x1010: 0xBBB, 0x2000: 0, 0x2008: 0xCCC}
-    read = stack.get
-    assert unwind(read, 0x10, 0x1010, 0x2000, ENTRY, 0, 0x3000) == [0x10, 0xBBB, 0xCCC]
-    assert unwind(read, 0x10, 0x1010, 0x2000, RETURNING, 0, 0x3000) == [0x10, 0xBBB, 0xCCC]
-    assert unwind(read, 0x10, 0x1000, 0x2000, PUSHED, 0, 0x3000) == [0x10, 0xAAA, 0xCCC]
-    assert unwind(read, 0x10, 0x0FF0, 0x1000, FRAMED, 0, 0x3000) == [0x10, 0xAAA, 0xCCC]
+    read, none = stack.get, OrcTable()
+    assert unwind_frames(none, read, 0x10, 0x1010, 0x2000, 0, 0x3000, ENTRY) == [0x10, 0xBBB, 0xCCC]
+    assert unwind_frames(none, read, 0x10, 0x1010, 0x2000, 0, 0x3000, RETURNING) == [0x10, 0xBBB, 0xCCC]
+    assert unwind_frames(none, read, 0x10, 0x1000, 0x2000, 0, 0x3000, PUSHED) == [0x10, 0xAAA, 0xCCC]
+    assert unwind_frames(none, read, 0x10, 0x0FF0, 0x1000, 0, 0x3000, FRAMED) == [0x10, 0xAAA, 0xCCC]
 
 
 def test_bt_at_plus_1_shows_the_programs_caller(d):

@@ -46,7 +46,7 @@ from ..x86.traps import (
     X86_TRAP_UD,
     ErrorCode,
 )
-from ..x86.unwind import show_trace, walk_stack_frames
+from ..x86.unwind import FRAMED, frame_state, show_trace, walk_stack_frames
 from ..x86.unwind_orc import OrcTable, unwind_frames
 from .call import BUDGET, ERROR, OOPS, RETURNED, STOPPED, CallResult
 from .events import FIXUP, RESTART, SKIP, STOP, FaultEvent, Observation, observe_retry
@@ -165,10 +165,13 @@ class Executor:
 
     def _frames(self, cpu: int, rip: int, rbp: int) -> list[int]:
         hi = stack_top(cpu)
-        if self.orc:
-            return unwind_frames(self.orc, self.memory.stack_reader(), rip, self.cpus[cpu].reg("rsp"), rbp,
-                                 hi - THREAD_SIZE, hi)
-        return [rip] + [ret for _, ret in walk_stack_frames(self.memory.stack_reader(), rbp, hi - THREAD_SIZE, hi)]
+        insn, loc = self._insn_at(rip), self.kallsyms.lookup(rip)
+        state = frame_state(insn.text if insn else None, loc is not None and loc.offset == 0)
+        if not self.orc and state == FRAMED:  # the common case, and the fault path's: no rsp needed
+            return [rip] + [ret for _, ret in walk_stack_frames(self.memory.stack_reader(), rbp, hi - THREAD_SIZE,
+                                                                hi)]
+        return unwind_frames(self.orc, self.memory.stack_reader(), rip, self.cpus[cpu].reg("rsp"), rbp,
+                             hi - THREAD_SIZE, hi, state)
 
     # -- calls ----------------------------------------------------------------
 

@@ -324,11 +324,11 @@ def _cmd_debug(ns: argparse.Namespace) -> int:
         if not session.run_script(lines):
             return 0
     if not session.run_script(ns.commands) or ns.batch:
-        return 0
+        return 1 if ns.batch and session.failed else 0
     if sys.stdin.isatty() and sys.stdout.isatty():
         session.interact()
     else:
-        session.run_script(sys.stdin)
+        session.run_script(sys.stdin, from_tty=True)
     return 0
 
 

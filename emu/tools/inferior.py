@@ -19,13 +19,12 @@ from ..asm.exprs import ExprError, evaluate
 from ..errors import EmuError
 from ..kernel.events import FaultEvent
 from ..machine import BUDGET, ERROR, OOPS, RETURNED, STOPPED, Machine
-from ..mm.layout import MASK64, PAGE_MASK, THREAD_SIZE, stack_top
+from ..mm.layout import MASK64, PAGE_MASK
 from ..policy import Policy
 from ..x86.decode import disasm, disasm_one
 from ..x86.fault import Decision
 from ..x86.pgtable import flag_names, pte_pfn, pte_present
 from ..x86.traps import X86_TRAP_PF
-from ..x86.unwind import frame_state, unwind
 
 SLICE = 200_000  # instructions run between checks for Ctrl-C during `continue`
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
@@ -172,15 +171,8 @@ class Inferior:
             raise CommandError(f"{e}") from None
 
     def frames(self) -> list[int]:
-        """RIP, then the return addresses, as the kernel's unwinder finds them from these
-        registers, the innermost frame's state read from the instruction at RIP."""
-        rip, rsp, rbp = (self.cpu.reg(r) for r in ("rip", "rsp", "rbp"))
-        code = self._read_bytes(rip, 16)
-        insn = disasm_one(code, rip) if code else None
-        loc = self.m.kallsyms.lookup(rip)
-        hi = stack_top(self.current)
-        return unwind(self.m.read_u64_or_none, rip, rsp, rbp, frame_state(insn.text if insn else None,
-                      loc is not None and loc.offset == 0), hi - THREAD_SIZE, hi)
+        """RIP, then the return addresses, as the kernel's unwinder finds them from these registers."""
+        return self.m.stack_frames(self.current)
 
     # -- catchpoints, breakpoints, watchpoints --------------------------------
 
@@ -245,12 +237,8 @@ class Inferior:
             self.m.interrupt("watchpoint")
 
     def _uncount(self) -> None:
-        """Unicorn counts an instruction before its code hooks run, so the one a hook stops at
-        was counted but does not run: take it back, or every stop adds one to the call's count.
-        (ExceptionState has no setter for the counter; its field is the one Unicorn counts in.)"""
-        counter = self.cpu.exc._counter
-        if counter.value:
-            counter.value -= 1
+        """A breakpoint or watchpoint stop must not add the instruction it stopped at to the count."""
+        self.cpu.exc.uncount()
 
     def _read_value(self, addr: int, size: int) -> int | None:
         try:

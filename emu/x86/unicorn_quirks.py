@@ -232,3 +232,9 @@ class ExceptionState:
     def instructions_started(self) -> int:
         """Instructions started since the last emu_start (each `rep` iteration counts)."""
         return self._counter.value
+
+    def uncount(self) -> None:
+        """Take back the instruction a code hook stopped at: Unicorn counts an instruction
+        before its code hooks run, and the one a hook stops does not run."""
+        if self._counter.value:
+            self._counter.value -= 1

@@ -41,7 +41,14 @@ ENTRY, PUSHED, RETURNING, FRAMED = "entry", "pushed", "returning", "framed"
 def frame_state(insn: str | None, at_entry: bool) -> str:
     """Where the innermost function is in setting up or tearing down its frame, from the
     instruction at RIP (AT&T text): before `push %rbp` (its first instruction, or that push),
-    between the push and `mov %rsp,%rbp`, at its `ret`, or framed (RBP is its frame)."""
+    between the push and `mov %rsp,%rbp`, at its `ret`, or framed (RBP is its frame).
+
+    unwind_frame.c's __unwind_start() handles a frame that is not set up when it starts from
+    regs at IP 0 (a call through a NULL pointer): the return address is at SP, and the real
+    BP is the next frame's. The same holds wherever RBP is not yet (or no longer) the
+    function's frame: at its first instruction and at its `ret` the return address is at
+    (%rsp), after its `push %rbp` at 8(%rsp); the walk then goes on from RBP, the caller's
+    frame (emu/x86/unwind_orc.py's unwind_frames() takes the state)."""
     if at_entry or insn == "pushq %rbp":
         return ENTRY
     if insn == "movq %rsp, %rbp":
@@ -49,26 +56,6 @@ def frame_state(insn: str | None, at_entry: bool) -> str:
     if insn is not None and insn.removeprefix("repz ").split(" ", 1)[0] == "retq":
         return RETURNING
     return FRAMED
-
-
-def unwind(read_u64: ReadU64, rip: int, rsp: int, rbp: int, state: str, stack_lo: int, stack_hi: int) -> list[int]:
-    """RIP, then the return addresses, innermost first, as the kernel's unwinder finds them
-    from a stop's registers.
-
-    unwind_frame.c's __unwind_start() handles a frame that is not set up when it starts from
-    regs at IP 0 (a call through a NULL pointer): the return address is at SP, and the real
-    BP is the next frame's. The same holds wherever RBP is not yet (or no longer) the
-    function's frame: at its first instruction and at its `ret` the return address is at
-    (%rsp), after its `push %rbp` at 8(%rsp); the walk then goes on from RBP, the caller's
-    frame. Elsewhere RBP is the frame, as walk_stack_frames() follows it.
-    """
-    first = {ENTRY: rsp, RETURNING: rsp, PUSHED: rsp + 8}.get(state)
-    out = [rip]
-    if first is not None and stack_lo <= first and first + 8 <= stack_hi:
-        ret = read_u64(first)
-        if ret:
-            out.append(ret)
-    return out + [ret for _, ret in walk_stack_frames(read_u64, rbp, stack_lo, stack_hi)]
 
 
 @dataclass(frozen=True)

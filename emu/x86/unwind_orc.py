@@ -15,6 +15,8 @@ import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .unwind import ENTRY, FRAMED, PUSHED, RETURNING
+
 ORC_REG_SP, ORC_REG_BP = "sp", "bp"
 DWARF_RSP, DWARF_RBP = 7, 6
 MAX_FRAMES = 64
@@ -65,12 +67,20 @@ def entries_from_cfi(rows: list[tuple[int, int, int, int, int | None]]) -> list[
 
 
 def unwind_frames(table: OrcTable, read: Callable[[int], int | None], ip: int, sp: int, bp: int,
-                  stack_lo: int, stack_hi: int) -> list[int]:
+                  stack_lo: int, stack_hi: int, state: str = FRAMED) -> list[int]:
     """RIP, then each return address: by the table where it covers the code (the lookup of a
     return address uses ip - 1, the call instruction, as unwind_orc.c does), by frame pointer
-    elsewhere; the walk stops at an unreadable or zero return address, or leaves the stack."""
+    elsewhere, the innermost frame by its `state` (see frame_state()); the walk stops at an
+    unreadable or zero return address, or where it leaves the stack."""
     frames = [ip]
     lookup = ip
+    first = {ENTRY: sp, RETURNING: sp, PUSHED: sp + 8}.get(state) if table.find(ip) is None else None
+    if first is not None and stack_lo <= first and first + 8 <= stack_hi:
+        ret = read(first)
+        if not ret:
+            return frames
+        frames.append(ret)
+        sp, lookup = first + 8, ret - 1
     while len(frames) < MAX_FRAMES:
         entry = table.find(lookup)
         if entry is not None:
