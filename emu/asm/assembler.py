@@ -15,7 +15,7 @@ from ..errors import AsmError, Diagnostic
 from ..x86.extable import ExtableEntry
 from .declarations import Declarations
 from .encoder import Encoder, quiet_stderr
-from .exprs import ExprError, evaluate
+from .exprs import MASK64, ExprError, evaluate, fits
 from .image import SECTIONS, Image, LinkedSection
 from .macros import bpf_funcs
 from .parser import parse
@@ -237,15 +237,15 @@ class Assembler:
     @staticmethod
     def _data_bytes(item: Data, scope: dict[str, int], diags: list[Diagnostic]) -> bytes:
         out = bytearray()
-        lo, hi = -(1 << (8 * item.width - 1)), (1 << (8 * item.width)) - 1
         for expr in item.exprs:
             try:
                 value = evaluate(expr, dict(scope, **{".": item.address + len(out)}))
             except ExprError as e:
                 diags.append(Diagnostic(item.file, item.line, str(e)))
                 value = 0
-            if item.width < 8 and not lo <= value <= hi:
-                diags.append(Diagnostic(item.file, item.line, f"value {value:#x} does not fit in {item.width} byte(s)"))
+            if not fits(value, item.width):
+                shown = value & MASK64 if value <= MASK64 else value
+                diags.append(Diagnostic(item.file, item.line, f"value {shown:#x} does not fit in {item.width} byte(s)"))
             out += (value & ((1 << (8 * item.width)) - 1)).to_bytes(item.width, "little")
         return bytes(out)
 
