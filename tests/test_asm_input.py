@@ -66,6 +66,32 @@ def test_huge_literals_are_diagnostics(source, message):
     assert errors(source) == [message]
 
 
+@pytest.mark.parametrize(("source", "message"), [
+    (".data\n.fill 1, 1, 0x1ffffffffffffffffffffff",
+     "f.S:2: error: .fill: number 0x1ffffffffffffffffffffff does not fit in 64 bits"),
+    (".set X, 99999999999999999999999",
+     "f.S:1: error: cannot evaluate 'X': number 0x152d02c7e14af67fffff does not fit in 64 bits"),
+    ("1: nop\n_ASM_EXTABLE(1b, 0x1ffffffffffffffffffffff)",
+     "f.S:2: error: _ASM_EXTABLE: number 0x1ffffffffffffffffffffff does not fit in 64 bits"),
+    ("BPF_ARENA(arena, 99999999999999999999999)",
+     "f.S:1: error: BPF_ARENA: number 0x152d02c7e14af67fffff does not fit in 64 bits"),
+])
+def test_a_literal_over_64_bits_is_refused_where_nothing_else_checks_its_range(source, message):
+    assert errors(source) == [message]
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("1: mov (%rdi), %rax\n2: ret\n_ASM_EXTABLE(1b, 2b)\n_ASM_EXTABLE(1b, 2b)\n",
+     f"f.S:4: error: _ASM_EXTABLE: a second entry for {BASES['text']:#x}"),
+    ("SYM_FUNC_START(f)\nret\nSYM_FUNC_END(f)\nBPF_PROG(f)\nBPF_PROG(f)\n",
+     "f.S:5: error: 'f' is already declared a BPF function at line 4"),
+])
+def test_what_the_machine_takes_once_is_declared_once(source, message):
+    """Found by the fuzz test: each escaped the machine's loader as a ValueError, for two
+    entries of its exception table at one address."""
+    assert errors(source) == [message]
+
+
 @pytest.mark.parametrize("expr", ["(" * 2000 + "1" + ")" * 2000, "-" * 3000 + "1"])
 def test_deep_nesting_assembles_in_data_and_in_operands(expr):
     image = assemble(f".data\n.quad {expr}\n.text\nmov ${expr}, %rax\nmov {expr}(%rdi), %rax\n")
@@ -91,7 +117,7 @@ def test_an_overflowing_product_wraps_as_in_gas():
     ("addb $300, %al", "0x12c does not fit in 8 bits (GNU as: '0x12c shortened to 0x2c')"),
     ("cmpb $0x1ff, (%rdi)", "0x1ff does not fit in 8 bits (GNU as: '0x1ff shortened to 0xff')"),
     ("movabs $99999999999999999999999, %rax", "invalid operand in 'movabs $99999999999999999999999, %rax': "
-                                              "0x152d02c7e14af67fffff does not fit in 64 bits"),
+                                              "number 0x152d02c7e14af67fffff does not fit in 64 bits"),
 ])
 def test_a_number_that_does_not_fit_is_an_error_not_truncated(line, message):
     """gas errs on a displacement and warns on an immediate (here both are errors)."""

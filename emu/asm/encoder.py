@@ -31,7 +31,7 @@ from keystone import (
     KsError,
 )
 
-from .exprs import MASK64, ExprError, check_syntax, evaluate, fits, signed64
+from .exprs import MASK64, ExprError, check_syntax, evaluate64, fits, signed64
 from .lexer import split_args
 from .unit import Insn
 
@@ -79,14 +79,11 @@ def _hex(value: int) -> str:
 def _value(expr: str, values: dict[str, int], source: str) -> int:
     """An operand's expression, evaluated as gas does; a _Refused says why not."""
     try:
-        value = evaluate(expr, values)
+        return evaluate64(expr, values)
     except ExprError as e:
         if str(e).startswith("undefined symbol"):
             raise _Refused(f"{e} in '{source}'") from None
         raise _Refused(f"invalid operand in '{source}': {e}") from None
-    if value > MASK64:
-        raise _Refused(f"invalid operand in '{source}': {value:#x} does not fit in 64 bits")
-    return value
 
 
 def _imm_width(insn, op, value: int) -> int | None:

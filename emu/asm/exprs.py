@@ -180,3 +180,11 @@ def evaluate(text: str, scope: dict[str, int]) -> int:
             raise ExprError(f"missing ')' in '{shown(text)}'")
         _reduce(op, values, text)
     return values[0]
+
+
+def evaluate64(text: str, scope: dict[str, int]) -> int:
+    """evaluate(), with a lone literal over 64 bits refused: for users with no range of their own."""
+    value = evaluate(text, scope)
+    if value > MASK64:
+        raise ExprError(f"number {value:#x} does not fit in 64 bits")
+    return value
