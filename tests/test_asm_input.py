@@ -137,6 +137,26 @@ def test_an_immediate_no_form_takes_is_a_mismatch_as_in_gas(line, value):
 
 
 @pytest.mark.parametrize(("line", "expected"), [
+    ("mov rax, [rdi + 12186215394520598]", "0x2b4b4c5fbf2e16 out of range of signed 32bit displacement"),
+    ("mov rax, qword ptr [rdi - 0x80000001]", "0xffffffff7fffffff out of range of signed 32bit displacement"),
+    ("mov eax, 4294967296", "0x100000000 does not fit in 32 bits (GNU as: '0x100000000 shortened to 0x0')"),
+])
+def test_intel_syntax_numbers_are_checked_too(line, expected):
+    assert errors(f".intel_syntax noprefix\n{line}\n") == [f"f.S:2: error: {expected} in '{line}'"]
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("mov rax, [rdi + (1 << 64)]", "488b07"),  # gas's arithmetic, not keystone's (which gives 1)
+    ("mov rax, [rdi + -7 % 2]", "488b47ff"),
+    ("mov rax, [rdi + 1 + 2 << 3]", "488b4711"),
+    ("mov qword ptr [rdi + rcx*8 - 16], 1", "48c744cff001000000"),
+    ("mov rax, [-8 + rbp]", "488b45f8"),
+])
+def test_intel_syntax_addresses_are_evaluated_as_gas_does(line, expected):
+    assert bytes(assemble(f".intel_syntax noprefix\n{line}\n").sections["text"].data).hex() == expected
+
+
+@pytest.mark.parametrize(("line", "expected"), [
     ("mov 0xffffffff80000000(%rdi), %rax", "488b8700000080"),  # -0x80000000 as a signed 64-bit value
     ("movl $-2147483649, %eax", "b8ffffff7f"),  # gas's rule: a magnitude that fits, of either sign
     ("movb $-255, %al", "b001"),

@@ -86,6 +86,25 @@ def _value(expr: str, values: dict[str, int], source: str) -> int:
         raise _Refused(f"invalid operand in '{source}': {e}") from None
 
 
+def _displacement(value: int, source: str) -> int:
+    """`value` as a signed 32-bit displacement, or gas's error."""
+    if not -(1 << 31) <= signed64(value) < 1 << 31:
+        raise _Refused(f"{value & MASK64:#x} out of range of signed 32bit displacement in '{source}'")
+    return signed64(value)
+
+
+def _intel_terms(inner: str) -> list[str]:
+    """An Intel address split at its top-level + and -, each term keeping its sign."""
+    terms, cur, depth = [], "", 0
+    for c in inner:
+        depth += (c == "(") - (c == ")")
+        if c in "+-" and depth == 0 and cur.strip() and cur.rstrip()[-1] not in "+-*/%&|^~!<>(":
+            terms.append(cur.strip())
+            cur = ""
+        cur += c
+    return [*terms, cur.strip()]
+
+
 def _imm_width(insn, op, value: int) -> int | None:
     """The bytes of `op` that hold `value`: its size when it holds it sign-extended, the
     field's when the field is narrower and read unsigned (`ret $imm16`); None when neither."""
@@ -203,11 +222,9 @@ class Encoder:
                 out.rip, out.target = len(out.texts), _value(disp, values, source)
                 out.texts.append(prefix + "{0}" + base)
             elif base:
-                value = _value(disp, values, source)
-                if not -(1 << 31) <= signed64(value) < 1 << 31:
-                    raise _Refused(f"{value & MASK64:#x} out of range of signed 32bit displacement in '{source}'")
-                out.numbers.append(("disp", signed64(value)))
-                out.texts.append(f"{prefix}{_hex(signed64(value))}{base}")
+                value = _displacement(_value(disp, values, source), source)
+                out.numbers.append(("disp", value))
+                out.texts.append(f"{prefix}{_hex(value)}{base}")
             else:
                 value = _value(disp, values, source)
                 out.numbers.append(("any", value))
@@ -242,17 +259,39 @@ class Encoder:
         for i, op in enumerate(split_args(operands)):
             if "{0}" in op:
                 out.rip = i
-            elif "[" not in op and not _OPERAND_IDENT.search(op):
+            elif "[" in op:
+                op = self._intel_memory(op, out, source)
+            elif not _OPERAND_IDENT.search(op):
                 out.imms[i] = _value(op, values, source)
                 out.numbers.append(("any", out.imms[i]))
             out.texts.append(op)
         return out
 
+    @staticmethod
+    def _intel_memory(op: str, out: _Operands, source: str) -> str:
+        """`[regs + expr]` with its expression evaluated here, as in AT&T: keystone's own
+        evaluation is not gas's, and it cuts a displacement to 32 bits without a word."""
+        start, end = op.index("["), op.rindex("]")
+        regs, nums = [], []
+        for term in _intel_terms(op[start + 1:end]):
+            (regs if _OPERAND_IDENT.search(term) else nums).append(term)
+        if not nums:
+            return op
+        value = _value(" ".join(nums), {}, source)
+        if regs:
+            value = _displacement(value, source)
+            out.numbers.append(("disp", value))
+            inner = f"{' '.join(regs).removeprefix('+').strip()} {'-' if value < 0 else '+'} {abs(value):#x}"
+        else:
+            out.numbers.append(("any", value))
+            inner = f"{value & MASK64:#x}"
+        return f"{op[:start]}[{inner}]{op[end + 1:]}"
+
     def _asm(self, insn: Insn, text: str) -> bytes:
         encoding, _count = self._ks[insn.syntax].asm(text, insn.address)
         return bytes(encoding or b"")
 
-    def _lost(self, code: bytes, insn: Insn, numbers: list[tuple[str, int]]) -> str | None:
+    def _read_back(self, code: bytes, insn: Insn, numbers: list[tuple[str, int]]) -> str | None:
         """What capstone finds of `numbers` in `code`: None when each is there as written."""
         if not numbers:
             return None
@@ -285,9 +324,9 @@ class Encoder:
         head, operands = self._split_mnemonic(insn.text)
         if not all(_MNEMONIC.fullmatch(w) for w in head.split()):
             return None, f"no such instruction: '{insn.source}'"
+        parse = self._att if insn.syntax == "att" else self._intel
         try:
-            ops = (self._att if insn.syntax == "att" else self._intel)(operands, values, insn.source) \
-                if operands else _Operands()
+            ops = parse(operands, values, insn.source) if operands else _Operands()
         except _Refused as e:
             return None, str(e)
         try:
@@ -305,7 +344,7 @@ class Encoder:
             return None, f"invalid instruction '{insn.source}': {str(e).split(' (')[0].lower()}"
         if not code:
             return None, f"'{insn.source}' assembles to nothing"
-        problem = self._lost(code, insn, ops.numbers)
+        problem = self._read_back(code, insn, ops.numbers)
         if problem is not None:
             return None, problem
         return code, None
