@@ -83,10 +83,14 @@ HUGE = st.sampled_from(["9" * 5000, "0x" + "f" * 40, "18446744073709551616", "42
                         "1 << 64", "-7 % 2", "1 / 0", "0x7fffffffffffffff * 0x7fffffffffffffff"])
 
 
+INTEL = ["mov rax, qword ptr [rdi + 0x10]", "add rax, 8", "lea rax, [rip + f]", "mov qword ptr [rdi+rcx*8-16], 1",
+         "mov eax, dword ptr fs:[0x28]", "movabs rax, 0x1234", "f: ret", "call f", "jmp 1f", "1: nop"]
+
+
 @st.composite
-def mutated(draw, line=None):
+def mutated(draw, line=None, corpus=CORPUS):
     """A corpus line with a few insertions, deletions and numbers swapped for hostile ones."""
-    line = line if line is not None else draw(st.sampled_from(CORPUS))
+    line = line if line is not None else draw(st.sampled_from(corpus))
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["insert", "number", "delete"]))
         pos = draw(st.integers(0, len(line)))
@@ -111,7 +115,9 @@ def mutated_file(draw):
 
 LINES = st.one_of(mutated(), st.sampled_from(CORPUS), st.text(max_size=40),
                   st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40))
-SOURCES = st.one_of(st.lists(LINES, min_size=1, max_size=6).map("\n".join), mutated_file())
+INTEL_LINES = st.one_of(mutated(corpus=INTEL), st.sampled_from(INTEL))
+SOURCES = st.one_of(st.lists(LINES, min_size=1, max_size=6).map("\n".join), mutated_file(),
+                    st.lists(INTEL_LINES, min_size=1, max_size=6).map(lambda ls: "\n".join([".intel_syntax", *ls])))
 DIAGNOSTIC = re.compile(r"fuzz\.S:\d+: error: \S")
 
 
