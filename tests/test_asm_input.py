@@ -61,12 +61,7 @@ def test_non_ascii_is_refused_outside_strings_and_kept_inside():
     ("mov " + "9" * 5000 + "(%rdi), %rax", "f.S:1: error: number '99999999999999999...' is too long (5000 digits)"),
     (".data\n.quad 99999999999999999999999 * 2",
      "f.S:2: error: number 0x152d02c7e14af67fffff does not fit in 64 bits, in '99999999999999999999999 * 2'"),
-])
-def test_huge_literals_are_diagnostics(source, message):
-    assert errors(source) == [message]
-
-
-@pytest.mark.parametrize(("source", "message"), [
+    # where nothing else checks the range
     (".data\n.fill 1, 1, 0x1ffffffffffffffffffffff",
      "f.S:2: error: .fill: number 0x1ffffffffffffffffffffff does not fit in 64 bits"),
     (".set X, 99999999999999999999999",
@@ -76,7 +71,7 @@ def test_huge_literals_are_diagnostics(source, message):
     ("BPF_ARENA(arena, 99999999999999999999999)",
      "f.S:1: error: BPF_ARENA: number 0x152d02c7e14af67fffff does not fit in 64 bits"),
 ])
-def test_a_literal_over_64_bits_is_refused_where_nothing_else_checks_its_range(source, message):
+def test_huge_literals_are_diagnostics(source, message):
     assert errors(source) == [message]
 
 
