@@ -15,7 +15,7 @@ from ..errors import AsmError, Diagnostic
 from ..x86.extable import ExtableEntry
 from .declarations import Declarations
 from .encoder import Encoder, quiet_stderr
-from .exprs import ExprError, evaluate
+from .exprs import MASK64, ExprError, evaluate, evaluate64, fits
 from .image import SECTIONS, Image, LinkedSection
 from .macros import bpf_funcs
 from .parser import parse
@@ -172,7 +172,7 @@ class Assembler:
                 expr, line = unit.equs[name]
                 scope = self._scope(unit, extern, global_values, local_values)
                 try:
-                    value = evaluate(expr, scope)
+                    value = evaluate64(expr, scope)
                 except ExprError:
                     left.append((unit, name))
                     continue
@@ -187,7 +187,7 @@ class Assembler:
                 expr, line = unit.equs[name]
                 scope = self._scope(unit, extern, global_values, local_values)
                 try:
-                    evaluate(expr, scope)
+                    evaluate64(expr, scope)
                 except ExprError as e:
                     diags.append(Diagnostic(unit.source.name, line, f"cannot evaluate '{name}': {e}"))
 
@@ -220,10 +220,7 @@ class Assembler:
                         fill = item.fill if item.fill is not None else (0x90 if sect == "text" else 0)
                         out.data += bytes([fill]) * item.size
                     elif isinstance(item, Extable):
-                        try:
-                            extable.append(ExtableEntry(evaluate(item.insn, scope), evaluate(item.fixup, scope)))
-                        except ExprError as e:
-                            diags.append(Diagnostic(item.file, item.line, f"_ASM_EXTABLE: {e}"))
+                        self._extable_entry(item, scope, extable, diags)
                     elif isinstance(item, Label) and not item.name.startswith(".L"):
                         symbols.append((item.name, item.address, sect, item.name in unit.globals, unit.source.name))
         for unit in units:
@@ -235,17 +232,31 @@ class Assembler:
         return Image(sections, symbols, extable, lines, funcs)
 
     @staticmethod
+    def _extable_entry(item: Extable, scope: dict[str, int], extable: list[ExtableEntry],
+                       diags: list[Diagnostic]) -> None:
+        """One _ASM_EXTABLE entry; an instruction has one fixup at most (the machine's table holds one)."""
+        try:
+            entry = ExtableEntry(evaluate64(item.insn, scope) & MASK64, evaluate64(item.fixup, scope) & MASK64)
+        except ExprError as e:
+            diags.append(Diagnostic(item.file, item.line, f"_ASM_EXTABLE: {e}"))
+            return
+        if any(e.insn == entry.insn for e in extable):
+            diags.append(Diagnostic(item.file, item.line, f"_ASM_EXTABLE: a second entry for {entry.insn:#x}"))
+            return
+        extable.append(entry)
+
+    @staticmethod
     def _data_bytes(item: Data, scope: dict[str, int], diags: list[Diagnostic]) -> bytes:
         out = bytearray()
-        lo, hi = -(1 << (8 * item.width - 1)), (1 << (8 * item.width)) - 1
         for expr in item.exprs:
             try:
                 value = evaluate(expr, dict(scope, **{".": item.address + len(out)}))
             except ExprError as e:
                 diags.append(Diagnostic(item.file, item.line, str(e)))
                 value = 0
-            if item.width < 8 and not lo <= value <= hi:
-                diags.append(Diagnostic(item.file, item.line, f"value {value:#x} does not fit in {item.width} byte(s)"))
+            if not fits(value, item.width):
+                shown = value & MASK64 if value <= MASK64 else value
+                diags.append(Diagnostic(item.file, item.line, f"value {shown:#x} does not fit in {item.width} byte(s)"))
             out += (value & ((1 << (8 * item.width)) - 1)).to_bytes(item.width, "little")
         return bytes(out)
 

@@ -7,7 +7,7 @@ except the ones that only carry debug or ELF symbol information (.file,
 
 from __future__ import annotations
 
-from .exprs import ExprError, evaluate
+from .exprs import ExprError, evaluate64
 from .image import SECTIONS
 from .lexer import IDENT, parse_string, split_args
 from .unit import Align, Data, Unit
@@ -87,7 +87,7 @@ def directive(unit: Unit, stmt: str, lineno: int) -> str:
     if word in (".zero", ".skip", ".space", ".fill"):
         args = split_args(rest)
         try:
-            nums = [evaluate(a, {}) for a in args]
+            nums = [evaluate64(a, {}) for a in args]
         except ExprError as e:
             raise ValueError(f"{word}: {e}") from None
         if word == ".fill":
@@ -110,7 +110,7 @@ def directive(unit: Unit, stmt: str, lineno: int) -> str:
     if word in (".align", ".balign", ".p2align"):
         args = split_args(rest)
         try:
-            nums = [evaluate(a, {}) for a in args if a]
+            nums = [evaluate64(a, {}) for a in args if a]
         except ExprError as e:
             raise ValueError(f"{word}: {e}") from None
         if not 1 <= len(nums) <= 3:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from .exprs import parse_number, shown
+
 IDENT = re.compile(r"[A-Za-z_.][\w.$]*")
 _DECIMAL = re.compile(r"(?<![\w.'])(\d+)(?![\w.'])")
 
@@ -68,6 +70,25 @@ def strip_comments(text: str) -> list[str]:
         i += 1
     out.append("".join(cur))
     return out
+
+
+def clean_line(line: str) -> str:
+    """`line` with each carriage return outside a string read as a space, as GNU as reads it;
+    a ValueError for any other control character, or a non-ASCII one outside a string.
+
+    keystone hangs on a carriage return in an operand, and fails in its own ways on the
+    rest, so none of them may reach it; nor may they reach a message, which is one line.
+    """
+    out, in_str = [], False
+    for i, c in enumerate(line):
+        if c == '"' and (i == 0 or line[i - 1] != "\\"):
+            in_str = not in_str
+        if c == "\r" and not in_str:
+            c = " "
+        elif not (c.isprintable() or c == "\t") or (not in_str and not c.isascii()):
+            raise ValueError(f"invalid character ({ord(c):#x}) in '{shown(line)}'")
+        out.append(c)
+    return "".join(out)
 
 
 def split_statements(line: str) -> list[str]:
@@ -149,10 +170,5 @@ def parse_string(text: str) -> bytes:
 def to_hex_literals(text: str) -> str:
     """keystone reads every plain number as hex once an option is set: write them in 0x form."""
     def repl(m: re.Match) -> str:
-        digits = m.group(1)
-        if len(digits) > 1 and digits[0] == "0":
-            if not set(digits) <= set("01234567"):
-                raise ValueError(f"bad octal number '{digits}'")
-            return hex(int(digits, 8))
-        return hex(int(digits))
+        return hex(parse_number(m.group(1)))
     return _DECIMAL.sub(repl, text)

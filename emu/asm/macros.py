@@ -13,7 +13,7 @@ import re
 
 from ..errors import Diagnostic
 from .declarations import ArenaDecl, BpfFunc
-from .exprs import ExprError, evaluate
+from .exprs import ExprError, evaluate64
 from .lexer import IDENT
 from .unit import Align, Extable, Unit
 
@@ -58,7 +58,7 @@ def _bpf_macro(unit: Unit, macro: str, args: list[str], lineno: int) -> None:
             unit.error(lineno, "BPF_ARENA takes a map name, max_entries, and optionally map_extra and map_flags")
             return
         try:
-            params = {f: evaluate(a, {}) for f, a in zip(_ARENA_FIELDS, args[1:], strict=False)}
+            params = {f: evaluate64(a, {}) for f, a in zip(_ARENA_FIELDS, args[1:], strict=False)}
         except ExprError as e:
             unit.error(lineno, f"BPF_ARENA: {e}")
             return
@@ -74,6 +74,10 @@ def _bpf_macro(unit: Unit, macro: str, args: list[str], lineno: int) -> None:
     if len(args) != want or not all(IDENT.fullmatch(a) for a in args):
         unit.error(lineno, "BPF_PROG takes a function name" if want == 1
                    else "BPF_SUBPROG takes a function name and the name of its main program")
+        return
+    first = next((line for name, _, line in unit.bpf if name == args[0]), None)
+    if first is not None:
+        unit.error(lineno, f"'{args[0]}' is already declared a BPF function at line {first}")
         return
     unit.bpf.append((args[0], args[1] if want == 2 else None, lineno))
 

@@ -11,7 +11,7 @@ import re
 
 from ..errors import Diagnostic
 from .directives import directive
-from .lexer import split_args, split_statements, strip_comments, to_hex_literals
+from .lexer import clean_line, split_args, split_statements, strip_comments, to_hex_literals
 from .macros import MACRO, expand
 from .unit import Insn, Source, Unit
 
@@ -23,6 +23,11 @@ def parse(source: Source, syntax: str, diags: list[Diagnostic]) -> Unit:
     """`source` parsed; its errors go to `diags`."""
     unit = Unit(source, syntax, diags)
     for lineno, line in enumerate(strip_comments(source.text), start=1):
+        try:
+            line = clean_line(line)
+        except ValueError as e:
+            unit.error(lineno, str(e))
+            continue
         for stmt in split_statements(line):
             stmt = stmt.strip()
             while True:
