@@ -18,7 +18,8 @@ from collections.abc import Callable
 from .asm.image import Image
 from .asm.unit import Source
 from .bpf.arena import BPF_F_MMAPABLE, Arena
-from .bpf.core import BpfProgs
+from .bpf.core import BpfProg, BpfProgs
+from .bpf.helpers import CONFORMANCE_HELPERS, HELPERS
 from .bpf.stream import BPF_STDERR
 from .bpf.syscall import BpfSubsystem
 from .errors import EmuError
@@ -214,6 +215,15 @@ class Machine:
 
     def load_sources(self, sources: list[Source], syntax: str = "att") -> Image:
         return self.loader.load_sources(sources, syntax=syntax)
+
+    def load_bpf_insns(self, code: bytes, name: str = "prog", helpers: str = "kernel") -> BpfProg:
+        """Load eBPF bytecode (as the verifier hands it to the JIT) as a BPF program named `name`:
+        JITed with the current arena, callable by name. `helpers`: the kernel's helpers by id,
+        or "conformance" for the bpf_conformance suite's."""
+        table = {"kernel": HELPERS, "conformance": CONFORMANCE_HELPERS}.get(helpers)
+        if table is None:
+            raise EmuError(f"helpers are 'kernel' or 'conformance', not {helpers!r}")
+        return self.loader.load_bpf_insns(code, name, table)
 
     def symbol(self, name: str) -> int:
         return self.loader.symbol(name)

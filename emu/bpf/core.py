@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from .arena import Arena
+from .jit import JitImage
 from .stream import BPF_PROG_STREAM_ERROR_CNT, BPF_STDERR, BPF_STDOUT, BpfStream
 
 BPF_STREAM_READ_ALL = 1 << 31
@@ -28,6 +29,7 @@ class BpfProg:
     arena: Arena | None = None
     streams: dict[int, BpfStream] = field(default_factory=lambda: {BPF_STDOUT: BpfStream(), BPF_STDERR: BpfStream()})
     stream_error_cnt: int = 0
+    jited: JitImage | None = None  # a program JITed from bytecode: its instructions' x86 ranges, its extable
 
     @property
     def main_prog(self) -> BpfProg:

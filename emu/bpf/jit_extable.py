@@ -10,16 +10,11 @@ code itself, by decoding every instruction of a BPF program with capstone.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..asm.declarations import BpfFunc
-from ..asm.image import Image
-from ..errors import Diagnostic
-from ..x86.decode import DecodedInsn, decode_operands
+from ..x86.decode import DecodedInsn
 from ..x86.extable import EX_TYPE_BPF, ExtableEntry
-from .core import prog_tag
 
 DONT_CLEAR = 1
 FIXUP_INSN_LEN_MASK = 0xFF
@@ -147,39 +142,3 @@ def ex_handler_bpf(entry: ExtableEntry, ip: int, pt_regs: Callable[[int], int],
     cleared = None if fx.reg == DONT_CLEAR else PT_REGS_NAMES[fx.reg]
     return BpfHandled(ip + fx.insn_len, cleared, addr, fx.is_write)
 
-
-JitView = tuple[list[tuple[BpfFunc, str]], list[ExtableEntry], list[Diagnostic]]
-
-# The JIT's view of a linked image, derived once per image (the assembler caches images).
-_JIT: weakref.WeakKeyDictionary[Image, JitView] = weakref.WeakKeyDictionary()
-
-
-def jit_view(image: Image) -> JitView:
-    """Every BPF function of the image with its tag, an EX_TYPE_BPF entry for each arena
-    access, and a diagnostic for each form the x86 JIT never emits (capstone decodes every
-    instruction of the image's BPF functions)."""
-    if image not in _JIT:
-        _JIT[image] = _decode_bpf_funcs(image)
-    return _JIT[image]
-
-
-def _decode_bpf_funcs(image: Image) -> JitView:
-    text = image.sections["text"]
-    funcs, entries, diags = [], [], []
-    addrs = sorted(image.lines)
-    for f in sorted(image.bpf_funcs, key=lambda f: f.main is not None):
-        code = bytes(text.data[f.start - text.start:f.end - text.start])
-        for addr in addrs:
-            if not f.start <= addr < f.end:
-                continue
-            decoded = decode_operands(code[addr - f.start:addr - f.start + 16], addr)
-            file, line = image.lines[addr]
-            try:
-                access = arena_access(decoded) if decoded is not None else None
-            except NotJitForm as e:
-                diags.append(Diagnostic(file, line, f"BPF program '{f.name}': {e}"))
-                continue
-            if access is not None:
-                entries.append(access.extable_entry(addr))
-        funcs.append((f, prog_tag(code)))
-    return funcs, entries, diags

@@ -85,18 +85,27 @@ def kfunc(ret: str) -> Callable[[Callable[..., int | None]], Callable[..., int |
     return register
 
 
-def map_kfunc_page(memory: KernelMemory, kallsyms: Kallsyms) -> dict[int, NativeKfunc]:
-    """One `ret` per native kfunc, KFUNC_SLOT bytes apart, int3 between them; the slot
-    addresses are what kallsyms names them by and what guest code calls."""
+class ProgramExit(Exception):  # noqa: N818 (a control transfer, as bpf_throw() is, not an error)
+    """Raised by a native function to end the whole call with `value` in R0, as the conformance
+    suite's `unwind` helper (and the kernel's bpf_throw()) leave a program from any depth."""
+
+    def __init__(self, value: int):
+        super().__init__(value)
+        self.value = value
+
+
+def map_kfunc_page(memory: KernelMemory, kallsyms: Kallsyms, natives: list[NativeKfunc]) -> dict[int, NativeKfunc]:
+    """One `ret` per native function, KFUNC_SLOT bytes apart, int3 between them; the slot
+    addresses are what kallsyms names them by and what guest code (and the JIT) calls."""
     code = bytearray(b"\xcc" * PAGE_SIZE)
     at = {}
-    for i, k in enumerate(KFUNCS.values()):
+    for i, k in enumerate(natives):
         addr = KFUNC_PAGE + i * KFUNC_SLOT
         code[i * KFUNC_SLOT] = 0xC3
         at[addr] = k
         kallsyms.add(Symbol(k.name, addr, "text", True, "<native>"))
     memory.install(KFUNC_PAGE, bytes(code), PAGE_KERNEL_ROX, FrameKind.TEXT)
-    kallsyms.add_section(KFUNC_PAGE, KFUNC_PAGE + len(KFUNCS) * KFUNC_SLOT)
+    kallsyms.add_section(KFUNC_PAGE, KFUNC_PAGE + len(natives) * KFUNC_SLOT)
     return at
 
 

@@ -8,8 +8,10 @@ faulting context (`FaultContext`), so they need neither the CPU nor the caller.
 from __future__ import annotations
 
 import os
+import random
+import weakref
 
-from ..asm.declarations import ArenaDecl
+from ..asm.declarations import ArenaDecl, BpfFunc
 from ..asm.image import Image
 from ..errors import AsmError, Diagnostic, EmuError
 from ..kernel.kallsyms import Kallsyms
@@ -18,13 +20,52 @@ from ..mm.layout import MASK64, PAGE_MASK, PAGE_SIZE
 from ..mm.memory import KernelMemory
 from ..mm.vmalloc import VmallocArea
 from ..policy import Policy
+from ..x86.decode import decode_operands
 from ..x86.extable import ExtableEntry
 from ..x86.fault import FaultContext
 from ..x86.tlb import Tlb
 from .arena import BPF_F_MMAPABLE, KERN_VM_SZ, Arena, ArenaError, arena_map_alloc, clear_lo32
-from .core import BpfProg, BpfProgs
-from .jit_extable import jit_view
+from .core import BpfProg, BpfProgs, prog_tag
+from .insn import BPF_HELPER_CALL, decode
+from .jit import JitImage, do_jit
+from .jit_extable import NotJitForm, arena_access
 from .stream import BPF_STDERR, BpfStreamStage
+
+JitView = tuple[list[tuple[BpfFunc, str]], list[ExtableEntry], list[Diagnostic]]
+
+# The JIT's view of a linked image, derived once per image (the assembler caches images).
+_JIT: weakref.WeakKeyDictionary[Image, JitView] = weakref.WeakKeyDictionary()
+
+
+def jit_view(image: Image) -> JitView:
+    """Every BPF function of the image with its tag, an EX_TYPE_BPF entry for each arena
+    access, and a diagnostic for each form the x86 JIT never emits (capstone decodes every
+    instruction of the image's BPF functions)."""
+    if image not in _JIT:
+        _JIT[image] = _decode_bpf_funcs(image)
+    return _JIT[image]
+
+
+def _decode_bpf_funcs(image: Image) -> JitView:
+    text = image.sections["text"]
+    funcs, entries, diags = [], [], []
+    addrs = sorted(image.lines)
+    for f in sorted(image.bpf_funcs, key=lambda f: f.main is not None):
+        code = bytes(text.data[f.start - text.start:f.end - text.start])
+        for addr in addrs:
+            if not f.start <= addr < f.end:
+                continue
+            decoded = decode_operands(code[addr - f.start:addr - f.start + 16], addr)
+            file, line = image.lines[addr]
+            try:
+                access = arena_access(decoded) if decoded is not None else None
+            except NotJitForm as e:
+                diags.append(Diagnostic(file, line, f"BPF program '{f.name}': {e}"))
+                continue
+            if access is not None:
+                entries.append(access.extable_entry(addr))
+        funcs.append((f, prog_tag(code)))
+    return funcs, entries, diags
 
 
 class _ArenaMM:
@@ -46,6 +87,9 @@ class BpfSubsystem:
         self.arena: Arena | None = None  # the arena programs loaded from now on use
         self.progs = BpfProgs()
         self._frame_texts: dict[tuple[int, bool], str] = {}
+        self.ktime_ns = 1_000_000_000  # the helpers' deterministic clock
+        self.prandom = random.Random(0)  # bpf_get_prandom_u32(), the same numbers every run
+        self.trace_pipe: list[str] = []  # /sys/kernel/tracing/trace_pipe, bpf_trace_printk()'s lines
 
     # -- loading --------------------------------------------------------------
 
@@ -93,10 +137,33 @@ class BpfSubsystem:
             progs[f.name] = BpfProg(f.name, f.start, f.end, tag, progs[f.main] if f.main else None, self.arena)
         return list(progs.values()), entries
 
+    def bpf_prog_load_insns(self, code: bytes, name: str, address: int,
+                            helpers: dict[int, int]) -> tuple[list[BpfProg], JitImage]:
+        """bpf_prog_load() of bytecode as the verifier hands it on: decoded, JITed at `address`
+        (helpers called by id at `helpers`' addresses) with the current arena in r12, and the
+        program and its subprograms made; nothing is registered yet. The tag is the digest of the
+        instructions, as bpf_prog_calc_tag() makes it."""
+        if not name.isidentifier():
+            raise EmuError(f"a program name is a C identifier, not {name!r}")
+        arena = self.arena
+        image = do_jit(decode(code), address, kern_vm_start=arena.kern_vm_start if arena else None,
+                       user_vm_start=arena.user_vm_start if arena else None,
+                       resolve=lambda src, imm: helpers.get(imm) if src == BPF_HELPER_CALL else None)
+        tag = prog_tag(code)
+        ends = [*image.subprogs[1:], image.end]
+        main = BpfProg(name, image.subprogs[0], ends[0], tag, None, arena, jited=image)
+        subs = [BpfProg(f"{name}__f{i}", start, end, tag, main, arena, jited=image)
+                for i, (start, end) in enumerate(zip(image.subprogs[1:], ends[1:], strict=True), 1)]
+        return [main, *subs], image
+
     def add_progs(self, progs: list[BpfProg]) -> None:
         for prog in progs:
             self.progs.add(prog)
         self._frame_texts.clear()
+
+    def trace_printk(self, cpu: int, text: str) -> None:
+        """A trace_pipe line as the kernel prints it: task-pid, [cpu], the function, the text."""
+        self.trace_pipe.append(f"{self.comm}-{self.pid} [{cpu:03d}] bpf_trace_printk: {text.rstrip(chr(10))}")
 
     def stream_text(self, stream_id: int = BPF_STDERR) -> str:
         """What every main program's stream holds, not consumed."""

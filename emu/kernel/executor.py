@@ -15,11 +15,21 @@ from types import GeneratorType
 
 import unicorn
 
+from ..bpf.helpers import CONFORMANCE_HELPERS, HELPERS
 from ..bpf.jit_extable import PT_REGS_NAMES
-from ..bpf.kfuncs import KfuncCall, NativeKfunc, map_kfunc_page
+from ..bpf.kfuncs import KFUNCS, KfuncCall, NativeKfunc, ProgramExit, map_kfunc_page
 from ..bpf.syscall import BpfSubsystem
 from ..errors import EmuError
-from ..mm.layout import CALL_RETURN_ADDR, KFUNC_PAGE, MACHINE_PAGE, PAGE_SIZE, THREAD_SIZE, is_canonical, stack_top
+from ..mm.layout import (
+    CALL_RETURN_ADDR,
+    KFUNC_PAGE,
+    MACHINE_PAGE,
+    MASK64,
+    PAGE_SIZE,
+    THREAD_SIZE,
+    is_canonical,
+    stack_top,
+)
 from ..mm.memory import KernelMemory
 from ..mm.physmem import FrameKind
 from ..x86.cpu import ARG_REGS, CPU, MACHINE_PAGE_CODE
@@ -75,6 +85,7 @@ class CallState:
     held: tuple[FaultEvent, Decision | None] | None = None  # a fault caught before its handler ran (or applied)
     kfunc: tuple | None = None  # a native kfunc stopped at a preemption point: (kfunc, body, slot)
     fault: FaultContext | None = None  # the context of the fault being handled
+    exit_value: int | None = None  # a native function ended the whole call with this R0 (ProgramExit)
 
 
 class Executor:
@@ -103,7 +114,8 @@ class Executor:
         kallsyms.add_section(MACHINE_PAGE, MACHINE_PAGE + PAGE_SIZE)
         kallsyms.add(Symbol("emu_call_return", CALL_RETURN_ADDR, "text", True, "<machine>"))
         kallsyms.add(Symbol("emu_invlpg", CALL_RETURN_ADDR + 0x10, "text", True, "<machine>"))
-        self._kfunc_at = map_kfunc_page(memory, kallsyms)
+        self._kfunc_at = map_kfunc_page(memory, kallsyms, [*KFUNCS.values(), *HELPERS.values(),
+                                                           *CONFORMANCE_HELPERS.values()])
         for i in range(cpus):
             memory.map(stack_top(i) - THREAD_SIZE, THREAD_SIZE, PAGE_KERNEL, FrameKind.STACK)
         self.cpus = [CPU(i, memory.mem, memory.pgtables.root, self._on_exception) for i in range(cpus)]
@@ -333,6 +345,9 @@ class Executor:
             if state.kfunc_error is not None:
                 result.status, result.error = ERROR, state.kfunc_error
                 break
+            if state.exit_value is not None:
+                result.status, result.ret = RETURNED, state.exit_value & MASK64
+                break
             if rip == CALL_RETURN_ADDR and (remaining is None or started <= remaining):
                 result.status, result.ret = RETURNED, c.reg("rax")
                 break
@@ -365,6 +380,10 @@ class Executor:
             value = k.body(call, *args)
         except EmuError as e:
             state.kfunc_error = f"{k.name}: {e}"
+            c.uc.emu_stop()
+            return
+        except ProgramExit as e:
+            state.exit_value = e.value
             c.uc.emu_stop()
             return
         if isinstance(value, GeneratorType):

@@ -13,9 +13,11 @@ import os
 from collections.abc import Callable
 
 from ..asm.assembler import Assembler
-from ..asm.image import SECTIONS, Image
+from ..asm.image import SECTIONS, Image, LinkedSection
 from ..asm.unit import Source
 from ..bpf.arena import Arena
+from ..bpf.core import BpfProg
+from ..bpf.kfuncs import NativeKfunc
 from ..bpf.syscall import BpfSubsystem
 from ..corpus import kernel_stub_defining
 from ..errors import AsmError, Diagnostic, EmuError
@@ -125,6 +127,21 @@ class Loader:
             self.extable.add(entry)
         self.lines.add(image.lines, image.sources, debuginfo=debuginfo)
         self.orc.add(image.unwind)  # unwind_module_init()
+
+    def load_bpf_insns(self, code: bytes, name: str, helpers: dict[int, NativeKfunc]) -> BpfProg:
+        """Load bytecode as BPF_PROG_LOAD does: JITed into kernel text after what is loaded, its
+        exception table and symbols installed (bpf_prog_<tag>_<name> for each function)."""
+        address = -(-self._cursor["text"] // 16) * 16
+        at = {helper_id: self.kallsyms.lookup_name(k.name) for helper_id, k in helpers.items()}
+        progs, jited = self.bpf.bpf_prog_load_insns(code, name, address, at)
+        sections = {s: LinkedSection(s, self._cursor[s], bytearray()) for s in SECTIONS}
+        sections["text"] = LinkedSection("text", address, bytearray(jited.code))
+        image = Image(sections, [(p.name, p.start, "text", False, "<bpf>") for p in progs], list(jited.extable), {})
+        self._install(image, {(p.name, p.start): p.ksym for p in progs}, debuginfo=False)
+        self.bpf.add_progs(progs)
+        for listener in self.loaded:
+            listener()
+        return progs[0]
 
     def add_arena_symbols(self, arena: Arena) -> None:
         """For every file loaded after it, an arena's name links to its map pointer (the kfuncs'

@@ -25,6 +25,7 @@ from ..mm.layout import MASK64
 from ..policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from ..policy import OOPS as OOPS_POLICY
 from .build import BuildError, build_kernel
+from .conformance import run_plugin
 from .debugger import Debugger
 from .explore import Entry, Schedule, explore, sample, schedules
 from .explore import Scenario as SmpScenario
@@ -148,6 +149,13 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--kernel", action="store_true", required=True,
                        help="kernel code: an x86-64 relocatable object")
     build.add_argument("-o", dest="output", metavar="OUT", help="the object to write (default: FILE with .o)")
+
+    plugin = sub.add_parser("conformance-plugin", help="run one test of the BPF conformance suite (its plugin "
+                                                        "protocol)",
+                            description="Read a BPF program as hex bytes on standard input, run it JITed with "
+                                        "r1 = MEM's address and r2 = its length, and print r0 in hex, as the "
+                                        "bpf_conformance runner expects of a plugin.")
+    plugin.add_argument("memory", nargs="?", metavar="MEM", help="the test's memory, as hex bytes")
 
     demo = sub.add_parser("demo", help="a guided run: a kfunc fault recovered by the scratch page, then the oops "
                                        "it was before")
@@ -277,6 +285,11 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_conformance_plugin(ns: argparse.Namespace) -> int:
+    print(f"{run_plugin(sys.stdin.read(), ns.memory):x}")
+    return 0
+
+
 def _cmd_demo(ns: argparse.Namespace) -> int:
     """A kfunc touching an arena page no one allocated, under the merged kernel and before it."""
     runs = []
@@ -382,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     try:
         return {"run": _cmd_run, "demo": _cmd_demo, "compare": _cmd_compare, "debug": _cmd_debug,
-                "explore": _cmd_explore, "build": _cmd_build}[ns.command](ns)
+                "explore": _cmd_explore, "build": _cmd_build,
+                "conformance-plugin": _cmd_conformance_plugin}[ns.command](ns)
     except BuildError as e:  # the compiler's own words, as it printed them
         print(str(e), file=sys.stderr)
         return EXIT["error"]

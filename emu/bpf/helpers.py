@@ -1,0 +1,75 @@
+"""BPF helpers (kernel/bpf/helpers.c and friends): native functions the JIT calls by helper id.
+
+Each is a NativeKfunc like the kfuncs, in the same page, found by the id in a
+`call` instruction's imm. What a real kernel takes from the hardware is made
+deterministic, so a run can be replayed: the clock advances 1 us per call from
+1 s after boot, and the random numbers come from a generator seeded per machine.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from .kfuncs import KfuncCall, NativeKfunc, ProgramExit
+from .stream import MAX_BPRINTF_BUF, FormatError, bstr_printf
+
+BPF_FUNC_map_lookup_elem, BPF_FUNC_ktime_get_ns, BPF_FUNC_trace_printk = 1, 5, 6
+BPF_FUNC_get_prandom_u32, BPF_FUNC_get_smp_processor_id = 7, 8
+EINVAL = 22
+
+HELPERS: dict[int, NativeKfunc] = {}
+CONFORMANCE_HELPERS: dict[int, NativeKfunc] = {}  # what bpf_conformance's tests call instead
+
+
+def _register(table: dict[int, NativeKfunc], helper_id: int, ret: str):
+    def register(body: Callable[..., int | None]) -> Callable[..., int | None]:
+        table[helper_id] = NativeKfunc(body.__name__, body, len(inspect.signature(body).parameters) - 1, ret)
+        return body
+    return register
+
+
+def helper(helper_id: int, ret: str = "u64"):
+    return _register(HELPERS, helper_id, ret)
+
+
+@helper(BPF_FUNC_ktime_get_ns)
+def bpf_ktime_get_ns(call: KfuncCall) -> int:
+    """ktime_get_mono_fast_ns(): a deterministic clock, 1 us a call."""
+    call.bpf.ktime_ns += 1000
+    return call.bpf.ktime_ns
+
+
+@helper(BPF_FUNC_trace_printk, ret="int")
+def bpf_trace_printk(call: KfuncCall, fmt: int, fmt_size: int, arg1: int, arg2: int, arg3: int) -> int:
+    """bpf_trace_printk(): format with up to three arguments into the trace pipe; the bytes
+    written, or -EINVAL for a format it refuses (unterminated, %n, more than three)."""
+    fmt_size &= 0xFFFF_FFFF
+    text = call.memory.read_cstring(fmt, min(fmt_size, MAX_BPRINTF_BUF)) if fmt_size else None
+    if text is None or len(text) >= fmt_size:
+        return -EINVAL
+    try:
+        out = bstr_printf(text, [arg1, arg2, arg3], lambda p: call.memory.read_cstring(p, MAX_BPRINTF_BUF))
+    except FormatError:
+        return -EINVAL
+    call.bpf.trace_printk(call.cpu, out)
+    return len(out.encode())
+
+
+@helper(BPF_FUNC_get_prandom_u32, ret="int")
+def bpf_get_prandom_u32(call: KfuncCall) -> int:
+    return call.bpf.prandom.getrandbits(32)
+
+
+@helper(BPF_FUNC_get_smp_processor_id, ret="int")
+def bpf_get_smp_processor_id(call: KfuncCall) -> int:
+    return call.cpu
+
+
+@_register(CONFORMANCE_HELPERS, 5, "u64")
+def conformance_unwind(call: KfuncCall, r1: int) -> int:
+    """uBPF's test helper `unwind`, helper 5 of the conformance suite: returns r1, and a zero r1
+    ends the whole program with 0."""
+    if r1 == 0:
+        raise ProgramExit(0)
+    return r1
