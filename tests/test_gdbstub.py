@@ -299,9 +299,9 @@ def test_two_gdbs_one_after_another_see_the_same_target(scratch):
         assert not server.is_alive()
 
 
-def test_without_reattach_the_server_serves_one_gdb(scratch):
+def test_with_once_the_server_serves_one_gdb(scratch):
     with _listener() as listener:
-        server = threading.Thread(target=serve_on, args=(scratch, listener), daemon=True)
+        server = threading.Thread(target=serve_on, args=(scratch, listener, False), daemon=True)
         server.start()
         with socket.create_connection(("127.0.0.1", listener.getsockname()[1])) as conn:
             assert Client(conn).ask(b"D") == b"OK"
@@ -309,9 +309,9 @@ def test_without_reattach_the_server_serves_one_gdb(scratch):
         assert not server.is_alive()
 
 
-def test_reattach_prints_the_listening_line_once():
+def test_the_listening_line_is_printed_once_for_every_gdb():
     server = subprocess.Popen([sys.executable, "-m", "emu.tools.cli", "debug", bpf_prog("scratch.S"), "--entry",
-                               "arena_arg_unpopulated", "--gdb", "0", "--reattach"], cwd=ROOT,
+                               "arena_arg_unpopulated", "--gdb", "0"], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stdout.readline()).group(1))
@@ -330,8 +330,8 @@ needs_gdb = pytest.mark.skipif(shutil.which("gdb") is None, reason="gdb is not i
 
 
 def _gdb_against(server_args: list[str], *commands: str) -> str:
-    server = subprocess.Popen([sys.executable, "-m", "emu.tools.cli", "debug", *server_args, "--gdb", "0"], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, "-m", "emu.tools.cli", "debug", *server_args, "--gdb", "0", "--once"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stdout.readline()).group(1))
         args = ["gdb", "-nx", "-batch", "-ex", f"target remote 127.0.0.1:{port}"]

@@ -134,7 +134,8 @@ def _free_port() -> int:
 def test_gdb_attaches_single_steps_over_a_fault_and_reads_registers():
     port = _free_port()
     server = subprocess.Popen([*DEBUG, bpf_prog("scratch.S"), "--entry", "arena_arg_unpopulated", "--gdb",
-                               str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               str(port), "--once"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
     try:
         assert server.stdout.readline() == (f"arena-emu: listening for gdb on 127.0.0.1:{port} "
                                             f"(target remote :{port})\n")
@@ -160,8 +161,8 @@ def test_gdb_attaches_single_steps_over_a_fault_and_reads_registers():
 
 
 def test_the_gdb_server_listens_on_loopback_only():
-    server = subprocess.Popen([*DEBUG, bpf_prog("scratch.S"), "--entry", "arena_arg_unpopulated", "--gdb", "0"],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([*DEBUG, bpf_prog("scratch.S"), "--entry", "arena_arg_unpopulated", "--gdb", "0",
+                               "--once"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stdout.readline()).group(1))
         listening = [line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
@@ -194,7 +195,7 @@ def _reply(conn: socket.socket) -> bytes:
 
 
 def test_the_gdb_server_stops_a_running_continue_on_ctrl_c(spin_file):
-    server = subprocess.Popen([*DEBUG, spin_file, "--entry", "spin", "--budget", str(10**12), "--gdb", "0"],
+    server = subprocess.Popen([*DEBUG, spin_file, "--entry", "spin", "--budget", str(10**12), "--gdb", "0", "--once"],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stdout.readline()).group(1))

@@ -110,9 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     debug.add_argument("--batch", action="store_true", help="leave after -x and -ex, as gdb -batch")
     debug.add_argument("--gdb", type=_port, metavar="PORT",
                        help="serve the gdb remote protocol on 127.0.0.1:PORT instead of a prompt")
-    debug.add_argument("--reattach", action="store_true",
-                       help="with --gdb: when gdb detaches, keep the target as it is and wait for the next "
-                            "gdb (gdb's kill ends the server)")
+    debug.add_argument("--once", action="store_true",
+                       help="with --gdb: end when the first gdb detaches (by default the target stays as it is "
+                            "for the next gdb, as with QEMU, and gdb's kill ends the server)")
     debug.add_argument("--cpus", type=_positive, default=1, metavar="N", help="CPUs (default 1)")
     debug.add_argument("--setup", metavar="SYM", help="a call made on CPU 0 before the others start")
     for i in range(1, 8):
@@ -324,7 +324,7 @@ def _cmd_debug(ns: argparse.Namespace) -> int:
     if ns.gdb is not None:
         from .gdbstub import serve
         try:
-            return serve(d, ns.gdb, reattach=ns.reattach)
+            return serve(d, ns.gdb, reattach=not ns.once)
         except OSError as e:
             raise EmuError(f"--gdb {ns.gdb}: cannot listen on 127.0.0.1:{ns.gdb}: {e.strerror or e}") from None
     session = Session(d)

@@ -580,7 +580,7 @@ class GdbServer:
         return b"OK"
 
 
-def serve_on(debugger: Debugger, listener: socket.socket, reattach: bool = False) -> None:
+def serve_on(debugger: Debugger, listener: socket.socket, reattach: bool = True) -> None:
     """Serve the gdbs that connect to `listener`, one after another: one only, or with `reattach`
     every next one, the target left as the last one left it, until one kills it."""
     while True:
@@ -592,7 +592,7 @@ def serve_on(debugger: Debugger, listener: socket.socket, reattach: bool = False
             return
 
 
-def serve(debugger: Debugger, port: int, reattach: bool = False) -> int:
+def serve(debugger: Debugger, port: int, reattach: bool = True) -> int:
     """Listen on 127.0.0.1:PORT (0: any free port) and serve gdb there (see serve_on)."""
     with socket.create_server(("127.0.0.1", port)) as listener:
         print(f"arena-emu: listening for gdb on 127.0.0.1:{listener.getsockname()[1]} "
