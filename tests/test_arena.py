@@ -14,6 +14,7 @@ from emu.bpf.arena import (
     GUARD_SZ,
     ArenaError,
 )
+from emu.errors import AsmError
 from emu.mm.layout import PAGE_SIZE
 from emu.mm.physmem import FrameKind
 from emu.x86.pgtable import PAGE_KERNEL, pte_pfn
@@ -206,3 +207,10 @@ def test_a_one_page_allocation_takes_the_smallest_gap_not_the_lowest(machine):
     a.free_pages(base + 7 * PAGE_SIZE, 1)
     assert a.alloc_pages(0, 1) == base + 7 * PAGE_SIZE
     assert a.alloc_pages(0, 3) == base  # the 3-page gap, before the 6 pages left at the top
+
+
+@pytest.mark.parametrize("decl", ["BPF_ARENA(arena, -1)", "BPF_ARENA(arena, 1 << 32)", "BPF_ARENA(arena, 4, -4096)"])
+def test_arena_attributes_out_of_their_c_types_are_refused(machine, decl):
+    with pytest.raises(AsmError, match=r"<inline>:1: error: BPF_ARENA: arena_map_alloc\(\) failed: -EINVAL: "
+                                       r"max_entries and map_flags are u32, map_extra a u64 \(union bpf_attr\)"):
+        machine.load_source(decl + "\n")

@@ -372,6 +372,8 @@ def arena_map_alloc(mm: ArenaMM, kern_vm: int, max_entries: int, map_extra: int 
     that mmap now, where arena_get_unmapped_area() would: the header example's
     address, moved up to a 4 GiB boundary if the arena would cross one.
     """
+    if not 0 <= max_entries <= _U32 or not 0 <= map_extra < 1 << 64 or not 0 <= flags <= _U32:
+        raise ArenaError(EINVAL, "max_entries and map_flags are u32, map_extra a u64 (union bpf_attr)")
     if key_size or value_size or max_entries == 0 or not flags & BPF_F_MMAPABLE or flags & ~ARENA_FLAGS:
         raise ArenaError(EINVAL, "key/value size, max_entries or flags")
     if map_extra & ~PAGE_MASK:
