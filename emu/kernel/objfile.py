@@ -259,7 +259,7 @@ def dwarf_lines(obj: ObjectFile) -> tuple[dict[int, tuple[str, int]], dict[str, 
             names = _file_names(prog, cu)
             for entry in prog.get_entries():
                 st = entry.state
-                if st is not None and not st.end_sequence and st.line and st.address not in out:
+                if st is not None and not st.end_sequence and st.line:  # the last row at an address wins, as in gdb
                     shown, full = names.get(st.file, ("??", ""))
                     out[st.address] = (shown, st.line)
                     paths.setdefault(shown, full)

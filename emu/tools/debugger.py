@@ -9,7 +9,7 @@ prints the same thing. Whether the last command failed is kept, for gdb
 from __future__ import annotations
 
 from ..errors import EmuError
-from . import arena_views, cpus, execution, inspection
+from . import arena_views, cpus, execution, inspection, source
 from .commands import Command, registry
 from .inferior import CommandError, Inferior
 
@@ -66,6 +66,6 @@ def _quit(d: Inferior, _rest: str, _fmt: str):
     d.quit = True
 
 
-COMMANDS: dict[str, Command] = {**execution.COMMANDS, **inspection.COMMANDS, **arena_views.COMMANDS,
-                                **cpus.COMMANDS, **_OWN}
+COMMANDS: dict[str, Command] = {**execution.COMMANDS, **source.COMMANDS, **inspection.COMMANDS,
+                                **arena_views.COMMANDS, **cpus.COMMANDS, **_OWN}
 ALIASES_CMD: dict[str, str] = {a: c.name for c in COMMANDS.values() for a in c.aliases}

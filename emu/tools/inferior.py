@@ -91,6 +91,7 @@ class Inferior:
         self.x_next: int | None = None  # where the last x stopped: x with no address goes on from there
         self.values: list[int] = []  # $1, $2, ... of print
         self._next_num = 1
+        self._list_last: tuple[str, int] | None = None  # the last line `list` showed
         self._skip_bp: int | None = None
         self._watch_hit: tuple | None = None
         self._interrupted = False
@@ -265,6 +266,9 @@ class Inferior:
         if m:
             want, line = m.group(1), int(m.group(2))
             hits = self.m.line_addresses(want, line)
+            later = sorted(n for f, n in self.m.lines.values() if n > line and (f == want or f.endswith("/" + want)))
+            if not hits and later:  # gdb moves a breakpoint on a line with no code to the next one that has some
+                hits = self.m.line_addresses(want, later[0])
             if not hits:
                 raise CommandError(f"No line {line} in file \"{want}\".")
             return hits[0], spec

@@ -14,6 +14,7 @@ from ..x86.decode import disasm
 from .commands import Command, registry
 from .cpus import threads
 from .inferior import ALIASES, GPRS, CommandError, Inferior
+from .source import info_line
 
 _UNITS = {"b": 1, "h": 2, "w": 4, "g": 8}
 _X = re.compile(r"^x(?:/(\d*)([a-z]*))?\s*(.*)$")
@@ -39,6 +40,8 @@ def _info(d: Inferior, rest: str, _fmt: str):
                 out.append(f"\tbreakpoint already hit {bp.hits} time{'s' if bp.hits > 1 else ''}")
         out += [f"-       catchpoint     keep {'':<18} {c}" for c in sorted(d.catches)]
         return out
+    if what == "line":
+        return info_line(d, arg)
     if what in ("registers", "reg", "r", "all-registers"):
         if not d.has_registers:
             raise CommandError("The program has no registers now.")
