@@ -72,6 +72,23 @@ class BtfReader:
         return struct.unpack_from(f"<{count}I", self.data, off)
 
 
+def check_header(data: bytes, where: str, hdr_min: int, what: str, swapped_note: str) -> int:
+    """The magic, version, flags and hdr_len that btf_header and btf_ext_header share; returns hdr_len.
+
+    `what` prefixes the version and flags messages, `swapped_note` follows a byte-swapped magic's."""
+    magic, version, flags, hdr_len = struct.unpack_from("<HBBI", data)
+    if magic != BTF_MAGIC:
+        raise BtfError(f"{where}: bad magic {magic:#06x}, expected {BTF_MAGIC:#06x}"
+                       + (swapped_note if magic == 0x9FEB else ""))
+    if version != BTF_VERSION:
+        raise BtfError(f"{where}: unsupported {what}version {version}")
+    if flags:
+        raise BtfError(f"{where}: unsupported {what}flags {flags:#x}")
+    if not hdr_min <= hdr_len <= len(data):
+        raise BtfError(f"{where}: header length {hdr_len} outside {hdr_min}..{len(data)}")
+    return hdr_len
+
+
 def _s32(v: int) -> int:
     return v - (1 << 32) if v & 0x8000_0000 else v
 
@@ -91,16 +108,7 @@ class Btf:
         r = BtfReader(data, where)
         if len(data) < BTF_HDR_MIN:
             raise BtfError(f"{where}: {len(data)} bytes, too short for the {BTF_HDR_MIN}-byte BTF header")
-        magic, version, flags, hdr_len = struct.unpack_from("<HBBI", data)
-        if magic != BTF_MAGIC:
-            raise BtfError(f"{where}: bad magic {magic:#06x}, expected {BTF_MAGIC:#06x}"
-                           + (" (big-endian BTF is not supported)" if magic == 0x9FEB else ""))
-        if version != BTF_VERSION:
-            raise BtfError(f"{where}: unsupported BTF version {version}")
-        if flags:
-            raise BtfError(f"{where}: unsupported BTF flags {flags:#x}")
-        if not BTF_HDR_MIN <= hdr_len <= len(data):
-            raise BtfError(f"{where}: header length {hdr_len} outside {BTF_HDR_MIN}..{len(data)}")
+        hdr_len = check_header(data, where, BTF_HDR_MIN, "BTF ", " (big-endian BTF is not supported)")
         type_off, type_len, str_off, str_len = r.u32s(8, 4, "header")
         meta_left = len(data) - hdr_len
         if str_off + str_len > meta_left:

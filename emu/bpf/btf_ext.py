@@ -6,10 +6,9 @@ against an already parsed Btf, as btf_ext_setup_info() checks it.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
-from .btf import BTF_MAGIC, BTF_VERSION, Btf, BtfReader
+from .btf import Btf, BtfReader, check_header
 from .btf_types import BtfError, BtfKind, BtfType
 
 BTF_EXT_HDR_MIN = 24  # struct btf_ext_header up to line_info_len; core_relo_off/len make it 32
@@ -71,15 +70,7 @@ class BtfExt:
         data = bytes(data)
         if len(data) < 8:
             raise BtfError(f"{where}: {len(data)} bytes, too short for a header")
-        magic, version, flags, hdr_len = struct.unpack_from("<HBBI", data)
-        if magic != BTF_MAGIC:
-            raise BtfError(f"{where}: bad magic {magic:#06x}, expected {BTF_MAGIC:#06x}")
-        if version != BTF_VERSION:
-            raise BtfError(f"{where}: unsupported version {version}")
-        if flags:
-            raise BtfError(f"{where}: unsupported flags {flags:#x}")
-        if not BTF_EXT_HDR_MIN <= hdr_len <= len(data):
-            raise BtfError(f"{where}: header length {hdr_len} outside {BTF_EXT_HDR_MIN}..{len(data)}")
+        hdr_len = check_header(data, where, BTF_EXT_HDR_MIN, "", "")
         if hdr_len == len(data):
             raise BtfError(f"{where}: no data after the header")
         r = BtfReader(data, where)
