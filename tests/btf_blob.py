@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from emu.bpf.btf import BTF_MAGIC, BtfKind
+from emu.bpf.btf import BTF_MAGIC
+from emu.bpf.btf_types import BtfKind
 
 
 class BtfBlob:

@@ -7,7 +7,7 @@ from bpf_build import build
 from elftools.elf.elffile import ELFFile
 
 from emu.bpf.arena import BPF_F_MMAPABLE
-from emu.bpf.btf import Linkage
+from emu.bpf.btf_types import Linkage
 from emu.bpf.maps import BPF_F_RDONLY_PROG, BPF_MAP_TYPE_ARENA, MapKind, internal_map_name
 from emu.bpf.object_file import BpfObject, BpfObjectError, Extern, ExternKind, RelocKind, RelocType
 from emu.bpf.sec_defs import SECTION_DEFS, ProgType, find_sec_def, sec_def_matches

@@ -6,7 +6,9 @@ import pytest
 from bpf_build import BPF_C, build
 from btf_blob import BtfBlob, every_kind
 
-from emu.bpf.btf import Btf, BtfError, BtfExt, BtfKind, Composite, Func, FuncProto, Linkage, Member
+from emu.bpf.btf import Btf, BtfError
+from emu.bpf.btf_ext import BtfExt
+from emu.bpf.btf_types import BtfKind, Composite, Func, FuncProto, Linkage, Member
 from emu.bpf.object_file import BpfObject, RelocKind
 from emu.errors import EmuError
 

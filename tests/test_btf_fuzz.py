@@ -8,7 +8,8 @@ from btf_blob import every_kind
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emu.bpf.btf import Btf, BtfError, BtfExt
+from emu.bpf.btf import Btf, BtfError
+from emu.bpf.btf_ext import BtfExt
 from emu.bpf.elf import read_elf
 from emu.bpf.object_file import BpfObject, BpfObjectError
 

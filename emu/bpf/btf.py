@@ -1,7 +1,7 @@
-"""BTF, the BPF Type Format: the types in an object's `.BTF` and the func/line info in its `.BTF.ext`.
+"""The `.BTF` reader, after libbpf's btf__new() and the btf__*() look-ups on what it parsed.
 
 The layout is include/uapi/linux/btf.h's; what is checked, and in which order, follows libbpf's
-readers (src/btf.c: btf__new() for `.BTF`, btf_ext__new() for `.BTF.ext`) plus the reference
+reader (src/btf.c: btf__new(); btf_ext.py has btf_ext__new()) plus the reference
 checks the kernel's btf_check_all_metas() makes, so a malformed section is refused here with one
 line that names the type or record at fault, before any helper can trip over it.
 """
@@ -11,333 +11,47 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import ClassVar
 
-from ..errors import EmuError
+from .btf_types import (
+    AnyEnum,
+    Array,
+    BtfError,
+    BtfKind,
+    BtfType,
+    Composite,
+    Const,
+    Datasec,
+    DeclTag,
+    Enum,
+    Enum64,
+    Enumerator,
+    Float,
+    Func,
+    FuncProto,
+    Fwd,
+    Int,
+    Linkage,
+    Member,
+    Param,
+    Ptr,
+    RefType,
+    Restrict,
+    Struct,
+    Typedef,
+    TypeTag,
+    Union,
+    Var,
+    VarSecinfo,
+    Void,
+    Volatile,
+    quoted_name,
+)
 
 BTF_MAGIC = 0xEB9F
 BTF_VERSION = 1
 BTF_HDR_MIN = 24  # struct btf_header up to str_len
-BTF_EXT_HDR_MIN = 24  # struct btf_ext_header up to line_info_len; core_relo_off/len make it 32
 MAX_RESOLVE_DEPTH = 32  # libbpf's and the kernel's bound on a modifier/typedef chain
 PTR_SIZE = 8  # BPF is a 64-bit target (btf__set_pointer_size(btf, 8) for ELFCLASS64)
-BPF_INSN_SZ = 8
-
-
-class BtfError(EmuError):
-    """Malformed BTF or `.BTF.ext`, or a type that cannot be used the way asked."""
-
-
-class BtfKind(IntEnum):
-    UNKN = 0
-    INT = 1
-    PTR = 2
-    ARRAY = 3
-    STRUCT = 4
-    UNION = 5
-    ENUM = 6
-    FWD = 7
-    TYPEDEF = 8
-    VOLATILE = 9
-    CONST = 10
-    RESTRICT = 11
-    FUNC = 12
-    FUNC_PROTO = 13
-    VAR = 14
-    DATASEC = 15
-    FLOAT = 16
-    DECL_TAG = 17
-    TYPE_TAG = 18
-    ENUM64 = 19
-
-
-class Linkage(IntEnum):
-    """BTF_FUNC_STATIC/GLOBAL/EXTERN and BTF_VAR_STATIC/GLOBAL_ALLOCATED/GLOBAL_EXTERN share values."""
-
-    STATIC = 0
-    GLOBAL = 1
-    EXTERN = 2
-
-
-BTF_INT_SIGNED = 1 << 0
-BTF_INT_CHAR = 1 << 1
-BTF_INT_BOOL = 1 << 2
-
-
-def _name(name: str) -> str:
-    return f"'{name}'" if name else "'(anon)'"
-
-
-@dataclass(frozen=True, repr=False)
-class BtfType:
-    """One type; its repr is the first line of `bpftool btf dump file X format raw`."""
-
-    kind: ClassVar[BtfKind] = BtfKind.UNKN
-    id: int
-    name: str
-
-    def __init_subclass__(cls, kind: BtfKind | None = None, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if kind is not None:
-            cls.kind = kind
-
-    def _attrs(self) -> str:
-        return ""
-
-    def detail(self) -> tuple[str, ...]:
-        """The lines bpftool prints under the type (members, params, enumerators, variables)."""
-        return ()
-
-    def __repr__(self) -> str:
-        return f"[{self.id}] {self.kind.name} {_name(self.name)}{self._attrs()}"
-
-
-@dataclass(frozen=True, repr=False)
-class Void(BtfType):
-    """Type 0, `void`: btf__type_by_id(btf, 0) is libbpf's static btf_void."""
-
-    def __repr__(self) -> str:
-        return "[0] void"
-
-
-@dataclass(frozen=True, repr=False)
-class Int(BtfType, kind=BtfKind.INT):
-    size: int
-    encoding: int
-    bits_offset: int
-    nr_bits: int
-
-    @property
-    def signed(self) -> bool:
-        return bool(self.encoding & BTF_INT_SIGNED)
-
-    def _attrs(self) -> str:
-        enc = {0: "(none)", BTF_INT_SIGNED: "SIGNED", BTF_INT_CHAR: "CHAR", BTF_INT_BOOL: "BOOL"}
-        return (f" size={self.size} bits_offset={self.bits_offset} nr_bits={self.nr_bits}"
-                f" encoding={enc.get(self.encoding, '(unknown)')}")
-
-
-@dataclass(frozen=True, repr=False)
-class RefType(BtfType):
-    """A type that only points at another one: PTR, TYPEDEF, the modifiers, TYPE_TAG."""
-
-    type: int
-
-    def _attrs(self) -> str:
-        return f" type_id={self.type}"
-
-
-class Ptr(RefType, kind=BtfKind.PTR):
-    """`T *`."""
-
-
-class Typedef(RefType, kind=BtfKind.TYPEDEF):
-    """`typedef T name`."""
-
-
-class Volatile(RefType, kind=BtfKind.VOLATILE):
-    """`volatile T`."""
-
-
-class Const(RefType, kind=BtfKind.CONST):
-    """`const T`."""
-
-
-class Restrict(RefType, kind=BtfKind.RESTRICT):
-    """`T *restrict`."""
-
-
-class TypeTag(RefType, kind=BtfKind.TYPE_TAG):
-    """`T __attribute__((btf_type_tag(name)))`, e.g. `__user`."""
-
-
-@dataclass(frozen=True, repr=False)
-class Array(BtfType, kind=BtfKind.ARRAY):
-    type: int
-    index_type: int
-    nelems: int
-
-    def _attrs(self) -> str:
-        return f" type_id={self.type} index_type_id={self.index_type} nr_elems={self.nelems}"
-
-
-@dataclass(frozen=True)
-class Member:
-    """A struct/union member; `bitfield_size` is 0 unless the member is a bitfield."""
-
-    name: str
-    type: int
-    bit_offset: int
-    bitfield_size: int = 0
-
-    @property
-    def byte_offset(self) -> int:
-        return self.bit_offset // 8
-
-    def __repr__(self) -> str:
-        bf = f" bitfield_size={self.bitfield_size}" if self.bitfield_size else ""
-        return f"{_name(self.name)} type_id={self.type} bits_offset={self.bit_offset}{bf}"
-
-
-@dataclass(frozen=True, repr=False)
-class Composite(BtfType):
-    """STRUCT or UNION."""
-
-    size: int
-    members: tuple[Member, ...]
-
-    def member(self, name: str) -> Member:
-        for m in self.members:
-            if m.name == name:
-                return m
-        raise BtfError(f"{self!r} has no member '{name}'")
-
-    def _attrs(self) -> str:
-        return f" size={self.size} vlen={len(self.members)}"
-
-    def detail(self) -> tuple[str, ...]:
-        return tuple(repr(m) for m in self.members)
-
-
-class Struct(Composite, kind=BtfKind.STRUCT):
-    """`struct name {...}`."""
-
-
-class Union(Composite, kind=BtfKind.UNION):
-    """`union name {...}`."""
-
-
-@dataclass(frozen=True)
-class Enumerator:
-    name: str
-    value: int
-
-    def __repr__(self) -> str:
-        return f"{_name(self.name)} val={self.value}"
-
-
-@dataclass(frozen=True, repr=False)
-class AnyEnum(BtfType):
-    """ENUM or ENUM64; kind_flag says the values are signed."""
-
-    size: int
-    signed: bool
-    values: tuple[Enumerator, ...]
-
-    def _attrs(self) -> str:
-        enc = "SIGNED" if self.signed else "UNSIGNED"
-        return f" encoding={enc} size={self.size} vlen={len(self.values)}"
-
-    def detail(self) -> tuple[str, ...]:
-        return tuple(repr(e) for e in self.values)
-
-
-class Enum(AnyEnum, kind=BtfKind.ENUM):
-    """32-bit enumerators."""
-
-
-class Enum64(AnyEnum, kind=BtfKind.ENUM64):
-    """64-bit enumerators (clang emits it for values past 32 bits)."""
-
-
-@dataclass(frozen=True, repr=False)
-class Fwd(BtfType, kind=BtfKind.FWD):
-    union: bool
-
-    def _attrs(self) -> str:
-        return f" fwd_kind={'union' if self.union else 'struct'}"
-
-
-@dataclass(frozen=True, repr=False)
-class Func(BtfType, kind=BtfKind.FUNC):
-    """A function: `type` is its FUNC_PROTO; linkage EXTERN marks a kfunc or other extern."""
-
-    type: int
-    linkage: Linkage
-
-    def _attrs(self) -> str:
-        return f" type_id={self.type} linkage={self.linkage.name.lower()}"
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    type: int
-
-    def __repr__(self) -> str:
-        return f"{_name(self.name)} type_id={self.type}"
-
-
-@dataclass(frozen=True, repr=False)
-class FuncProto(BtfType, kind=BtfKind.FUNC_PROTO):
-    ret_type: int
-    params: tuple[Param, ...]
-
-    @property
-    def variadic(self) -> bool:
-        """A trailing `{name 0, type 0}` parameter is C's `...`."""
-        return bool(self.params) and self.params[-1] == Param("", 0)
-
-    def _attrs(self) -> str:
-        return f" ret_type_id={self.ret_type} vlen={len(self.params)}"
-
-    def detail(self) -> tuple[str, ...]:
-        return tuple(repr(p) for p in self.params)
-
-
-@dataclass(frozen=True, repr=False)
-class Var(BtfType, kind=BtfKind.VAR):
-    type: int
-    linkage: Linkage
-
-    def _attrs(self) -> str:
-        link = {Linkage.GLOBAL: "global", Linkage.EXTERN: "extern"}.get(self.linkage, "static")
-        return f" type_id={self.type}, linkage={link}"
-
-
-@dataclass(frozen=True)
-class VarSecinfo:
-    """One variable of a DATASEC: its VAR (or extern FUNC) and where it lies in the section."""
-
-    type: int
-    offset: int
-    size: int
-
-    def __repr__(self) -> str:
-        return f"type_id={self.type} offset={self.offset} size={self.size}"
-
-
-@dataclass(frozen=True, repr=False)
-class Datasec(BtfType, kind=BtfKind.DATASEC):
-    size: int
-    vars: tuple[VarSecinfo, ...]
-
-    def _attrs(self) -> str:
-        return f" size={self.size} vlen={len(self.vars)}"
-
-    def detail(self) -> tuple[str, ...]:
-        return tuple(repr(v) for v in self.vars)
-
-
-@dataclass(frozen=True, repr=False)
-class Float(BtfType, kind=BtfKind.FLOAT):
-    size: int
-
-    def _attrs(self) -> str:
-        return f" size={self.size}"
-
-
-@dataclass(frozen=True, repr=False)
-class DeclTag(BtfType, kind=BtfKind.DECL_TAG):
-    """`__attribute__((btf_decl_tag(name)))` on `type`, or on its member/param `component_idx` (-1: itself)."""
-
-    type: int
-    component_idx: int
-
-    def _attrs(self) -> str:
-        return f" type_id={self.type} component_idx={self.component_idx}"
-
 
 _KINDS = frozenset(BtfKind) - {BtfKind.UNKN}
 MODIFIERS = (BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.TYPE_TAG)  # libbpf's btf_is_mod()
@@ -345,7 +59,7 @@ _SIZED = (BtfKind.INT, BtfKind.STRUCT, BtfKind.UNION, BtfKind.ENUM, BtfKind.ENUM
 _REF_CLASSES = {c.kind: c for c in (Ptr, Typedef, Volatile, Const, Restrict, TypeTag)}
 
 
-class _Reader:
+class BtfReader:
     """Little-endian reads from one region, each failing as a BtfError that says what was cut short."""
 
     def __init__(self, data: bytes, where: str):
@@ -356,6 +70,23 @@ class _Reader:
             raise BtfError(f"{self.where}: truncated {what}: needs {4 * count} bytes at {off:#x},"
                            f" section has {len(self.data):#x}")
         return struct.unpack_from(f"<{count}I", self.data, off)
+
+
+def check_header(data: bytes, where: str, hdr_min: int, what: str, swapped_note: str) -> int:
+    """The magic, version, flags and hdr_len that btf_header and btf_ext_header share; returns hdr_len.
+
+    `what` prefixes the version and flags messages, `swapped_note` follows a byte-swapped magic's."""
+    magic, version, flags, hdr_len = struct.unpack_from("<HBBI", data)
+    if magic != BTF_MAGIC:
+        raise BtfError(f"{where}: bad magic {magic:#06x}, expected {BTF_MAGIC:#06x}"
+                       + (swapped_note if magic == 0x9FEB else ""))
+    if version != BTF_VERSION:
+        raise BtfError(f"{where}: unsupported {what}version {version}")
+    if flags:
+        raise BtfError(f"{where}: unsupported {what}flags {flags:#x}")
+    if not hdr_min <= hdr_len <= len(data):
+        raise BtfError(f"{where}: header length {hdr_len} outside {hdr_min}..{len(data)}")
+    return hdr_len
 
 
 def _s32(v: int) -> int:
@@ -374,19 +105,10 @@ class Btf:
     def parse(cls, data: bytes, where: str = ".BTF") -> Btf:
         """btf__new(): header, string section, then every type, each checked against the others."""
         data = bytes(data)
-        r = _Reader(data, where)
+        r = BtfReader(data, where)
         if len(data) < BTF_HDR_MIN:
             raise BtfError(f"{where}: {len(data)} bytes, too short for the {BTF_HDR_MIN}-byte BTF header")
-        magic, version, flags, hdr_len = struct.unpack_from("<HBBI", data)
-        if magic != BTF_MAGIC:
-            raise BtfError(f"{where}: bad magic {magic:#06x}, expected {BTF_MAGIC:#06x}"
-                           + (" (big-endian BTF is not supported)" if magic == 0x9FEB else ""))
-        if version != BTF_VERSION:
-            raise BtfError(f"{where}: unsupported BTF version {version}")
-        if flags:
-            raise BtfError(f"{where}: unsupported BTF flags {flags:#x}")
-        if not BTF_HDR_MIN <= hdr_len <= len(data):
-            raise BtfError(f"{where}: header length {hdr_len} outside {BTF_HDR_MIN}..{len(data)}")
+        hdr_len = check_header(data, where, BTF_HDR_MIN, "BTF ", " (big-endian BTF is not supported)")
         type_off, type_len, str_off, str_len = r.u32s(8, 4, "header")
         meta_left = len(data) - hdr_len
         if str_off + str_len > meta_left:
@@ -401,7 +123,7 @@ class Btf:
             raise BtfError(f"{where}: string section must start and end with NUL (btf_parse_str_sec)")
         btf = cls((Void(0, ""),), strs, where)
         raw = data[hdr_len + type_off:hdr_len + type_off + type_len]
-        types = [btf.types[0], *btf._parse_types(_Reader(raw, where))]
+        types = [btf.types[0], *btf._parse_types(BtfReader(raw, where))]
         btf = cls(tuple(types), strs, where)
         btf._check()
         return btf
@@ -413,7 +135,7 @@ class Btf:
                            f" ({len(self.strings):#x} bytes)")
         return self.strings[off:self.strings.index(0, off)].decode(errors="backslashreplace")
 
-    def _parse_types(self, r: _Reader) -> Iterator[BtfType]:
+    def _parse_types(self, r: BtfReader) -> Iterator[BtfType]:
         """btf_parse_type_sec(): walk `struct btf_type` records until the section ends exactly."""
         off, tid = 0, 1
         while off + 12 <= len(r.data):
@@ -430,9 +152,9 @@ class Btf:
         if off != len(r.data):
             raise BtfError(f"{r.where}: {len(r.data) - off} stray bytes after type [{tid - 1}] at {off:#x}")
 
-    def _parse_type(self, r: _Reader, off: int, tid: int, kind: BtfKind, name: str, vlen: int, kflag: bool,
+    def _parse_type(self, r: BtfReader, off: int, tid: int, kind: BtfKind, name: str, vlen: int, kflag: bool,
                     st: int) -> tuple[BtfType, int]:
-        what = f"type [{tid}] {kind.name} {_name(name)}"
+        what = f"type [{tid}] {kind.name} {quoted_name(name)}"
 
         def records(n: int) -> list[tuple[int, ...]]:
             flat = r.u32s(off, n * vlen, what)
@@ -665,7 +387,7 @@ def _refs(t: BtfType) -> Iterator[tuple[str, int]]:
         yield "index", t.index_type
     elif isinstance(t, Composite):
         for i, m in enumerate(t.members):
-            yield f"member {i} ({_name(m.name)})", m.type
+            yield f"member {i} ({quoted_name(m.name)})", m.type
     elif isinstance(t, FuncProto):
         yield "return", t.ret_type
         for i, p in enumerate(t.params):
@@ -685,141 +407,3 @@ def _value_edges(t: BtfType) -> tuple[int, ...]:
     if isinstance(t, Composite):
         return tuple(m.type for m in t.members)
     return (t.type,) if isinstance(t, (RefType, Var, Array)) and t.kind != BtfKind.PTR else ()
-
-
-@dataclass(frozen=True)
-class FuncInfo:
-    """bpf_func_info: the FUNC type of the function starting at `insn_off` (bytes from the section start)."""
-
-    insn_off: int
-    type_id: int
-    name: str
-
-    @property
-    def insn_idx(self) -> int:
-        return self.insn_off // BPF_INSN_SZ
-
-
-@dataclass(frozen=True)
-class LineInfo:
-    """bpf_line_info: the C line an instruction came from; `line` is the source text itself."""
-
-    insn_off: int
-    file_name: str
-    line: str
-    line_num: int
-    line_col: int
-
-    @property
-    def insn_idx(self) -> int:
-        return self.insn_off // BPF_INSN_SZ
-
-    def __str__(self) -> str:
-        return f"{self.file_name}:{self.line_num}:{self.line_col}: {self.line.strip()}"
-
-
-@dataclass(frozen=True)
-class CoreRelo:
-    """bpf_core_relo: a CO-RE relocation (the access string is `0:1:2`-style member indices)."""
-
-    insn_off: int
-    type_id: int
-    access_str: str
-    kind: int
-
-
-@dataclass(frozen=True, eq=False)
-class BtfExt:
-    """A parsed `.BTF.ext`: per ELF section name, its func_info, line_info and CO-RE records."""
-
-    func_info: dict[str, tuple[FuncInfo, ...]]
-    line_info: dict[str, tuple[LineInfo, ...]]
-    core_relos: dict[str, tuple[CoreRelo, ...]]
-
-    @classmethod
-    def parse(cls, data: bytes, btf: Btf, where: str = ".BTF.ext") -> BtfExt:
-        """btf_ext__new(): the header, then each info block as btf_ext_setup_info() checks it."""
-        data = bytes(data)
-        if len(data) < 8:
-            raise BtfError(f"{where}: {len(data)} bytes, too short for a header")
-        magic, version, flags, hdr_len = struct.unpack_from("<HBBI", data)
-        if magic != BTF_MAGIC:
-            raise BtfError(f"{where}: bad magic {magic:#06x}, expected {BTF_MAGIC:#06x}")
-        if version != BTF_VERSION:
-            raise BtfError(f"{where}: unsupported version {version}")
-        if flags:
-            raise BtfError(f"{where}: unsupported flags {flags:#x}")
-        if not BTF_EXT_HDR_MIN <= hdr_len <= len(data):
-            raise BtfError(f"{where}: header length {hdr_len} outside {BTF_EXT_HDR_MIN}..{len(data)}")
-        if hdr_len == len(data):
-            raise BtfError(f"{where}: no data after the header")
-        r = _Reader(data, where)
-        fi_off, fi_len, li_off, li_len = r.u32s(8, 4, "header")
-        co_off, co_len = r.u32s(24, 2, "header") if hdr_len >= 32 else (0, 0)
-
-        def type_of(i: tuple[int, ...], desc: str) -> BtfType:
-            if i[1] >= len(btf.types):
-                raise BtfError(f"{where}: {desc} at insn_off {i[0]:#x}: type id {i[1]} out of range"
-                               f" (last type is [{len(btf.types) - 1}])")
-            return btf.types[i[1]]
-
-        def func(i: tuple[int, ...]) -> FuncInfo:
-            t = type_of(i, "func_info")
-            if t.kind != BtfKind.FUNC:
-                raise BtfError(f"{where}: func_info at insn_off {i[0]:#x} names {t!r}, not a FUNC")
-            return FuncInfo(i[0], i[1], t.name)
-
-        def line(i: tuple[int, ...]) -> LineInfo:
-            return LineInfo(i[0], btf.name_by_offset(i[1], "line_info file name", where),
-                            btf.name_by_offset(i[2], "line_info line", where), i[3] >> 10, i[3] & 0x3FF)
-
-        def core(i: tuple[int, ...]) -> CoreRelo:
-            t = type_of(i, "core_relo")
-            return CoreRelo(i[0], t.id, btf.name_by_offset(i[2], "core_relo access string", where), i[3])
-
-        return cls(_info_block(r, btf, hdr_len, fi_off, fi_len, 2, "func_info", func),
-                   _info_block(r, btf, hdr_len, li_off, li_len, 4, "line_info", line),
-                   _info_block(r, btf, hdr_len, co_off, co_len, 4, "core_relo", core))
-
-    def line_at(self, sec_name: str, insn_off: int) -> LineInfo | None:
-        """The line_info covering the instruction at byte `insn_off` of a section: the last one at or before it."""
-        best = None
-        for li in self.line_info.get(sec_name, ()):
-            if li.insn_off <= insn_off and (best is None or li.insn_off >= best.insn_off):
-                best = li
-        return best
-
-
-def _info_block(r: _Reader, btf: Btf, hdr_len: int, off: int, length: int, min_words: int, desc: str,
-                make) -> dict:
-    """btf_ext_setup_info(): u32 rec_size, then {sec_name_off, num_info} + num_info records, to the end."""
-    out: dict = {}
-    if not length:
-        return out
-    if off % 4:
-        raise BtfError(f"{r.where}: {desc} at {off:#x} is not 4-byte aligned")
-    start = hdr_len + off
-    if start + length > len(r.data):
-        raise BtfError(f"{r.where}: {desc} ({off:#x}+{length:#x}) runs past the section end")
-    if length < 4:
-        raise BtfError(f"{r.where}: {desc} has no record size")
-    (rec_size,) = r.u32s(start, 1, f"{desc} record size")
-    if rec_size < 4 * min_words or rec_size % 4:
-        raise BtfError(f"{r.where}: {desc} record size {rec_size} invalid (at least {4 * min_words}, a multiple of 4)")
-    pos, end = start + 4, start + length
-    if pos == end:
-        raise BtfError(f"{r.where}: {desc} has no records")
-    while pos < end:
-        if end - pos < 8:
-            raise BtfError(f"{r.where}: {desc} section header at {pos:#x} truncated")
-        name_off, num = r.u32s(pos, 2, f"{desc} section header")
-        sec = btf.name_by_offset(name_off, f"{desc} section name", r.where)
-        if num == 0 or 8 + num * rec_size > end - pos:
-            raise BtfError(f"{r.where}: {desc} for '{sec}': {num} records of {rec_size} bytes do not fit")
-        pos += 8
-        recs = []
-        for _ in range(num):
-            recs.append(make(r.u32s(pos, min_words, desc)))
-            pos += rec_size
-        out[sec] = out.get(sec, ()) + tuple(recs)
-    return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .arena import BPF_F_MMAPABLE
-from .btf import AnyEnum, Array, BtfKind, Linkage, Member, Ptr, Struct, Var
+from .btf_types import AnyEnum, Array, BtfKind, Linkage, Member, Ptr, Struct, Var
 from .elf import ElfSection, OpenCtx
 
 BPF_OBJ_NAME_LEN = 16

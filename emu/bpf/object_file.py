@@ -1,7 +1,7 @@
 """A BPF object as libbpf's bpf_object__open() reads it: programs, maps, globals, externs, relocations.
 
 Stages, in bpf_object_open()'s order: the ELF (elf.py), the programs of each executable section
-(bpf_object__add_programs, their types from sec_defs.py), BTF and `.BTF.ext` (btf.py), externs
+(bpf_object__add_programs, their types from sec_defs.py), BTF and `.BTF.ext` (btf.py, btf_ext.py), externs
 (bpf_object__collect_externs), DATASEC sizes and offsets from the ELF (btf_fixup_datasec), maps
 from `.maps`, the internal `.data`/`.rodata`/`.bss`/`.kconfig` maps (maps.py) and the arena's
 globals (bpf_object__init_maps), and the relocations of every program (bpf_object__collect_relos).
@@ -15,22 +15,9 @@ import os
 from dataclasses import dataclass, replace
 from enum import Enum, IntEnum
 
-from .btf import (
-    BPF_INSN_SZ,
-    BTF_INT_BOOL,
-    AnyEnum,
-    Array,
-    Btf,
-    BtfError,
-    BtfExt,
-    BtfKind,
-    Datasec,
-    Func,
-    Int,
-    LineInfo,
-    Linkage,
-    Var,
-)
+from .btf import Btf, BtfError
+from .btf_ext import BPF_INSN_SZ, BtfExt, LineInfo
+from .btf_types import BTF_INT_BOOL, AnyEnum, Array, BtfKind, Datasec, Func, Int, Linkage, Var
 from .elf import SHN_LORESERVE, SHN_UNDEF, BpfObjectError, ElfSection, ElfSymbol, OpenCtx, read_elf
 from .maps import (
     BPF_MAP_TYPE_ARENA,
