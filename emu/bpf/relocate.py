@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import EmuError
-from .btf import BPF_INSN_SZ
+from .btf_ext import BPF_INSN_SZ
 from .insn import BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_KFUNC_CALL
 from .object_file import BpfObject, BpfProgram, RelocKind
 
