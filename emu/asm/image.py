@@ -30,4 +30,5 @@ class Image:
     lines: dict[int, tuple[str, int]]  # instruction address -> (file, line)
     bpf_funcs: list[BpfFunc] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # source text by file, when not the loaded text
+    source_paths: dict[str, str] = field(default_factory=dict)  # file -> its path on disk
     unwind: list[OrcEntry] = field(default_factory=list)  # compiled code's unwind table

@@ -18,10 +18,13 @@ class LineTable:
         self.sources: dict[str, list[str]] = {}  # file -> its lines
         self._starts: list[int] = []  # sorted(self.lines), for bisection
         self.debuginfo: set[str] = set()  # files whose lines come from a compiler's debug info
+        self.paths: dict[str, str] = {}  # file -> where it is on disk, for gdb
 
-    def add(self, lines: dict[int, tuple[str, int]], sources: dict[str, str], debuginfo: bool = False) -> None:
+    def add(self, lines: dict[int, tuple[str, int]], sources: dict[str, str], debuginfo: bool = False,
+            paths: dict[str, str] | None = None) -> None:
         for name, text in sources.items():
             self.sources[name] = text.splitlines()
+        self.paths.update(paths or {})
         if debuginfo:
             self.debuginfo.update(file for file, _ in lines.values())
         self.lines.update(lines)

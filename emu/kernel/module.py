@@ -21,7 +21,7 @@ from ..bpf.kfuncs import NativeKfunc
 from ..bpf.syscall import BpfSubsystem
 from ..corpus import kernel_stub_defining
 from ..errors import AsmError, Diagnostic, EmuError
-from ..mm.layout import KERNEL_TEXT_START
+from ..mm.layout import KERNEL_TEXT_START, KFUNC_PAGE
 from ..mm.memory import KernelMemory
 from ..mm.physmem import FrameKind
 from ..x86.extable import ExceptionTable
@@ -90,7 +90,8 @@ class Loader:
             self._install(linked, display, debuginfo=linked is not image)
         for entry in jit_extable:
             self.extable.add(entry)
-        self.lines.add({}, {s.name: s.text for s in sources})
+        self.lines.add({}, {s.name: s.text for s in sources},
+                       paths={s.name: os.path.abspath(s.name) for s in sources if os.path.isfile(s.name)})
         self.bpf.add_progs(progs)
         for listener in self.loaded:
             listener()
@@ -125,7 +126,7 @@ class Loader:
             self.kallsyms.add(Symbol(name, addr, section, is_global, file, display.get((name, addr), "")))
         for entry in image.extable:
             self.extable.add(entry)
-        self.lines.add(image.lines, image.sources, debuginfo=debuginfo)
+        self.lines.add(image.lines, image.sources, debuginfo=debuginfo, paths=image.source_paths)
         self.orc.add(image.unwind)  # unwind_module_init()
 
     def load_bpf_insns(self, code: bytes, name: str, helpers: dict[int, NativeKfunc]) -> BpfProg:
@@ -142,6 +143,12 @@ class Loader:
         for listener in self.loaded:
             listener()
         return progs[0]
+
+    def regions(self) -> list[tuple[str, int, int]]:
+        """Where each kind of loaded section lies: (text, rodata, data or bss, start, end); text
+        from the native kfuncs' page below kernel text."""
+        return [(name, KFUNC_PAGE if name == "text" else base, self._cursor[name])
+                for name, base in SECTION_BASES.items()]
 
     def add_arena_symbols(self, arena: Arena) -> None:
         """For every file loaded after it, an arena's name links to its map pointer (the kfuncs'

@@ -209,7 +209,7 @@ def link(objects: list[ObjectFile], cursor: dict[str, int], resolve: Callable[[s
 
 def _image(objects: list[ObjectFile], cursor: dict[str, int]) -> Image:
     regions = {name: LinkedSection(name, cursor[name], bytearray()) for name in SECTIONS}
-    symbols, extable, lines, sources, unwind = [], [], {}, {}, []
+    symbols, extable, lines, sources, paths, unwind = [], [], {}, {}, {}, []
     for obj in objects:
         for sec in obj.sections.values():
             region = regions["rodata" if sec.region == "__ex_table" else sec.region]
@@ -223,11 +223,12 @@ def _image(objects: list[ObjectFile], cursor: dict[str, int]) -> Image:
                 region = obj.sections[sym.section].region
                 symbols.append((sym.name, obj.address_of(sym), "rodata" if region == "__ex_table" else region,
                                 sym.is_global, obj.path))
-        obj_lines, obj_sources = dwarf_lines(obj)
+        obj_lines, obj_sources, obj_paths = dwarf_lines(obj)
         lines.update(obj_lines)
         sources.update(obj_sources)
+        paths.update(obj_paths)
         unwind += unwind_entries(obj)
-    return Image(regions, symbols, extable, lines, sources=sources, unwind=unwind)
+    return Image(regions, symbols, extable, lines, sources=sources, source_paths=paths, unwind=unwind)
 
 
 def _ex_table(sec: ObjSection) -> list[ExtableEntry]:
@@ -242,12 +243,12 @@ def _ex_table(sec: ObjSection) -> list[ExtableEntry]:
     return out
 
 
-def dwarf_lines(obj: ObjectFile) -> tuple[dict[int, tuple[str, int]], dict[str, str]]:
+def dwarf_lines(obj: ObjectFile) -> tuple[dict[int, tuple[str, int]], dict[str, str], dict[str, str]]:
     """The line table of the object's DWARF at the addresses its code was placed at (the debug
     sections are relocated in a copy of the file first, as a linker would), and each source
-    file's text where it can be read."""
+    file's text and path where it can be read."""
     if ".debug_line" not in obj.debug_relocs:
-        return {}, {}
+        return {}, {}, {}
     try:
         dwarf = ELFFile(io.BytesIO(_relocated_debug(obj))).get_dwarf_info(relocate_dwarf_sections=False)
         out: dict[int, tuple[str, int]] = {}
@@ -267,7 +268,8 @@ def dwarf_lines(obj: ObjectFile) -> tuple[dict[int, tuple[str, int]], dict[str, 
         raise
     except Exception as e:  # malformed DWARF
         raise ObjectError(f"{obj.path}: .debug_line: malformed DWARF line info ({type(e).__name__}: {e})") from None
-    return out, {shown: text for shown, full in paths.items() if (text := _read_text(full)) is not None}
+    texts = {shown: text for shown, full in paths.items() if (text := _read_text(full)) is not None}
+    return out, texts, {shown: paths[shown] for shown in texts}
 
 
 def _read_text(path: str) -> str | None:

@@ -31,6 +31,7 @@ from .explore import Entry, Schedule, explore, sample, schedules
 from .explore import Scenario as SmpScenario
 from .repl import Session, banner, use_color
 from .scenario import load_scenarios
+from .symfile import write_symbol_file
 
 EXIT = {RETURNED: 0, OOPS: 1, "error": 2, BUDGET: 3}
 
@@ -324,7 +325,7 @@ def _cmd_debug(ns: argparse.Namespace) -> int:
     if ns.gdb is not None:
         from .gdbstub import serve
         try:
-            return serve(d, ns.gdb, reattach=not ns.once)
+            return serve(d, ns.gdb, reattach=not ns.once, symbols=write_symbol_file(d.m))
         except OSError as e:
             raise EmuError(f"--gdb {ns.gdb}: cannot listen on 127.0.0.1:{ns.gdb}: {e.strerror or e}") from None
     session = Session(d)

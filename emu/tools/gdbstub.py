@@ -17,8 +17,10 @@ from __future__ import annotations
 import re
 import select
 import socket
+import sys
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import EmuError
 from ..mm.layout import MASK64, PAGE_SIZE
@@ -592,10 +594,13 @@ def serve_on(debugger: Debugger, listener: socket.socket, reattach: bool = True)
             return
 
 
-def serve(debugger: Debugger, port: int, reattach: bool = True) -> int:
-    """Listen on 127.0.0.1:PORT (0: any free port) and serve gdb there (see serve_on)."""
+def serve(debugger: Debugger, port: int, reattach: bool = True, symbols: Path | None = None) -> int:
+    """Listen on 127.0.0.1:PORT (0: any free port) and serve gdb there (see serve_on); say where
+    the symbol file for gdb is (on standard error, as gdbserver says what it does)."""
     with socket.create_server(("127.0.0.1", port)) as listener:
         print(f"arena-emu: listening for gdb on 127.0.0.1:{listener.getsockname()[1]} "
               f"(target remote :{listener.getsockname()[1]})", flush=True)
+        if symbols is not None:
+            print(f"arena-emu: symbols and lines for gdb: symbol-file {symbols}", file=sys.stderr, flush=True)
         serve_on(debugger, listener, reattach)
     return 0
