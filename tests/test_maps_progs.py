@@ -3,12 +3,14 @@
 and a value pointer the program writes through is the memory Python reads back. The map pointers and
 value addresses are ld_imm64 constants, as resolve_pseudo_ldimm64() leaves them."""
 
+from errno import E2BIG, EEXIST, EINVAL, ENOENT
+
 import pytest
 from bpf_asm import assemble
 
 from emu import Machine
 from emu.bpf.arena import BPF_F_MMAPABLE
-from emu.bpf.bpf_map import BPF_ANY, BPF_EXIST, BPF_NOEXIST, E2BIG, EEXIST, EINVAL, ENOENT
+from emu.bpf.bpf_map import BPF_ANY, BPF_EXIST, BPF_NOEXIST
 from emu.bpf.hashtab import BPF_MAP_TYPE_HASH
 from emu.bpf.maps import BPF_MAP_TYPE_ARRAY
 
@@ -19,61 +21,43 @@ def m():
         yield machine
 
 
-def lookup_and_store(map_ptr: int) -> bytes:
-    """(key, value): look the u32 key up, store the u64 value through the pointer, return the pointer."""
+def call_with_key(map_ptr: int, helper: int, before: str = "", after: str = "exit") -> bytes:
+    """The u32 key in r1 goes on the stack; `before` runs next, then the helper with the map in r1 and the key's
+    address in r2, then `after`."""
     return assemble(f"""stxw [%r10-4], %r1
-mov %r6, %r2
+{before}
 lddw %r1, {map_ptr:#x}
 mov %r2, %r10
 add %r2, -4
-call 1
-jeq %r0, 0, +1
-stxdw [%r0+0], %r6
-exit
+call {helper}
+{after}
 """)
+
+
+def lookup_and_store(map_ptr: int) -> bytes:
+    """(key, value): look the key up, store the u64 value through the pointer, return the pointer."""
+    return call_with_key(map_ptr, 1, "mov %r6, %r2", "jeq %r0, 0, +1\nstxdw [%r0+0], %r6\nexit")
 
 
 def update(map_ptr: int) -> bytes:
-    """(key, value, flags): bpf_map_update_elem() of a u32 key and a u64 value from the stack."""
-    return assemble(f"""stxw [%r10-4], %r1
-stxdw [%r10-16], %r2
-mov %r4, %r3
-lddw %r1, {map_ptr:#x}
-mov %r2, %r10
-add %r2, -4
-mov %r3, %r10
-add %r3, -16
-call 2
-exit
-""")
+    """(key, value, flags): bpf_map_update_elem() of the key and a u64 value from the stack."""
+    return call_with_key(map_ptr, 2, "stxdw [%r10-16], %r2\nmov %r4, %r3\nmov %r3, %r10\nadd %r3, -16")
 
 
 def delete(map_ptr: int) -> bytes:
-    return assemble(f"""stxw [%r10-4], %r1
-lddw %r1, {map_ptr:#x}
-mov %r2, %r10
-add %r2, -4
-call 3
-exit
-""")
+    return call_with_key(map_ptr, 3)
 
 
 def increment(map_ptr: int) -> bytes:
-    """(key): add 1 to the u64 value of the key through the looked-up pointer; -1 if there is none."""
-    return assemble(f"""stxw [%r10-4], %r1
-lddw %r1, {map_ptr:#x}
-mov %r2, %r10
-add %r2, -4
-call 1
-jne %r0, 0, +2
+    """(key): add 1 to the key's u64 value through the looked-up pointer; -1 if there is none."""
+    return call_with_key(map_ptr, 1, after="""jne %r0, 0, +2
 mov %r0, -1
 exit
 ldxdw %r1, [%r0+0]
 add %r1, 1
 stxdw [%r0+0], %r1
 mov %r0, 0
-exit
-""")
+exit""")
 
 
 def load(m: Machine, map_ptr: int) -> None:

@@ -33,7 +33,6 @@ from .bpf_map import (
     Map,
     MapError,
     bpf_map_area_alloc,
-    bpf_map_flags_access_ok,
     map_create_check,
     round_up,
 )
@@ -44,12 +43,10 @@ ARRAY_CREATE_FLAG_MASK = BPF_F_NUMA_NODE | BPF_F_MMAPABLE | BPF_F_ACCESS_MASK | 
 
 def array_map_alloc_check(key_size: int, value_size: int, max_entries: int, map_flags: int) -> None:
     """array_map_alloc_check() for BPF_MAP_TYPE_ARRAY."""
-    map_create_check(key_size, value_size, max_entries, map_flags)
+    map_create_check(key_size, value_size, max_entries, map_flags, ARRAY_CREATE_FLAG_MASK)
     if max_entries == 0 or key_size != 4 or value_size == 0:
         raise MapError(EINVAL, f"an array has key_size 4 and nonzero value_size and max_entries, not key_size "
                                f"{key_size}, value_size {value_size}, max_entries {max_entries}")
-    if map_flags & ~ARRAY_CREATE_FLAG_MASK or not bpf_map_flags_access_ok(map_flags):
-        raise MapError(EINVAL, f"map_flags {map_flags:#x} are not an array's")
     if map_flags & BPF_F_PRESERVE_ELEMS:
         raise MapError(EINVAL, "BPF_F_PRESERVE_ELEMS is for perf event arrays")
     if value_size > INT_MAX:

@@ -51,21 +51,19 @@ def round_up(n: int, to: int) -> int:
     return (n + to - 1) // to * to
 
 
-def bpf_map_flags_access_ok(map_flags: int) -> bool:
-    """bpf_map_flags_access_ok(): a program may not be denied both reads and writes."""
-    prog = BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG
-    return map_flags & prog != prog
-
-
-def map_create_check(key_size: int, value_size: int, max_entries: int, map_flags: int) -> None:
-    """What map_create() checks before the map type's own: u32 attributes (union bpf_attr), and
-    bpf_get_file_flag(): user space may not be denied both reads and writes."""
+def map_create_check(key_size: int, value_size: int, max_entries: int, map_flags: int, flag_mask: int) -> None:
+    """The flag checks every map type makes and map_create() around them: u32 attributes (union bpf_attr),
+    only the type's create flags (`flag_mask`), bpf_map_flags_access_ok() (a program may not be denied both
+    reads and writes) and bpf_get_file_flag() (nor may user space)."""
     for attr, v in (("key_size", key_size), ("value_size", value_size), ("max_entries", max_entries),
                     ("map_flags", map_flags)):
         if not 0 <= v <= U32_MAX:
             raise MapError(EINVAL, f"{attr} {v} is not a u32")
-    if map_flags & BPF_F_RDONLY and map_flags & BPF_F_WRONLY:
-        raise MapError(EINVAL, "BPF_F_RDONLY and BPF_F_WRONLY together")
+    if map_flags & ~flag_mask:
+        raise MapError(EINVAL, f"map_flags {map_flags & ~flag_mask:#x} are not this map type's")
+    for both in (BPF_F_RDONLY_PROG | BPF_F_WRONLY_PROG, BPF_F_RDONLY | BPF_F_WRONLY):
+        if map_flags & both == both:
+            raise MapError(EINVAL, f"map_flags {both:#x}: both read-only and write-only")
 
 
 def bpf_map_area_alloc(vmalloc: VmallocArea, size: int) -> int:

@@ -38,7 +38,6 @@ from .bpf_map import (
     Map,
     MapError,
     bpf_map_area_alloc,
-    bpf_map_flags_access_ok,
     map_create_check,
     round_up,
 )
@@ -54,9 +53,7 @@ NUM_POSSIBLE_CPUS = 8  # a Machine has 1 to 8 CPUs, so all 8 are possible
 def htab_map_alloc_check(key_size: int, value_size: int, max_entries: int, map_flags: int) -> None:
     """htab_map_alloc_check() for BPF_MAP_TYPE_HASH (not LRU, not per-CPU; created as root, so BPF_F_ZERO_SEED
     is allowed), then htab_map_alloc()'s size checks."""
-    map_create_check(key_size, value_size, max_entries, map_flags)
-    if map_flags & ~HTAB_CREATE_FLAG_MASK or not bpf_map_flags_access_ok(map_flags):
-        raise MapError(EINVAL, f"map_flags {map_flags:#x} are not a hash map's")
+    map_create_check(key_size, value_size, max_entries, map_flags, HTAB_CREATE_FLAG_MASK)
     if map_flags & BPF_F_NO_COMMON_LRU:
         raise MapError(EINVAL, "BPF_F_NO_COMMON_LRU is for LRU hash maps")
     if max_entries == 0 or key_size == 0 or value_size == 0:
