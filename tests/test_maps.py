@@ -256,6 +256,6 @@ def test_a_hash_map_behaves_as_a_bounded_dict(m, max_entries, ops):
         else:
             addr = h.map_lookup_elem(key)
             assert (m.read_u64(addr) if addr else None) == model.get(k)
-    assert sorted(int.from_bytes(k, "little") for k in h) == sorted(model)
+    assert len(h) == len(model) and sorted(int.from_bytes(k, "little") for k in h) == sorted(model)
     addrs = [h.map_lookup_elem(k.to_bytes(4, "little")) for k in model]
     assert len(set(addrs)) == len(addrs) and [m.read_u64(a) for a in addrs] == list(model.values())

@@ -52,9 +52,9 @@ def round_up(n: int, to: int) -> int:
 
 
 def map_create_check(key_size: int, value_size: int, max_entries: int, map_flags: int, flag_mask: int) -> None:
-    """The flag checks every map type makes and map_create() around them: u32 attributes (union bpf_attr),
-    only the type's create flags (`flag_mask`), bpf_map_flags_access_ok() (a program may not be denied both
-    reads and writes) and bpf_get_file_flag() (nor may user space)."""
+    """What map_create() and every type's alloc_check() refuse alike, all -EINVAL: an attribute that is no u32
+    (union bpf_attr), a flag outside the type's `flag_mask`, a program denied both reads and writes
+    (bpf_map_flags_access_ok()), and user space denied both (bpf_get_file_flag())."""
     for attr, v in (("key_size", key_size), ("value_size", value_size), ("max_entries", max_entries),
                     ("map_flags", map_flags)):
         if not 0 <= v <= U32_MAX:
