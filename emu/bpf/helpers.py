@@ -15,6 +15,7 @@ from .kfuncs import KfuncCall, NativeKfunc, ProgramExit
 from .stream import MAX_BPRINTF_BUF, FormatError, bstr_printf
 
 BPF_FUNC_map_lookup_elem, BPF_FUNC_ktime_get_ns, BPF_FUNC_trace_printk = 1, 5, 6
+BPF_FUNC_map_update_elem, BPF_FUNC_map_delete_elem = 2, 3
 BPF_FUNC_get_prandom_u32, BPF_FUNC_get_smp_processor_id = 7, 8
 EINVAL = 22
 
@@ -31,6 +32,31 @@ def _register(table: dict[int, NativeKfunc], helper_id: int, ret: str):
 
 def helper(helper_id: int, ret: str = "u64"):
     return _register(HELPERS, helper_id, ret)
+
+
+@helper(BPF_FUNC_map_lookup_elem)
+def bpf_map_lookup_elem(call: KfuncCall, map: int, key: int) -> int:
+    """bpf_map_lookup_elem(): the value's address in the map, or NULL; the key is read where the program points."""
+    bpf_map = call.bpf.bpf_map(map)
+    return bpf_map.map_lookup_elem(call.memory.read(key, bpf_map.key_size)) if bpf_map is not None else 0
+
+
+@helper(BPF_FUNC_map_update_elem)
+def bpf_map_update_elem(call: KfuncCall, map: int, key: int, value: int, flags: int) -> int:
+    """bpf_map_update_elem(): 0 or a negative errno (a long, sign-extended in r0)."""
+    bpf_map = call.bpf.bpf_map(map)
+    if bpf_map is None:
+        return -EINVAL
+    m = call.memory
+    return bpf_map.map_update_elem(m.read(key, bpf_map.key_size), m.read(value, bpf_map.value_size), flags, call.cpu)
+
+
+@helper(BPF_FUNC_map_delete_elem)
+def bpf_map_delete_elem(call: KfuncCall, map: int, key: int) -> int:
+    bpf_map = call.bpf.bpf_map(map)
+    if bpf_map is None:
+        return -EINVAL
+    return bpf_map.map_delete_elem(call.memory.read(key, bpf_map.key_size), call.cpu)
 
 
 @helper(BPF_FUNC_ktime_get_ns)

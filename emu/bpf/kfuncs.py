@@ -21,6 +21,7 @@ from ..mm.layout import KFUNC_PAGE, PAGE_SIZE
 from ..mm.memory import KernelMemory
 from ..mm.physmem import FrameKind
 from ..x86.pgtable import PAGE_KERNEL_ROX
+from .arena import Arena
 from .stream import (
     BPF_STDERR,
     BPF_STDOUT,
@@ -33,7 +34,6 @@ from .stream import (
 )
 
 if TYPE_CHECKING:
-    from .arena import Arena
     from .core import BpfProg
     from .syscall import BpfSubsystem
 
@@ -57,7 +57,8 @@ class KfuncCall:
 
     def arena(self, p__map: int) -> Arena | None:
         """The arena a map pointer names; None when it is not an arena map (map_type check)."""
-        return self.bpf.maps.get(p__map)
+        bpf_map = self.bpf.maps.get(p__map)
+        return bpf_map if isinstance(bpf_map, Arena) else None
 
 
 @dataclass(frozen=True)

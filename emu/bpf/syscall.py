@@ -25,10 +25,14 @@ from ..x86.extable import ExtableEntry
 from ..x86.fault import FaultContext
 from ..x86.tlb import Tlb
 from .arena import BPF_F_MMAPABLE, KERN_VM_SZ, Arena, ArenaError, arena_map_alloc, clear_lo32
+from .arraymap import ArrayMap
+from .bpf_map import Map
 from .core import BpfProg, BpfProgs, prog_tag
+from .hashtab import BPF_MAP_TYPE_HASH, HashMap
 from .insn import BPF_HELPER_CALL, decode
 from .jit import JitImage, do_jit
 from .jit_extable import NotJitForm, arena_access
+from .maps import BPF_MAP_TYPE_ARENA, BPF_MAP_TYPE_ARRAY, MAP_TYPE_NAMES
 from .stream import BPF_STDERR, BpfStreamStage
 
 JitView = tuple[list[tuple[BpfFunc, str]], list[ExtableEntry], list[Diagnostic]]
@@ -82,7 +86,7 @@ class BpfSubsystem:
         self.memory, self.vmalloc, self.kallsyms, self.lines = memory, vmalloc, kallsyms, lines
         self._mm = _ArenaMM(memory, tlb)
         self.policy, self.comm, self.pid = policy, comm, pid
-        self.maps: dict[int, Arena] = {}  # map pointer -> arena
+        self.maps: dict[int, Arena | Map] = {}  # map pointer -> map
         self.arenas: dict[str, Arena] = {}
         self.arena: Arena | None = None  # the arena programs loaded from now on use
         self.progs = BpfProgs()
@@ -104,6 +108,26 @@ class BpfSubsystem:
         arena.name, arena.map_ptr = name, self.vmalloc.vmalloc(PAGE_SIZE)
         self.maps[arena.map_ptr] = self.arenas[name] = self.arena = arena
         return arena
+
+    def map_create(self, map_type: int, key_size: int, value_size: int, max_entries: int, map_flags: int = 0,
+                   name: str = "") -> Map:
+        """map_create() of an array or a hash map: the type's checks (MapError with the kernel's errno), its
+        elements in vmalloc memory, and registered by map pointer, for the helpers and ld_imm64."""
+        kinds: dict[int, type[ArrayMap] | type[HashMap]] = {BPF_MAP_TYPE_ARRAY: ArrayMap, BPF_MAP_TYPE_HASH: HashMap}
+        if map_type == BPF_MAP_TYPE_ARENA:
+            raise EmuError("an arena is made by create_arena()")
+        if map_type not in kinds:
+            kind = MAP_TYPE_NAMES[map_type] if 0 <= map_type < len(MAP_TYPE_NAMES) else str(map_type)
+            raise EmuError(f"map type {kind} is not modelled: only array and hash maps are")
+        bpf_map = kinds[map_type](self.vmalloc, key_size, value_size, max_entries, map_flags, name)
+        self.maps[bpf_map.map_ptr] = bpf_map
+        return bpf_map
+
+    def bpf_map(self, map_ptr: int) -> Map | None:
+        """The array or hash map a map pointer names; None for an arena or no map (the verifier would have
+        refused a program passing either to a map helper)."""
+        bpf_map = self.maps.get(map_ptr)
+        return bpf_map if isinstance(bpf_map, Map) else None
 
     def declare_arena(self, decl: ArenaDecl) -> Arena | None:
         """BPF_ARENA in a file: create the map (returned), or check that the existing one of
