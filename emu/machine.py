@@ -18,6 +18,7 @@ from collections.abc import Callable
 from .asm.image import Image
 from .asm.unit import Source
 from .bpf.arena import BPF_F_MMAPABLE, Arena
+from .bpf.bpf_map import Map
 from .bpf.core import BpfProg, BpfProgs
 from .bpf.helpers import CONFORMANCE_HELPERS, HELPERS
 from .bpf.stream import BPF_STDERR
@@ -109,7 +110,7 @@ class Machine:
     budget: int = property(lambda self: self.executor.budget)
     time_limit: float = property(lambda self: self.executor.time_limit)
     comm: str = property(lambda self: self.executor.comm)
-    maps: dict[int, Arena] = property(lambda self: self.bpf.maps)
+    maps: dict[int, Arena | Map] = property(lambda self: self.bpf.maps)
     arenas: dict[str, Arena] = property(lambda self: self.bpf.arenas)
     arena: Arena | None = property(lambda self: self.bpf.arena)
     progs: BpfProgs = property(lambda self: self.bpf.progs)
