@@ -183,3 +183,20 @@ def test_the_image_decodes_whole_and_insn_ranges_fall_on_instruction_boundaries(
     for start, end in image.insn_ranges:
         assert start in boundaries and end in boundaries
     assert set(image.subprogs) <= boundaries
+
+
+def test_arena_kfunc_arguments_are_rebased_before_the_call():
+    """mov32 rX, rX; add rX, r12 before a kfunc call, for each `__arena` argument; a nullable one
+    only when it is not zero (test; je over the add)."""
+    from emu.bpf.insn import Insn
+    from emu.bpf.jit import do_jit
+
+    call = Insn(0x85, 0, 2, 0, 7)
+    image = do_jit([call, call, Insn(0x95)], 0xFFFF_FFFF_A000_0000, kern_vm_start=0xFFFF_C900_1000_0000,
+                   resolve=lambda src, imm: 0xFFFF_FFFF_A000_1000, arena_args={0: [(1, False)], 1: [(2, True)]})
+    (first, _), (second, _) = image.insn_ranges[:2]
+    code = image.code[first - image.address:]
+    assert code[:5] == bytes.fromhex("89ff4c01e7")  # mov edi, edi; add rdi, r12
+    assert code[5] == 0xE8  # the call
+    code = image.code[second - image.address:]
+    assert code[:9] == bytes.fromhex("89f685f674034c01e6")  # mov esi, esi; test esi, esi; je +3; add rsi, r12

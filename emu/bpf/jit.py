@@ -25,7 +25,7 @@ below the frame's stack, set in the prologue.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import EmuError
@@ -209,8 +209,10 @@ class _Jit:
     """One program through bpf_int_jit_compile()'s passes; `jit_pass` is one run of the kernel's do_jit()."""
 
     def __init__(self, insns: list[Insn], address: int, kern_vm_start: int | None, user_vm_start: int | None,
-                 resolve: CallResolver | None, stack_depth: int | Sequence[int]):
+                 resolve: CallResolver | None, stack_depth: int | Sequence[int],
+                 arena_args: Mapping[int, Sequence[tuple[int, bool]]]):
         check(insns)
+        self.arena_args = arena_args
         self.insns, self.address = insns, address
         self.kern_vm_start, self.user_vm_start, self.resolve = kern_vm_start, user_vm_start, resolve
         self.second_slots = {i + 1 for i, insn in enumerate(insns) if insn.code == BPF_LD_IMM64}
@@ -442,13 +444,28 @@ class _Jit:
         self._emit_cond_jmp(t, i, X86_JB, self._jump_offset(i, insn.off))
 
     def _emit_call(self, t: bytearray, i: int, insn: Insn) -> None:
-        ip = self.address + self.begin[i]
+        for regno, nullable in self.arena_args.get(i, ()):
+            self._emit_arena_arg(t, regno, nullable)
+        ip = self.address + self.begin[i] + len(t)
         if insn.src == BPF_PSEUDO_CALL:
             func = self.address + self.funcs[self.func_of[i + 1 + insn.imm]].entry
         else:
             func = self.calls[i]
         if not emit_call(t, func, ip):
             raise JitError(i, f"Target call {func:#x} is out of range of {ip:#x}")
+
+    @staticmethod
+    def _emit_arena_arg(t: bytearray, regno: int, nullable: bool) -> None:
+        """An `__arena` kfunc argument, rebased before the call: `mov32 rX, rX; add rX, r12`, a
+        nullable one only when it is not zero (`test rX, rX; je` over the add)."""
+        emit_mov_reg(t, False, regno, regno)
+        add = bytearray()
+        maybe_emit_mod(add, regno, X86_REG_R12, True)
+        add += bytes((0x01, add_2reg(0xC0, regno, X86_REG_R12)))
+        if nullable:
+            maybe_emit_mod(t, regno, regno, False)
+            t += bytes((0x85, add_2reg(0xC0, regno, regno), X86_JE, len(add)))
+        t += add
 
     def _emit_mem(self, t: bytearray, i: int, insn: Insn) -> None:
         cls, mode, size, dst, src, off = insn.cls, insn.mode, insn.size, insn.dst, insn.src, insn.off
@@ -513,16 +530,18 @@ class _Jit:
 
 
 def do_jit(insns: list[Insn], address: int, *, kern_vm_start: int | None = None, user_vm_start: int | None = None,
-           resolve: CallResolver | None = None, stack_depth: int | Sequence[int] = MAX_BPF_STACK) -> JitImage:
+           resolve: CallResolver | None = None, stack_depth: int | Sequence[int] = MAX_BPF_STACK,
+           arena_args: Mapping[int, Sequence[tuple[int, bool]]] | None = None) -> JitImage:
     """JIT a verified program to load at `address`, as bpf_int_jit_compile() drives do_jit().
 
     Passes run until no instruction changes size; from PADDING_PASSES on, jumps that would shrink are padded with
     nops so the image converges, and MAX_PASSES without convergence is an error. The converged pass is the image:
     the kernel's extra writing pass would see the same addrs[] and emit the same bytes. `kern_vm_start` (the arena's
     kernel base, loaded into r12) is given when the program has an arena, `user_vm_start` when it uses cast_user.
-    `stack_depth` is the verifier-computed depth of every frame, or one per subprogram in order.
+    `stack_depth` is the verifier-computed depth of every frame, or one per subprogram in order. `arena_args`:
+    for a kfunc call's index, its `__arena` arguments (register, nullable) to rebase to kern_vm_start + (u32)reg.
     """
-    jit = _Jit(insns, address, kern_vm_start, user_vm_start, resolve, stack_depth)
+    jit = _Jit(insns, address, kern_vm_start, user_vm_start, resolve, stack_depth, arena_args or {})
     for npass in range(1, MAX_PASSES + 1):
         old_end = list(jit.end)
         jit.padding = npass > PADDING_PASSES
