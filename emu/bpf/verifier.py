@@ -43,15 +43,10 @@ from enum import Enum
 from ..errors import EmuError
 from .btf import LineInfo
 from .insn import (
-    BPF_ADD,
     BPF_ALU,
     BPF_ALU64,
-    BPF_AND,
-    BPF_ARSH,
     BPF_ATOMIC,
     BPF_CALL,
-    BPF_DIV,
-    BPF_END,
     BPF_EXIT,
     BPF_HELPER_CALL,
     BPF_JA,
@@ -60,13 +55,8 @@ from .insn import (
     BPF_LD,
     BPF_LD_IMM64,
     BPF_LDX,
-    BPF_LSH,
     BPF_MEMSX,
-    BPF_MOD,
     BPF_MOV,
-    BPF_MUL,
-    BPF_NEG,
-    BPF_OR,
     BPF_PROBE_ATOMIC,
     BPF_PROBE_MEM32,
     BPF_PROBE_MEM32SX,
@@ -79,22 +69,33 @@ from .insn import (
     BPF_PSEUDO_MAP_IDX_VALUE,
     BPF_PSEUDO_MAP_VALUE,
     BPF_REG_FP,
-    BPF_RSH,
     BPF_ST,
     BPF_STX,
-    BPF_SUB,
     BPF_TAIL_CALL,
     BPF_X,
-    BPF_XOR,
     BpfInsnError,
     Insn,
     check,
 )
 from .maps import BPF_MAP_TYPE_ARENA
 from .sec_defs import ProgType
+from .verifier_alu import check_alu
 from .verifier_cfg import call_target, check_reachable, check_subprogs, successors
 from .verifier_mem import MemCheck, is_cast
-from .verifier_types import ARENA, BPF_REG_SIZE, NOT_INIT, SCALAR, Kind, Reg, Reject, State, join, join_state
+from .verifier_types import (
+    ARENA,
+    BPF_REG_SIZE,
+    NOT_INIT,
+    SCALAR,
+    Kind,
+    Reg,
+    Reject,
+    State,
+    join,
+    join_state,
+    read_reg,
+    write_check,
+)
 
 __all__ = ["ArenaArg", "ArenaInfo", "ArgKind", "KfuncInfo", "LdImm64", "LdKind", "ProgInfo", "Verified",
            "VerifierError", "bpf_check"]
@@ -221,20 +222,6 @@ def _error(prog: ProgInfo, index: int, message: str) -> VerifierError:
     return VerifierError(prog.name, index, message, line)
 
 
-def _read(st: State, regno: int, i: int) -> Reg:
-    """check_reg_arg(SRC_OP)."""
-    r = st.reg(regno)
-    if r.kind == Kind.NOT_INIT:
-        raise Reject(i, f"R{regno} !read_ok")
-    return r
-
-
-def _write_check(regno: int, i: int) -> None:
-    """check_reg_arg(DST_OP)."""
-    if regno == BPF_REG_FP:
-        raise Reject(i, "frame pointer is read only")
-
-
 def _entry(regs: Mapping[int, Reg], frame: int) -> State:
     """init_func_state(): R10 is the frame's fp, the rest as given or NOT_INIT."""
     return State(tuple(regs.get(r, NOT_INIT) for r in range(BPF_REG_FP)) + (Reg(Kind.STACK, 0, frame),))
@@ -256,7 +243,8 @@ class _Verifier:
             self.frame_of[lo:hi] = [k] * (hi - lo)
         self.mem = MemCheck(prog, len(self.starts))
         self.states: dict[int, State] = {}
-        self.todo: list[int] = []
+        self.todo: list[int] = []  # a heap, so that a loop's body settles before what follows it
+        self.queued: set[int] = set()
         self.returns: dict[int, Reg] = {}  # static subprogram -> R0 joined over its exits
         self.callers: dict[int, set[int]] = {}
         self.zext: set[int] = set()
@@ -275,6 +263,7 @@ class _Verifier:
                 self._flow(target, _entry({r: SCALAR for r in _CALLER_SAVED}, self.starts.index(target)))
         while self.todo:
             i = heapq.heappop(self.todo)
+            self.queued.discard(i)
             for j, st in self._step(i, self.insns[i], self.states[i]):
                 self._flow(j, st)
         return self._rewrite()
@@ -284,8 +273,12 @@ class _Verifier:
         new = st if old is None else join_state(old, st)
         if new != old:
             self.states[i] = new
-            if i not in self.todo:
-                heapq.heappush(self.todo, i)
+            self._queue(i)
+
+    def _queue(self, i: int) -> None:
+        if i not in self.queued:
+            self.queued.add(i)
+            heapq.heappush(self.todo, i)
 
     def _check_ld_imm64(self) -> None:
         """resolve_pseudo_ldimm64(): every map or ksym ld_imm64 has what it loads; an arena needs its user address."""
@@ -304,12 +297,13 @@ class _Verifier:
     def _step(self, i: int, insn: Insn, st: State) -> list[tuple[int, State]]:
         cls = insn.cls
         if cls in (BPF_ALU, BPF_ALU64):
-            st = self._alu(i, insn, st)
+            st, zext = check_alu(i, insn, st, self.prog.arena is not None)
+            (self.zext.add if zext else self.zext.discard)(i)
         elif insn.code == BPF_LD_IMM64:
-            _write_check(insn.dst, i)
+            write_check(insn.dst, i)
             st = st.with_reg(insn.dst, self._ld_imm64_type(i, insn))
         elif cls == BPF_LD:
-            _read(st, 6, i)
+            read_reg(st, 6, i)
             st = self._clobber(st, SCALAR)
         elif cls in (BPF_LDX, BPF_ST, BPF_STX):
             st = self.mem.check(i, insn, st, self.frame_of[i])
@@ -321,9 +315,9 @@ class _Verifier:
             self._exit(i, st)
             return []
         elif insn.op not in (BPF_JA, BPF_JCOND):  # a conditional jump reads its operands
-            _read(st, insn.dst, i)
+            read_reg(st, insn.dst, i)
             if insn.source == BPF_X:
-                _read(st, insn.src, i)
+                read_reg(st, insn.src, i)
         return [(j, st) for j in successors(i, insn)]
 
     def _ld_imm64_type(self, i: int, insn: Insn) -> Reg:
@@ -345,30 +339,6 @@ class _Verifier:
             st = st.with_reg(r, NOT_INIT)
         return st.with_reg(0, r0)
 
-    def _alu(self, i: int, insn: Insn, st: State) -> State:
-        """check_alu_op() and adjust_reg_min_max_vals(), for types only."""
-        op, dst, is64 = insn.op, insn.dst, insn.cls == BPF_ALU64
-        src = _read(st, insn.src, i) if insn.source == BPF_X else SCALAR
-        if op != BPF_MOV:
-            d = _read(st, dst, i)
-        _write_check(dst, i)
-        if is_cast(insn):
-            if self.prog.arena is None:
-                raise Reject(i, "addr_space_cast insn can only be used in a program that has an associated arena")
-            return st.with_reg(dst, ARENA if insn.imm == 1 else SCALAR)
-        if op == BPF_MOV:
-            if insn.source == BPF_X and insn.off == 0 and (is64 or src.kind == Kind.ARENA):
-                return st.with_reg(dst, src if is64 else ARENA)
-            return st.with_reg(dst, SCALAR)
-        if op in (BPF_NEG, BPF_END):
-            return st.with_reg(dst, SCALAR)
-        if d.kind == Kind.ARENA:
-            if is64:
-                self.zext.add(i)
-            return st
-        self.zext.discard(i)
-        return st.with_reg(dst, pointer_alu(i, insn, d, src))
-
     def _call(self, i: int, insn: Insn, st: State) -> list[tuple[int, State]]:
         if insn.source == BPF_X:
             raise Reject(i, "BPF_CALL uses reserved fields")
@@ -387,7 +357,7 @@ class _Verifier:
             raise Reject(i, f"kernel btf_id {insn.imm} is not a function")
         args = []
         for regno in sorted(info.arena_args | info.nullable_args):
-            r = _read(st, regno, i)
+            r = read_reg(st, regno, i)
             if self.prog.arena is None:
                 raise Reject(i, f"kfunc {info.name}: arg#{regno - 1} is an arena pointer but the program has no arena")
             if r.kind not in (Kind.ARENA, Kind.SCALAR):
@@ -403,7 +373,7 @@ class _Verifier:
         kinds = self.prog.global_funcs.get(target)
         if kinds is not None:
             for regno, kind in enumerate(kinds, 1):
-                r = _read(st, regno, i)
+                r = read_reg(st, regno, i)
                 if kind == ArgKind.ARENA and r.kind not in (Kind.ARENA, Kind.SCALAR):
                     raise Reject(i, f"R{regno} is not a pointer to arena or scalar.")
             return [(i + 1, self._clobber(st, SCALAR))]
@@ -416,15 +386,14 @@ class _Verifier:
         """check_return_code() for the main program and global functions; a static callee hands R0 to its callers."""
         frame = self.frame_of[i]
         if frame == 0 or self.starts[frame] in self.prog.global_funcs:
-            _read(st, 0, i)
+            read_reg(st, 0, i)
             return
         old = self.returns.get(frame)
         new = st.reg(0) if old is None else join(old, st.reg(0))
         if new != old:
             self.returns[frame] = new
             for call in self.callers.get(frame, ()):
-                if call not in self.todo:
-                    heapq.heappush(self.todo, call)
+                self._queue(call)
 
     def _rewrite(self) -> Verified:
         """convert_ctx_accesses() and convert_pseudo_ld_imm64(), from the final states."""
@@ -444,50 +413,6 @@ class _Verifier:
                 out[i + 1] = replace(out[i + 1], imm=_s32(value >> 32))
         depths = tuple(-(-d // BPF_REG_SIZE) * BPF_REG_SIZE for d in self.mem.depth)
         return Verified(tuple(out), self.starts, depths, probes, dict(self.arena_args))
-
-
-def pointer_alu(i: int, insn: Insn, d: Reg, s: Reg) -> Reg:
-    """adjust_reg_min_max_vals() and adjust_ptr_min_max_vals() when dst is not an arena pointer."""
-    op, regno, is64 = insn.op, insn.dst, insn.cls == BPF_ALU64
-    opname = _ALU_STRING[op]
-    if d.is_pointer and s.is_pointer:
-        if op == BPF_SUB:  # allow_ptr_leaks
-            return SCALAR
-        raise Reject(i, f"R{regno} pointer {opname} pointer prohibited")
-    if not d.is_pointer and not s.is_pointer:
-        return SCALAR
-    ptr = d if d.is_pointer else s
-    if not is64:
-        if op == BPF_SUB:
-            return SCALAR
-        raise Reject(i, f"R{regno} 32-bit pointer arithmetic prohibited")
-    for member in ptr.members or {ptr}:
-        if member.kind in (Kind.MAP_PTR, Kind.PACKET_END, Kind.ARENA):
-            raise Reject(i, f"R{regno} pointer arithmetic on {member.kind.value} prohibited")
-    if op in (BPF_OR, BPF_AND, BPF_XOR):
-        raise Reject(i, f"R{regno} bitwise operator {opname} on pointer prohibited")
-    if op == BPF_SUB and not d.is_pointer:
-        raise Reject(i, f"R{regno} tried to subtract pointer from scalar")
-    if op not in (BPF_ADD, BPF_SUB):
-        raise Reject(i, f"R{regno} pointer arithmetic with {opname} operator prohibited")
-    delta = (insn.imm if op == BPF_ADD else -insn.imm) if insn.source != BPF_X else None
-    return _moved(ptr, delta)
-
-
-def _moved(ptr: Reg, delta: int | None) -> Reg:
-    """A pointer plus a constant (delta) or a variable (None): only a stack pointer's offset is tracked."""
-    if ptr.kind == Kind.MIXED:
-        return Reg(Kind.MIXED, members=frozenset(_moved(m, delta) for m in ptr.members))
-    if ptr.kind != Kind.STACK:
-        return ptr
-    off = None if delta is None or ptr.off is None else ptr.off + delta
-    return Reg(Kind.STACK, off, ptr.frame)
-
-
-_ALU_STRING = dict(zip((BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR, BPF_AND, BPF_LSH, BPF_RSH, BPF_NEG, BPF_MOD,
-                        BPF_XOR, BPF_MOV, BPF_ARSH, BPF_END),
-                       ("+=", "-=", "*=", "/=", "|=", "&=", "<<=", ">>=", "neg", "%=", "^=", "=", "s>>=", "endian"),
-                       strict=True))  # bpf_alu_string[] of kernel/bpf/disasm.c
 
 
 def _probe_form(insn: Insn) -> Insn:

@@ -21,7 +21,6 @@ from .insn import (
     BPF_MEMSX,
     BPF_MOV,
     BPF_OR,
-    BPF_REG_FP,
     BPF_ST,
     BPF_STORE_REL,
     BPF_STX,
@@ -32,7 +31,19 @@ from .insn import (
     Insn,
 )
 from .sec_defs import ProgType
-from .verifier_types import BPF_REG_SIZE, FULL_MASK, MAX_BPF_STACK, SCALAR, Kind, Reg, Reject, Slot, State
+from .verifier_types import (
+    BPF_REG_SIZE,
+    FULL_MASK,
+    MAX_BPF_STACK,
+    SCALAR,
+    Kind,
+    Reg,
+    Reject,
+    Slot,
+    State,
+    read_reg,
+    write_check,
+)
 
 if TYPE_CHECKING:
     from .verifier import ProgInfo
@@ -67,36 +78,28 @@ class MemCheck:
             raise Reject(i, f"unknown opcode {insn.code:02x}")
         size = SIZE_BYTES[insn.size]
         if insn.cls == BPF_LDX:
-            addr = self._read(st, insn.src, i)
-            if insn.dst == BPF_REG_FP:
-                raise Reject(i, "frame pointer is read only")
+            addr = read_reg(st, insn.src, i)
+            write_check(insn.dst, i)
             st, value = self._access(i, st, frame, insn.src, addr, insn.off, size, None)
             return st.with_reg(insn.dst, value)
         if insn.cls == BPF_ST:
-            addr = self._read(st, insn.dst, i)
+            addr = read_reg(st, insn.dst, i)
             st, _ = self._access(i, st, frame, insn.dst, addr, insn.off, size, SCALAR)
             return st
-        src = self._read(st, insn.src, i)
+        src = read_reg(st, insn.src, i)
         if insn.mode == BPF_ATOMIC:
             return self._atomic(i, insn, st, frame, size)
-        addr = self._read(st, insn.dst, i)
+        addr = read_reg(st, insn.dst, i)
         st, _ = self._access(i, st, frame, insn.dst, addr, insn.off, size, src)
         return st
-
-    @staticmethod
-    def _read(st: State, regno: int, i: int) -> Reg:
-        r = st.reg(regno)
-        if r.kind == Kind.NOT_INIT:
-            raise Reject(i, f"R{regno} !read_ok")
-        return r
 
     def _atomic(self, i: int, insn: Insn, st: State, frame: int, size: int) -> State:
         """check_atomic(): read-modify-write (value regs get the old value), load-acquire, store-release."""
         op = insn.imm
         addr_reg = insn.src if op == BPF_LOAD_ACQ else insn.dst
-        addr = self._read(st, addr_reg, i)
+        addr = read_reg(st, addr_reg, i)
         if op == BPF_CMPXCHG:
-            self._read(st, 0, i)
+            read_reg(st, 0, i)
         for member in addr.members or {addr}:
             if member.kind in _NO_ATOMIC or (member.kind == Kind.ARENA and op in _ARENA_NO_FETCH):
                 raise Reject(i, f"BPF_ATOMIC stores into R{addr_reg} {member.kind.value} is not allowed")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 BPF_REG_SIZE = 8
+BPF_REG_FP = 10
 MAX_BPF_STACK = 512
 
 
@@ -68,6 +69,20 @@ class Reg:
 NOT_INIT = Reg(Kind.NOT_INIT)
 SCALAR = Reg(Kind.SCALAR)
 ARENA = Reg(Kind.ARENA)
+
+
+def read_reg(st: State, regno: int, i: int) -> Reg:
+    """check_reg_arg(SRC_OP): a register read must have been written."""
+    r = st.reg(regno)
+    if r.kind == Kind.NOT_INIT:
+        raise Reject(i, f"R{regno} !read_ok")
+    return r
+
+
+def write_check(regno: int, i: int) -> None:
+    """check_reg_arg(DST_OP)."""
+    if regno == BPF_REG_FP:
+        raise Reject(i, "frame pointer is read only")
 
 
 def join(a: Reg, b: Reg) -> Reg:
