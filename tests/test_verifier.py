@@ -243,6 +243,7 @@ def test_a_bounded_loop_over_the_arena_is_verified():
      "BPF_ATOMIC stores into R1 arena is not allowed"),
     ("cast_kern %r1, %r1\nmov %r0, 0\nmov %r2, 1\nxor %r2, %r1\nexit",
      "R2 pointer arithmetic on arena prohibited"),
+    ("stw [%r1+0], 1\nmov %r0, 0\nexit", "BPF_ST stores into R1 ctx is not allowed"),
     ("callx %r1\nmov %r0, 0\nexit", "BPF_CALL uses reserved fields"),
     ("mov %r0, 0\nldxw.a %r0, [%r1+0]\nexit", "unknown opcode a1"),
     ("mov %r0, 0\ntail_call\nexit", "unknown opcode f5"),
@@ -337,3 +338,47 @@ def test_arena_kfunc_arguments_are_listed_for_the_jit():
                   ProgInfo("p", arena=ARENA, kfuncs={3: info}))
     with pytest.raises(VerifierError, match="kernel btf_id 77 is not a function"):
         bpf_check(asm(text), ProgInfo("p", arena=ARENA))
+
+
+def test_map_pointers_and_map_values():
+    insns = asm("lddw %r1, 0\nldxdw %r0, [%r1+0]\nexit")
+    insns[0] = Insn(0x18, 1, 1, 0, 3)
+    with pytest.raises(VerifierError, match="R1 invalid mem access 'map_ptr'"):
+        bpf_check(insns, ProgInfo("p", ld_imm64={0: LdImm64(LdKind.MAP_PTR, 0xFFFF_8880_0000_1000, 2)}))
+
+
+def test_stack_and_map_value_at_a_merge_are_both_plain_memory():
+    v = bpf_check(asm("""
+        mov %r6, %r10
+        add %r6, -8
+        stdw [%r10-8], 0
+        call 1
+        jeq %r0, 0, join
+        mov %r6, %r0
+    join:
+        ldxdw %r0, [%r6+0]
+        exit
+    """), ProgInfo("p"))
+    assert v.insns[6].mode == 0x60 and v.stack_depths == (8,)
+
+
+def test_a_variable_stack_offset_counts_the_whole_stack():
+    v = bpf_check(asm("""
+        mov %r2, %r10
+        mov %r3, 2
+    loop:
+        add %r2, -8
+        stdw [%r2+0], 0
+        sub %r3, 1
+        jne %r3, 0, loop
+        mov %r0, 0
+        exit
+    """), ProgInfo("p"))
+    assert v.stack_depths == (512,)
+
+
+def test_a_callback_is_a_subprogram_typed_with_scalar_arguments():
+    v = bpf_check(asm("ldfunc %r2, cb\nmov %r1, 4\nmov %r3, 0\nmov %r4, 0\ncall 181\nexit\ncb:\nmov %r0, 0\nexit"),
+                  ProgInfo("p"))
+    assert v.subprog_starts == (0, 7)
+    rejects("ldfunc %r2, cb\nmov %r0, 0\nexit\ncb:\nldxdw %r0, [%r1+0]\nexit", "R1 invalid mem access 'scalar'")

@@ -3,14 +3,17 @@
 from bpf_asm import assemble
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_jit_diff import JMP, REGS, alu, imm32, reg, values
+from test_jit_diff import JMP, REGS, _r, alu, imm32, reg, values
 
 from emu.bpf.insn import Insn, decode
 from emu.bpf.verifier import ArenaInfo, ProgInfo, bpf_check
 
 
-def _r(n: int) -> str:
-    return f"%r{n}"
+def _loop(draw, k: int) -> list[str]:
+    """A counted loop around ALU items: a back-edge the verifier must accept without proving termination."""
+    n = _r(draw(reg))
+    body = [line for _ in range(draw(st.integers(1, 3))) for line in draw(alu(avoid=(int(n[2:]),)))]
+    return [f"mov32 {n}, {draw(st.integers(1, 4))}", f"loop{k}:", *body, f"add {n}, -1", f"jsgt {n}, 0, loop{k}"]
 
 
 @st.composite
@@ -33,11 +36,7 @@ def programs(draw):
             op = f"{draw(st.sampled_from(JMP))}{draw(st.sampled_from(['', '32']))}"
             lines.append(f"may_goto {label}" if kind == "may_goto" else f"{op} {_r(draw(reg))}, {operand}, {label}")
         else:
-            counter = draw(reg)
-            lines += [f"mov32 {_r(counter)}, {draw(st.integers(1, 4))}", f"loop{k}:"]
-            for _ in range(draw(st.integers(1, 3))):
-                lines += draw(alu(avoid=(counter,)))
-            lines += [f"sub {_r(counter)}, 1", f"jne {_r(counter)}, 0, loop{k}"]
+            lines += _loop(draw, k)
     return "\n".join(lines + [f"{label}:" for label in pending] + ["exit"])
 
 

@@ -180,8 +180,9 @@ class ProgInfo:
     line_info: Callable[[int], LineInfo | None] | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
-        return (f"ProgInfo({self.name!r}, {self.prog_type.name if self.prog_type else None}, arena={self.arena},"
-                f" {len(self.ld_imm64)} ld_imm64, {len(self.kfuncs)} kfunc calls, {len(self.global_funcs)} globals)")
+        parts = [repr(self.name), self.prog_type.name if self.prog_type else "no prog type", f"arena={self.arena}"]
+        counts = {"ld_imm64": self.ld_imm64, "kfunc calls": self.kfuncs, "global functions": self.global_funcs}
+        return f"ProgInfo({', '.join(parts + [f'{len(m)} {what}' for what, m in counts.items()])})"
 
 
 @dataclass(frozen=True)

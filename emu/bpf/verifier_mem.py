@@ -84,6 +84,8 @@ class MemCheck:
             return st.with_reg(insn.dst, value)
         if insn.cls == BPF_ST:
             addr = read_reg(st, insn.dst, i)
+            if addr.kind == Kind.CTX:  # check_st(): ctx fields are written from registers only
+                raise Reject(i, f"BPF_ST stores into R{insn.dst} ctx is not allowed")
             st, _ = self._access(i, st, frame, insn.dst, addr, insn.off, size, SCALAR)
             return st
         src = read_reg(st, insn.src, i)
