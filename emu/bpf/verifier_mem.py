@@ -1,0 +1,191 @@
+"""Loads, stores and atomics: check_mem_access(), check_stack_read()/check_stack_write() and check_atomic().
+
+Which instructions go through PTR_TO_ARENA is decided here (`arena_access`, from each instruction's last, final
+state); the kernel records it per instruction in insn_aux_data->ptr_type and convert_ctx_accesses() reads it back.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .insn import (
+    BPF_ADDR_SPACE_CAST,
+    BPF_ALU64,
+    BPF_AND,
+    BPF_ATOMIC,
+    BPF_CMPXCHG,
+    BPF_FETCH,
+    BPF_LDX,
+    BPF_LOAD_ACQ,
+    BPF_MEM,
+    BPF_MEMSX,
+    BPF_MOV,
+    BPF_OR,
+    BPF_ST,
+    BPF_STORE_REL,
+    BPF_STX,
+    BPF_X,
+    BPF_XCHG,
+    BPF_XOR,
+    SIZE_BYTES,
+    Insn,
+)
+from .sec_defs import ProgType
+from .verifier_types import (
+    BPF_REG_SIZE,
+    FULL_MASK,
+    MAX_BPF_STACK,
+    SCALAR,
+    Kind,
+    Reg,
+    Reject,
+    Slot,
+    State,
+    read_reg,
+    write_check,
+)
+
+if TYPE_CHECKING:
+    from .verifier import ProgInfo
+
+_PLAIN = (BPF_LDX | BPF_MEM, BPF_LDX | BPF_MEMSX, BPF_ST | BPF_MEM, BPF_STX | BPF_MEM, BPF_STX | BPF_ATOMIC)
+_NO_ATOMIC = (Kind.CTX, Kind.PACKET, Kind.PACKET_META)  # atomic_ptr_type_ok()
+_ARENA_NO_FETCH = (BPF_AND | BPF_FETCH, BPF_OR | BPF_FETCH, BPF_XOR | BPF_FETCH)  # x86 bpf_jit_supports_insn()
+_PLAIN_MEMORY = (Kind.CTX, Kind.MAP_VALUE, Kind.MEM, Kind.PACKET, Kind.PACKET_META)
+# The ctx fields whose loads give packet pointers (xdp_md, __sk_buff): offset -> type.
+_PACKET_FIELDS = {
+    ProgType.XDP: {0: Kind.PACKET, 4: Kind.PACKET_END, 8: Kind.PACKET_META},
+    ProgType.SCHED_CLS: {76: Kind.PACKET, 80: Kind.PACKET_END, 140: Kind.PACKET_META},
+    ProgType.SCHED_ACT: {76: Kind.PACKET, 80: Kind.PACKET_END, 140: Kind.PACKET_META},
+}
+
+
+def is_cast(insn: Insn) -> bool:
+    """insn_is_cast_user() or cast_kern: an ALU64 MOV X whose off is BPF_ADDR_SPACE_CAST."""
+    return insn.code == BPF_ALU64 | BPF_MOV | BPF_X and insn.off == BPF_ADDR_SPACE_CAST
+
+
+class MemCheck:
+    """The memory side of do_check(): per-subprogram stack depths and the instructions that access the arena."""
+
+    def __init__(self, prog: ProgInfo, nframes: int):
+        self.prog = prog
+        self.depth = [0] * nframes
+        self.arena_access: set[int] = set()
+
+    def check(self, i: int, insn: Insn, st: State, frame: int) -> State:
+        if insn.mode | insn.cls not in _PLAIN:
+            raise Reject(i, f"unknown opcode {insn.code:02x}")
+        size = SIZE_BYTES[insn.size]
+        if insn.cls == BPF_LDX:
+            addr = read_reg(st, insn.src, i)
+            write_check(insn.dst, i)
+            st, value = self._access(i, st, frame, insn.src, addr, insn.off, size, None)
+            return st.with_reg(insn.dst, value)
+        if insn.cls == BPF_ST:
+            addr = read_reg(st, insn.dst, i)
+            if addr.kind == Kind.CTX:  # check_st(): ctx fields are written from registers only
+                raise Reject(i, f"BPF_ST stores into R{insn.dst} ctx is not allowed")
+            st, _ = self._access(i, st, frame, insn.dst, addr, insn.off, size, SCALAR)
+            return st
+        src = read_reg(st, insn.src, i)
+        if insn.mode == BPF_ATOMIC:
+            return self._atomic(i, insn, st, frame, size)
+        addr = read_reg(st, insn.dst, i)
+        st, _ = self._access(i, st, frame, insn.dst, addr, insn.off, size, src)
+        return st
+
+    def _atomic(self, i: int, insn: Insn, st: State, frame: int, size: int) -> State:
+        """check_atomic(): read-modify-write (value regs get the old value), load-acquire, store-release."""
+        op = insn.imm
+        addr_reg = insn.src if op == BPF_LOAD_ACQ else insn.dst
+        addr = read_reg(st, addr_reg, i)
+        if op == BPF_CMPXCHG:
+            read_reg(st, 0, i)
+        for member in addr.members or {addr}:
+            if member.kind in _NO_ATOMIC or (member.kind == Kind.ARENA and op in _ARENA_NO_FETCH):
+                raise Reject(i, f"BPF_ATOMIC stores into R{addr_reg} {member.kind.value} is not allowed")
+        if op != BPF_STORE_REL:
+            st, _ = self._access(i, st, frame, addr_reg, addr, insn.off, size, None)
+        if op != BPF_LOAD_ACQ:
+            st, _ = self._access(i, st, frame, addr_reg, addr, insn.off, size, SCALAR)
+        if op == BPF_LOAD_ACQ:
+            return st.with_reg(insn.dst, SCALAR)
+        if op == BPF_CMPXCHG:
+            return st.with_reg(0, SCALAR)
+        if op & BPF_FETCH or op == BPF_XCHG:
+            return st.with_reg(insn.src, SCALAR)
+        return st
+
+    def _access(self, i: int, st: State, frame: int, regno: int, addr: Reg, off: int, size: int,
+                value: Reg | None) -> tuple[State, Reg]:
+        """check_mem_access() of `size` bytes at addr + off: a read when value is None, else a write of value."""
+        if addr.kind == Kind.MIXED:
+            kinds = {m.kind for m in addr.members}
+            if kinds & {Kind.ARENA, Kind.CTX}:
+                raise Reject(i, "same insn cannot be used with different pointers")
+            results = set()
+            for member in sorted(addr.members, key=repr):
+                st, got = self._access(i, st, frame, regno, member, off, size, value)
+                results.add(got)
+            return st, results.pop() if len(results) == 1 else SCALAR
+        self.arena_access.discard(i)
+        if addr.kind == Kind.ARENA:
+            self.arena_access.add(i)
+            return st, SCALAR
+        if addr.kind == Kind.STACK:
+            return self._stack(i, st, frame, regno, addr, off, size, value)
+        if addr.kind not in _PLAIN_MEMORY:
+            raise Reject(i, f"R{regno} invalid mem access '{addr.kind.value}'")
+        if addr.kind == Kind.CTX and value is None and size == 4 and self.prog.prog_type in _PACKET_FIELDS:
+            kind = _PACKET_FIELDS[self.prog.prog_type].get(off)
+            if kind is not None:
+                return st, Reg(kind)
+        return st, SCALAR
+
+    def _stack(self, i: int, st: State, frame: int, regno: int, addr: Reg, off: int, size: int,
+               value: Reg | None) -> tuple[State, Reg]:
+        """check_ptr_alignment(), check_stack_access_within_bounds(), then the slot's spill or fill."""
+        if addr.off is None:
+            self.depth[addr.frame] = MAX_BPF_STACK
+            return st, SCALAR
+        at = addr.off + off
+        if at % size:
+            raise Reject(i, f"misaligned stack access off (0x0; 0x0)+{addr.off}+{off} size {size}")
+        if at < -MAX_BPF_STACK or at + size > 0:
+            what = " read from" if value is None else " write to"
+            raise Reject(i, f"invalid{what} stack R{regno} off={at} size={size}")
+        self.depth[addr.frame] = max(self.depth[addr.frame], -at)
+        if addr.frame != frame:
+            return st, SCALAR
+        index, byte = divmod(at, BPF_REG_SIZE)
+        bytes_ = ((1 << size) - 1) << byte
+        slot = st.slot(index)
+        if value is not None:
+            return st.with_slot(index, self._spill(i, slot, value, size, bytes_)), SCALAR
+        if slot is not None and slot.spill is not None:
+            if size == BPF_REG_SIZE:
+                return st, slot.spill
+            if slot.spill.kind != Kind.SCALAR:
+                raise Reject(i, "invalid size of register fill")
+            return st, SCALAR
+        mask = slot.mask if slot is not None else 0
+        missing = bytes_ & ~mask
+        if missing and not self.prog.allow_uninit_stack:
+            first = (missing & -missing).bit_length() - 1 - byte
+            raise Reject(i, f"invalid read from stack off {at}+{first} size {size}")
+        return st, SCALAR
+
+    @staticmethod
+    def _spill(i: int, slot: Slot | None, value: Reg, size: int, bytes_: int) -> Slot:
+        """check_stack_write_fixed_off(): 8 bytes save the register; fewer bytes of a pointer are refused."""
+        if size == BPF_REG_SIZE:
+            return Slot(value, FULL_MASK)
+        if value.is_pointer:
+            raise Reject(i, "invalid size of register spill")
+        if slot is None:
+            return Slot(None, bytes_)
+        if slot.spill is not None:
+            return Slot(None, (FULL_MASK if slot.spill.kind == Kind.SCALAR else 0) | bytes_)
+        return Slot(None, slot.mask | bytes_)
+
