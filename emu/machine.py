@@ -21,6 +21,7 @@ from .bpf.arena import BPF_F_MMAPABLE, Arena
 from .bpf.bpf_map import Map
 from .bpf.core import BpfProg, BpfProgs
 from .bpf.helpers import CONFORMANCE_HELPERS, HELPERS
+from .bpf.object_load import LoadedObject, load_object
 from .bpf.stream import BPF_STDERR
 from .bpf.syscall import BpfSubsystem
 from .errors import EmuError
@@ -193,8 +194,7 @@ class Machine:
     def invlpg(self, va: int, cpu: int = 0) -> None:
         self.tlb.invlpg(va, cpu)
 
-    def flush_tlb_kernel_range(self, start: int, end: int) -> None:
-        self.tlb.flush_tlb_kernel_range(start, end)
+    flush_tlb_kernel_range = property(lambda self: self.tlb.flush_tlb_kernel_range)
 
     # -- loading and symbols --------------------------------------------------
 
@@ -225,6 +225,10 @@ class Machine:
         if table is None:
             raise EmuError(f"helpers are 'kernel' or 'conformance', not {helpers!r}")
         return self.loader.load_bpf_insns(code, name, table)
+
+    def load_bpf(self, path: str) -> LoadedObject:
+        """Open and load a clang-built BPF object as libbpf does: `obj.run("prog")`, `obj.maps`, `obj.bss`."""
+        return load_object(path, self.bpf, self.loader, self.call, HELPERS)
 
     def symbol(self, name: str) -> int:
         return self.loader.symbol(name)

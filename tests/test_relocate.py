@@ -41,7 +41,7 @@ def test_maps_and_globals_become_addresses(obj):
     assert sorted(kinds.values()) == [("map", "arena"), ("map_value", "arena"), ("map_value", "arena_li.bss"),
                                       ("map_value", "arena_li.rodata")]
     for i, d in linked.ldimm.items():
-        assert insns[i].src == 0  # convert_pseudo_ld_imm64(): a plain constant
+        assert insns[i].src == {"map": 1, "map_value": 2}[d.kind]  # BPF_PSEUDO_MAP_FD / MAP_VALUE, for the verifier
         if d.kind == "map":
             assert _imm64(insns, i) == MAPS["arena"].map_ptr
     arena_global = next(i for i, d in linked.ldimm.items() if d == LdImm("map_value", "arena", 33))

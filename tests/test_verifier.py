@@ -3,7 +3,7 @@
 import pytest
 from bpf_asm import assemble
 
-from emu.bpf.btf import LineInfo
+from emu.bpf.btf_ext import LineInfo
 from emu.bpf.insn import BPF_ALU, BPF_ALU64, BPF_MOV, BPF_X, Insn, decode
 from emu.bpf.jit import do_jit
 from emu.bpf.maps import BPF_MAP_TYPE_ARENA

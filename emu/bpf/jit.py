@@ -219,7 +219,8 @@ class _Jit:
         self.func_of = [0] * len(insns)
         self.funcs = self._subprogs(stack_depth)
         self.calls = {i: self._call_target(i) for i, insn in enumerate(insns)
-                      if insn.cls == BPF_JMP and insn.op == BPF_CALL and insn.src != BPF_PSEUDO_CALL}
+                      if insn.cls == BPF_JMP and insn.op == BPF_CALL
+                      and (insn.src != BPF_PSEUDO_CALL or insn.source == BPF_X)}  # a callx is refused, any src
         self._check_jumps()
         n = len(insns)
         self.begin = [64 * (i + 1) for i in range(n)]

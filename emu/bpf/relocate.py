@@ -3,12 +3,13 @@
 bpf_object__reloc_code() copies the entry program and appends each `.text`
 subprogram it calls (once, in the order they are first called), fixing every
 call's and callback address's immediate to the relative instruction offset;
-then each ld_imm64 of a map, a global or an extern is resolved. Here the
-verifier's resolve_pseudo_ldimm64() is applied in the same step: a map becomes
-its `struct bpf_map *` address and a global its value's address (an arena
-global: its user address, arena_map_direct_value_addr() returning user_vm_start),
-and what each ld_imm64 was is kept for the verifier's typing. A kfunc call's
-immediate becomes an id the JIT resolves, as the kernel's BTF id would be.
+then each ld_imm64 of a map, a global or an extern gets its pseudo source
+(BPF_PSEUDO_MAP_FD, MAP_VALUE, BTF_ID) and, where libbpf would put a map fd, the
+address resolve_pseudo_ldimm64() will write: a map's `struct bpf_map *`, a
+global's value address (an arena global's user address, as
+arena_map_direct_value_addr() returns user_vm_start). What each ld_imm64 is
+stays beside it, for the verifier. A kfunc call's immediate becomes an id the
+JIT resolves, as the kernel's BTF id would be.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from dataclasses import dataclass
 
 from ..errors import EmuError
 from .btf_ext import BPF_INSN_SZ
-from .insn import BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, BPF_PSEUDO_KFUNC_CALL
+from .insn import (
+    BPF_PSEUDO_BTF_ID,
+    BPF_PSEUDO_CALL,
+    BPF_PSEUDO_FUNC,
+    BPF_PSEUDO_KFUNC_CALL,
+    BPF_PSEUDO_MAP_FD,
+    BPF_PSEUDO_MAP_VALUE,
+)
 from .object_file import BpfObject, BpfProgram, RelocKind
 
 _SLOT = struct.Struct("<BBhi")
@@ -55,6 +63,7 @@ class LinkedProg:
     insns: bytes
     origin: tuple[tuple[str, int], ...]  # each final instruction's section and index there (for line info)
     subprogs: tuple[int, ...]  # first instruction of each function, the entry program's 0 first
+    names: tuple[str, ...]  # each function's name, in that order
     ldimm: dict[int, LdImm]
     kfuncs: dict[int, str]  # a kfunc call's immediate -> the kfunc's name
 
@@ -72,7 +81,8 @@ def bpf_object__relocate(obj: BpfObject, prog: BpfProgram, maps: Callable[[str],
     for p in order:  # grows as callees are found: each appended once, in the order first called
         starts[p.name] = len(slots)
         slots += [list(_SLOT.unpack_from(p.insns, i * BPF_INSN_SZ)) for i in range(p.insn_cnt)]
-        origin += [(p.sec_name if not p.subprog else ".text", p.sec_insn_off + i) for i in range(p.insn_cnt)]
+        section = next(sec.name for sec in obj.sections.values() if sec.index == p.sec_idx)
+        origin += [(section, p.sec_insn_off + i) for i in range(p.insn_cnt)]
         order += [callee for _, callee, _ in _calls(obj, p) if callee not in order]
     ldimm: dict[int, LdImm] = {}
     kfuncs: dict[int, str] = {}
@@ -95,26 +105,27 @@ def bpf_object__relocate(obj: BpfObject, prog: BpfProgram, maps: Callable[[str],
                 _need_ld_imm64(slots, i, where, r.sym_name)
                 ref = maps(r.target)
                 if r.kind == RelocKind.LD64:
-                    _set_imm64(slots, i, ref.map_ptr)
+                    _set_imm64(slots, i, ref.map_ptr, BPF_PSEUDO_MAP_FD)
                     ldimm[i] = LdImm("map", r.target, ref.type)
                 else:
-                    _set_imm64(slots, i, ref.value_addr + r.sym_off + _imm64(slots, i))
+                    _set_imm64(slots, i, ref.value_addr + r.sym_off + _imm64(slots, i), BPF_PSEUDO_MAP_VALUE)
                     ldimm[i] = LdImm("map_value", r.target, ref.type)
             elif r.kind == RelocKind.EXTERN_LD64:
                 _need_ld_imm64(slots, i, where, r.sym_name)
                 address = ksym(r.target)
                 if address is None:
                     raise RelocError(f"{where}: extern '{r.target}' is not a kernel symbol here")
-                _set_imm64(slots, i, address)
+                _set_imm64(slots, i, address, BPF_PSEUDO_BTF_ID)
                 ldimm[i] = LdImm("ksym", r.target)
     code = b"".join(_SLOT.pack(*s) for s in slots)
-    return LinkedProg(prog.name, code, tuple(origin), tuple(sorted(starts.values())), ldimm, kfuncs)
+    return LinkedProg(prog.name, code, tuple(origin), tuple(starts.values()), tuple(starts), ldimm, kfuncs)
 
 
 def _calls(obj: BpfObject, p: BpfProgram) -> list[tuple[int, BpfProgram, bool]]:
     """(instruction of `p`, the function it calls or takes the address of, whether a call): by its
-    relocation, the callee at sym_off / 8 + imm + 1 of .text, or, for a call with no relocation (a
-    static function of the same section), at the call's own index + imm + 1 (bpf_object__reloc_code)."""
+    relocation, the function at sym_off / 8 + imm + 1 of .text for a call, sym_off / 8 + imm / 8 for an
+    address, or, for a call with no relocation (a static function of the same section), at the call's
+    own index + imm + 1 (bpf_object__reloc_code)."""
     out = []
     relocated = {r.insn_idx - p.sec_insn_off for r in p.relocs}  # a kfunc call is a src-1 call until relocated
     for r in p.relocs:
@@ -122,8 +133,9 @@ def _calls(obj: BpfObject, p: BpfProgram) -> list[tuple[int, BpfProgram, bool]]:
             continue
         local = r.insn_idx - p.sec_insn_off
         imm = _SLOT.unpack_from(p.insns, local * BPF_INSN_SZ)[3]
-        out.append((local, _function_at(obj, p, local, ".text", r.sym_off // BPF_INSN_SZ + imm + 1),
-                    r.kind == RelocKind.CALL))
+        # a call's imm counts instructions from the next one; a function's address, bytes into the section
+        at = r.sym_off // BPF_INSN_SZ + (imm + 1 if r.kind == RelocKind.CALL else imm // BPF_INSN_SZ)
+        out.append((local, _function_at(obj, p, local, ".text", at), r.kind == RelocKind.CALL))
     for local in range(p.insn_cnt):
         code, regs, _, imm = _SLOT.unpack_from(p.insns, local * BPF_INSN_SZ)
         if code == 0x85 and regs >> 4 == BPF_PSEUDO_CALL and local not in relocated:
@@ -149,10 +161,10 @@ def _imm64(slots: list[list], i: int) -> int:
     return (slots[i][3] & 0xFFFF_FFFF) | (slots[i + 1][3] & 0xFFFF_FFFF) << 32
 
 
-def _set_imm64(slots: list[list], i: int, value: int) -> None:
-    """The resolved value, src 0: convert_pseudo_ld_imm64() leaves a plain constant."""
+def _set_imm64(slots: list[list], i: int, value: int, src: int) -> None:
+    """The address the verifier's convert_pseudo_ld_imm64() will leave as a plain constant."""
     value &= (1 << 64) - 1
-    slots[i][1] &= 0x0F
+    slots[i][1] = (slots[i][1] & 0x0F) | src << 4
     lo, hi = value & 0xFFFF_FFFF, value >> 32
     slots[i][3] = lo - (1 << 32) if lo >> 31 else lo
     slots[i + 1][3] = hi - (1 << 32) if hi >> 31 else hi

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import weakref
+from dataclasses import dataclass, field
 
 from ..asm.declarations import ArenaDecl, BpfFunc
 from ..asm.image import Image
@@ -29,7 +30,7 @@ from .arraymap import ArrayMap
 from .bpf_map import Map
 from .core import BpfProg, BpfProgs, prog_tag
 from .hashtab import BPF_MAP_TYPE_HASH, HashMap
-from .insn import BPF_HELPER_CALL, decode
+from .insn import BPF_HELPER_CALL, BPF_PSEUDO_KFUNC_CALL, decode
 from .jit import JitImage, do_jit
 from .jit_extable import NotJitForm, arena_access
 from .maps import BPF_MAP_TYPE_ARENA, BPF_MAP_TYPE_ARRAY, MAP_TYPE_NAMES
@@ -70,6 +71,17 @@ def _decode_bpf_funcs(image: Image) -> JitView:
                 entries.append(access.extable_entry(addr))
         funcs.append((f, prog_tag(code)))
     return funcs, entries, diags
+
+
+@dataclass(frozen=True)
+class JitOptions:
+    """What the verifier tells the JIT of a program: kfunc ids -> addresses, each function's stack
+    depth, the `__arena` kfunc arguments to rebase, and the functions' names (from BTF)."""
+
+    kfuncs: dict[int, int] = field(default_factory=dict)
+    stack_depth: int | tuple[int, ...] = 512
+    arena_args: dict[int, tuple[tuple[int, bool], ...]] = field(default_factory=dict)
+    func_names: tuple[str, ...] = ()
 
 
 class _ArenaMM:
@@ -161,22 +173,26 @@ class BpfSubsystem:
             progs[f.name] = BpfProg(f.name, f.start, f.end, tag, progs[f.main] if f.main else None, self.arena)
         return list(progs.values()), entries
 
-    def bpf_prog_load_insns(self, code: bytes, name: str, address: int,
-                            helpers: dict[int, int]) -> tuple[list[BpfProg], JitImage]:
+    def bpf_prog_load_insns(self, code: bytes, name: str, address: int, helpers: dict[int, int],
+                            jit: JitOptions | None = None) -> tuple[list[BpfProg], JitImage]:
         """bpf_prog_load() of bytecode as the verifier hands it on: decoded, JITed at `address`
-        (helpers called by id at `helpers`' addresses) with the current arena in r12, and the
-        program and its subprograms made; nothing is registered yet. The tag is the digest of the
-        instructions, as bpf_prog_calc_tag() makes it."""
+        (helpers called by id at `helpers`' addresses, kfuncs by the ids `jit` gives) with the current
+        arena in r12, and the program and its subprograms made; nothing is registered yet. The tag is
+        the digest of the instructions, as bpf_prog_calc_tag() makes it."""
         if not name.isidentifier():
             raise EmuError(f"a program name is a C identifier, not {name!r}")
+        jit = jit or JitOptions()
         arena = self.arena
+        targets = {BPF_HELPER_CALL: helpers, BPF_PSEUDO_KFUNC_CALL: jit.kfuncs}
         image = do_jit(decode(code), address, kern_vm_start=arena.kern_vm_start if arena else None,
                        user_vm_start=arena.user_vm_start if arena else None,
-                       resolve=lambda src, imm: helpers.get(imm) if src == BPF_HELPER_CALL else None)
+                       resolve=lambda src, imm: targets.get(src, {}).get(imm), stack_depth=jit.stack_depth,
+                       arena_args=jit.arena_args)
         tag = prog_tag(code)
         ends = [*image.subprogs[1:], image.end]
+        names = jit.func_names or [f"{name}__f{i}" for i in range(len(image.subprogs))]
         main = BpfProg(name, image.subprogs[0], ends[0], tag, None, arena, jited=image)
-        subs = [BpfProg(f"{name}__f{i}", start, end, tag, main, arena, jited=image)
+        subs = [BpfProg(names[i], start, end, tag, main, arena, jited=image)
                 for i, (start, end) in enumerate(zip(image.subprogs[1:], ends[1:], strict=True), 1)]
         return [main, *subs], image
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from ..errors import EmuError
-from .btf import LineInfo
+from .btf_ext import LineInfo
 from .insn import (
     BPF_ALU,
     BPF_ALU64,
@@ -242,7 +242,7 @@ class _Verifier:
         for k, lo in enumerate(self.starts):
             hi = self.starts[k + 1] if k + 1 < len(self.starts) else len(insns)
             self.frame_of[lo:hi] = [k] * (hi - lo)
-        self.mem = MemCheck(prog, len(self.starts))
+        self.mem = MemCheck(prog.prog_type, prog.allow_uninit_stack, len(self.starts))
         self.states: dict[int, State] = {}
         self.todo: list[int] = []  # a heap, so that a loop's body settles before what follows it
         self.queued: set[int] = set()

@@ -18,7 +18,7 @@ from ..asm.unit import Source
 from ..bpf.arena import Arena
 from ..bpf.core import BpfProg
 from ..bpf.kfuncs import NativeKfunc
-from ..bpf.syscall import BpfSubsystem
+from ..bpf.syscall import BpfSubsystem, JitOptions
 from ..corpus import kernel_stub_defining
 from ..errors import AsmError, Diagnostic, EmuError
 from ..mm.layout import KERNEL_TEXT_START, KFUNC_PAGE
@@ -129,16 +129,26 @@ class Loader:
         self.lines.add(image.lines, image.sources, debuginfo=debuginfo, paths=image.source_paths)
         self.orc.add(image.unwind)  # unwind_module_init()
 
-    def load_bpf_insns(self, code: bytes, name: str, helpers: dict[int, NativeKfunc]) -> BpfProg:
+    def load_bpf_insns(self, code: bytes, name: str, helpers: dict[int, NativeKfunc], jit: JitOptions | None = None,
+                       lines: list | None = None) -> BpfProg:
         """Load bytecode as BPF_PROG_LOAD does: JITed into kernel text after what is loaded, its
-        exception table and symbols installed (bpf_prog_<tag>_<name> for each function)."""
+        exception table and symbols installed (bpf_prog_<tag>_<name> for each function), and, for
+        `lines` (each instruction's .BTF.ext line_info or None), the C line of its x86 code."""
         address = -(-self._cursor["text"] // 16) * 16
         at = {helper_id: self.kallsyms.lookup_name(k.name) for helper_id, k in helpers.items()}
-        progs, jited = self.bpf.bpf_prog_load_insns(code, name, address, at)
+        progs, jited = self.bpf.bpf_prog_load_insns(code, name, address, at, jit)
         sections = {s: LinkedSection(s, self._cursor[s], bytearray()) for s in SECTIONS}
         sections["text"] = LinkedSection("text", address, bytearray(jited.code))
-        image = Image(sections, [(p.name, p.start, "text", False, "<bpf>") for p in progs], list(jited.extable), {})
-        self._install(image, {(p.name, p.start): p.ksym for p in progs}, debuginfo=False)
+        x86_lines, sources = {}, {}
+        for (start, end), li in zip(jited.insn_ranges, lines or [], strict=False):
+            if li is not None and end > start:
+                x86_lines[start] = (li.file_name, li.line_num)
+                sources.setdefault(li.file_name, {})[li.line_num] = li.line
+        texts = {f: _read(f) or "\n".join(by_line.get(n, "") for n in range(1, max(by_line) + 1))
+                 for f, by_line in sources.items()}
+        image = Image(sections, [(p.name, p.start, "text", False, "<bpf>") for p in progs], list(jited.extable),
+                      x86_lines, sources=texts)
+        self._install(image, {(p.name, p.start): p.ksym for p in progs}, debuginfo=bool(x86_lines))
         self.bpf.add_progs(progs)
         for listener in self.loaded:
             listener()
@@ -177,3 +187,12 @@ class Loader:
     def symbol_scope(self) -> dict[str, int]:
         """Every symbol and link-time constant, for evaluating expressions over them."""
         return {s.name: s.address for s in self.kallsyms.symbols()} | self.link_symbols
+
+
+def _read(path: str) -> str | None:
+    """A source file's text, when it is there to read (a BPF object names its C files as clang saw them)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
