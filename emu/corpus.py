@@ -28,7 +28,7 @@ def stub(filename: str) -> str:
 
 @functools.cache
 def _kernel_functions() -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     for path in sorted(corpus_dir("kernel_stubs").glob("*.S")):
         for name in re.findall(r"^\s*SYM_FUNC_START\((\w+)\)", path.read_text(), re.M):
             out.setdefault(name, str(path))

@@ -203,7 +203,7 @@ class Executor:
         addr, name = locate(entry)
         c = self.cpus[cpu]
         rsp = stack_top(cpu) - 8
-        self.memory.mem.write_u64(self.memory.pgtables.translate(rsp), CALL_RETURN_ADDR)  # a stack slot, not code
+        self.memory.mem.write_u64(self.memory.pgtables.translate_mapped(rsp), CALL_RETURN_ADDR)  # stack, not code
         c.set_regs(dict.fromkeys(_CLEARED_AT_CALL, 0) | dict(zip(ARG_REGS, args, strict=False))
                    | {"rsp": rsp, "rflags": 0x2, "rip": addr})
         self.call_state = self.calls[cpu] = CallState(c, CallResult(name, STOPPED), budget=budget)
