@@ -87,7 +87,7 @@ class Scenario:
 def load_scenario(path: Path) -> Scenario:
     try:
         doc = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise EmuError(f"{path}: {e}") from None
     missing = [k for k in ("title", "files", "entry", "expect") if k not in doc]
     if missing:
