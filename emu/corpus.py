@@ -28,7 +28,7 @@ def stub(filename: str) -> str:
 
 @functools.cache
 def _kernel_functions() -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     for path in sorted(corpus_dir("kernel_stubs").glob("*.S")):
         for name in re.findall(r"^\s*SYM_FUNC_START\((\w+)\)", path.read_text(), re.M):
             out.setdefault(name, str(path))
@@ -47,6 +47,8 @@ def bpf_prog(filename: str) -> str:
 def source_candidates(path: str | Path, *roots: Path) -> list[Path]:
     """Where a named file may be: as given, under each of `roots`, and, for `bpf_progs/X` or
     `kernel_stubs/X`, the shipped copy, so the README's commands work from any directory."""
+    if path == "":  # Path("") is ".", and os.path.relpath("") a ValueError
+        raise EmuError("a file name is empty")
     p = Path(path)
     out = [p, *(root / p for root in roots if not p.is_absolute())]
     top, _, rest = p.as_posix().partition("/")

@@ -14,6 +14,8 @@ stopped and which fault it holds.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
+from typing import Any
 
 from .asm.image import Image
 from .asm.unit import Source
@@ -49,6 +51,11 @@ __all__ = ["BUDGET", "DEFAULT_BUDGET", "DEFAULT_RAM", "ERROR", "OOPS", "RETURNED
 DEFAULT_RAM = 64 << 20
 DEFAULT_BUDGET = 10_000_000
 DEFAULT_TIME_LIMIT = 60.0  # seconds, for calls with no instruction budget
+
+
+def _delegate(path: str) -> Any:
+    """A read-only attribute that is a subsystem's (`executor.cpus`): what the annotation says it is."""
+    return property(attrgetter(path))
 
 
 def _no_kfence(_addr: int, _is_write: bool, _ip: int) -> tuple[bool, str]:
@@ -104,19 +111,19 @@ class Machine:
 
     # -- what the subsystems hold ---------------------------------------------
 
-    cpus: list[CPU] = property(lambda self: self.executor.cpus)
-    events: list[FaultEvent] = property(lambda self: self.executor.events)
-    results: dict[int, CallResult] = property(lambda self: self.executor.results)
-    oops_handlers: list[OopsHandler] = property(lambda self: self.executor.oops_handlers)
-    budget: int = property(lambda self: self.executor.budget)
-    time_limit: float = property(lambda self: self.executor.time_limit)
-    comm: str = property(lambda self: self.executor.comm)
-    maps: dict[int, Arena | Map] = property(lambda self: self.bpf.maps)
-    arenas: dict[str, Arena] = property(lambda self: self.bpf.arenas)
-    arena: Arena | None = property(lambda self: self.bpf.arena)
-    progs: BpfProgs = property(lambda self: self.bpf.progs)
-    link_symbols: dict[str, int] = property(lambda self: self.loader.link_symbols)
-    lines: dict[int, tuple[str, int]] = property(lambda self: self.line_table.lines)
+    cpus: list[CPU] = _delegate("executor.cpus")
+    events: list[FaultEvent] = _delegate("executor.events")
+    results: dict[int, CallResult] = _delegate("executor.results")
+    oops_handlers: list[OopsHandler] = _delegate("executor.oops_handlers")
+    budget: int = _delegate("executor.budget")
+    time_limit: float = _delegate("executor.time_limit")
+    comm: str = _delegate("executor.comm")
+    maps: dict[int, Arena | Map] = _delegate("bpf.maps")
+    arenas: dict[str, Arena] = _delegate("bpf.arenas")
+    arena: Arena | None = _delegate("bpf.arena")
+    progs: BpfProgs = _delegate("bpf.progs")
+    link_symbols: dict[str, int] = _delegate("loader.link_symbols")
+    lines: dict[int, tuple[str, int]] = _delegate("line_table.lines")
 
     @property
     def catch(self) -> Callable[[FaultEvent, Decision | None], bool] | None:
@@ -157,35 +164,16 @@ class Machine:
         """get_vm_area(): reserve vmalloc address space, no PTEs, an unmapped page after it."""
         return self.vmalloc_area.get_vm_area(size)
 
-    def walk(self, va: int) -> PageWalk:
-        return self.memory.walk(va)
-
-    def pte(self, va: int) -> int:
-        return self.memory.pte(va)
-
-    def set_pte(self, va: int, value: int) -> int:
-        """Write a PTE as the kernel's set_pte() would: no TLB flush."""
-        return self.memory.set_pte(va, value)
-
-    def read(self, va: int, length: int) -> bytes:
-        """Read through the page tables (not through a CPU's TLB)."""
-        return self.memory.read(va, length)
-
-    def write(self, va: int, data: bytes) -> None:
-        self.memory.write(va, data)
-
-    def read_u64(self, va: int) -> int:
-        return self.memory.read_u64(va)
-
-    def write_u64(self, va: int, value: int) -> None:
-        self.memory.write_u64(va, value)
-
-    def read_u64_or_none(self, va: int) -> int | None:
-        return self.memory.read_u64_or_none(va)
-
-    def read_cstring(self, va: int, limit: int) -> str | None:
-        """A NUL-terminated string of at most `limit` bytes; None if unreadable."""
-        return self.memory.read_cstring(va, limit)
+    # Kernel memory through the page tables (not through a CPU's TLB); set_pte() flushes nothing.
+    walk: Callable[[int], PageWalk] = _delegate("memory.walk")
+    pte: Callable[[int], int] = _delegate("memory.pte")
+    set_pte: Callable[[int, int], int] = _delegate("memory.set_pte")
+    read: Callable[[int, int], bytes] = _delegate("memory.read")
+    write: Callable[[int, bytes], None] = _delegate("memory.write")
+    read_u64: Callable[[int], int] = _delegate("memory.read_u64")
+    write_u64: Callable[[int, int], None] = _delegate("memory.write_u64")
+    read_u64_or_none: Callable[[int], int | None] = _delegate("memory.read_u64_or_none")
+    read_cstring: Callable[[int, int], str | None] = _delegate("memory.read_cstring")
 
     def flush_tlb(self, cpu: int | None = None) -> None:
         """Flush the whole TLB of one CPU, or of every CPU."""
@@ -194,7 +182,7 @@ class Machine:
     def invlpg(self, va: int, cpu: int = 0) -> None:
         self.tlb.invlpg(va, cpu)
 
-    flush_tlb_kernel_range = property(lambda self: self.tlb.flush_tlb_kernel_range)
+    flush_tlb_kernel_range: Callable[[int, int], None] = _delegate("tlb.flush_tlb_kernel_range")
 
     # -- loading and symbols --------------------------------------------------
 
@@ -237,14 +225,9 @@ class Machine:
         """Every symbol and link-time constant, for evaluating expressions over them."""
         return self.loader.symbol_scope()
 
-    def symbolize(self, addr: int) -> str:
-        return self.kallsyms.format(addr)
-
-    def is_text(self, addr: int) -> bool:
-        return self.executor.is_text(addr)
-
-    def search_exception_tables(self, ip: int) -> ExtableEntry | None:
-        return self.extable.search_exception_tables(ip)
+    symbolize: Callable[[int], str] = _delegate("kallsyms.format")
+    is_text: Callable[[int], bool] = _delegate("executor.is_text")
+    search_exception_tables: Callable[[int], ExtableEntry | None] = _delegate("extable.search_exception_tables")
 
     def line_addresses(self, file: str, line: int) -> list[int]:
         """The instructions assembled from FILE:LINE (FILE may be a path's last part), lowest first."""

@@ -92,3 +92,13 @@ scratch = { ret = 0, reports = 1 }
         "lost-write  write reached the page, 2 reports",
         "mine        ret 0x0, 1 report",
     ]
+
+
+def test_an_empty_file_name_is_one_line_error(capsys):
+    assert run(capsys, "run", "", "--entry", "list_sum")[::2] == (2, "arena-emu: a file name is empty\n")
+
+
+def test_a_scenario_file_that_is_not_text_is_one_line_error(capsys, tmp_path):
+    (tmp_path / "bin.toml").write_bytes(b"\xff\xfe")
+    code, _, err = run(capsys, "compare", str(tmp_path / "bin.toml"), "--scenario", "lost-write")
+    assert (code, err.startswith(f"arena-emu: {tmp_path / 'bin.toml'}: 'utf-8' codec can't decode")) == (2, True)

@@ -114,6 +114,7 @@ class Assembler:
                     if error is not None:
                         diags.append(Diagnostic(item.file, item.line, error))
                         continue
+                    assert code is not None  # encode() gives bytes or an error
                     item.fixed = item.fixed or not self._encoder.mentions_symbol(item.text)
                     sizes[id(item)] = item.size = len(code)
             if diags:
@@ -208,7 +209,7 @@ class Assembler:
                     assert item.address == bases[sect] + len(out.data)
                     if isinstance(item, Insn):
                         code, error = self._encoder.encode(item, scope)
-                        if error is not None or len(code) != item.size:
+                        if code is None or len(code) != item.size:
                             message = error or "encoding changed size in the final pass"
                             diags.append(Diagnostic(item.file, item.line, message))
                             continue

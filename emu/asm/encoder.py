@@ -272,7 +272,8 @@ class Encoder:
         """`[regs + expr]` with its expression evaluated here, as in AT&T: keystone's own
         evaluation is not gas's, and it cuts a displacement to 32 bits without a word."""
         start, end = op.index("["), op.rindex("]")
-        regs, nums = [], []
+        regs: list[str] = []
+        nums: list[str] = []
         for term in _intel_terms(op[start + 1:end]):
             (regs if _OPERAND_IDENT.search(term) else nums).append(term)
         if not nums:
@@ -319,7 +320,7 @@ class Encoder:
         value = max(ops.imms.values(), key=lambda v: abs(signed64(v)))
         return f"operand type mismatch for '{head}' in '{insn.source}': no immediate of it takes {value & MASK64:#x}"
 
-    def encode(self, insn: Insn, values: dict[str, int]) -> tuple[bytes | None, str | None]:
+    def encode(self, insn: Insn, values: dict[str, int]) -> tuple[bytes, None] | tuple[None, str]:
         """(bytes, None) or (None, error message), with the symbols of `values`."""
         head, operands = self._split_mnemonic(insn.text)
         if not all(_MNEMONIC.fullmatch(w) for w in head.split()):

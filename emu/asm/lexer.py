@@ -93,7 +93,9 @@ def clean_line(line: str) -> str:
 
 def split_statements(line: str) -> list[str]:
     """Split on `;` outside string and character literals."""
-    parts, cur, in_str = [], [], False
+    parts: list[str] = []
+    cur: list[str] = []
+    in_str = False
     for i, c in enumerate(line):
         if c == '"' and (i == 0 or line[i - 1] != "\\"):
             in_str = not in_str
@@ -108,7 +110,9 @@ def split_statements(line: str) -> list[str]:
 
 def split_args(text: str) -> list[str]:
     """Comma-separated arguments, respecting parentheses and strings."""
-    args, cur, depth, in_str = [], [], 0, False
+    args: list[str] = []
+    cur: list[str] = []
+    depth, in_str = 0, False
     for i, c in enumerate(text):
         if c == '"' and (i == 0 or text[i - 1] != "\\"):
             in_str = not in_str
@@ -157,6 +161,7 @@ def parse_string(text: str) -> bytes:
             i += 1 + len(m.group())
         elif e in "01234567":
             m = re.match(r"[0-7]{1,3}", body[i:])
+            assert m is not None  # body[i] is an octal digit
             out.append(int(m.group(), 8) & 0xFF)
             i += len(m.group())
         elif e in _ESCAPES:

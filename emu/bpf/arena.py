@@ -114,6 +114,8 @@ class Arena:
 
     @property
     def scratch_pte(self) -> int:
+        if self.scratch_pfn is None:
+            raise EmuError(f"arena '{self.name}' has no scratch page (policy {self.policy.name})")
         return mk_pte(self.scratch_pfn, PAGE_KERNEL_RO if self.policy.scratch_readonly else PAGE_KERNEL)
 
     def is_scratch(self, pte: int) -> bool:

@@ -55,7 +55,7 @@ PTR_SIZE = 8  # BPF is a 64-bit target (btf__set_pointer_size(btf, 8) for ELFCLA
 
 _KINDS = frozenset(BtfKind) - {BtfKind.UNKN}
 MODIFIERS = (BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT, BtfKind.TYPE_TAG)  # libbpf's btf_is_mod()
-_SIZED = (BtfKind.INT, BtfKind.STRUCT, BtfKind.UNION, BtfKind.ENUM, BtfKind.ENUM64, BtfKind.DATASEC, BtfKind.FLOAT)
+_SIZED = (Int, Composite, AnyEnum, Datasec, Float)  # INT, STRUCT, UNION, ENUM, ENUM64, DATASEC, FLOAT
 _REF_CLASSES = {c.kind: c for c in (Ptr, Typedef, Volatile, Const, Restrict, TypeTag)}
 
 
@@ -267,7 +267,7 @@ class Btf:
         for _ in range(MAX_RESOLVE_DEPTH):
             if t.kind not in skip:
                 return t
-            t = self[t.type]
+            t = self[t.type]  # type: ignore[attr-defined]  # each kind in `skip` is a RefType's or VAR
         raise BtfError(f"{self.where}: type chain from [{type_id}] is deeper than {MAX_RESOLVE_DEPTH}")
 
     def skip_mods_and_typedefs(self, type_id: int) -> BtfType:
@@ -286,13 +286,13 @@ class Btf:
         nelems, tid = 1, type_id
         for _ in range(MAX_RESOLVE_DEPTH):
             t = self[tid]
-            if t.kind in _SIZED:
+            if isinstance(t, _SIZED):
                 size = t.size
                 break
             if t.kind == BtfKind.PTR:
                 size = PTR_SIZE
                 break
-            if t.kind == BtfKind.ARRAY:
+            if isinstance(t, Array):
                 nelems *= t.nelems
                 tid = t.type
             elif isinstance(t, (RefType, Var, DeclTag)):
@@ -345,17 +345,17 @@ class Btf:
         if depth > MAX_RESOLVE_DEPTH:
             raise BtfError(f"{self.where}: type chain from [{type_id}] is deeper than {MAX_RESOLVE_DEPTH}")
         t = self[type_id]
-        if t.kind == BtfKind.PTR:
+        if isinstance(t, Ptr):
             pointee = self[t.type]
             wrap = pointee.kind in (BtfKind.ARRAY, BtfKind.FUNC_PROTO)
             return self._c_name(t.type, f"(*{inner})" if wrap else f"*{inner}", depth + 1)
-        if t.kind == BtfKind.ARRAY:
+        if isinstance(t, Array):
             return self._c_name(t.type, f"{inner}[{t.nelems}]", depth + 1)
-        if t.kind in (BtfKind.VOLATILE, BtfKind.CONST, BtfKind.RESTRICT):
+        if isinstance(t, (Volatile, Const, Restrict)):
             return f"{t.kind.name.lower()} {self._c_name(t.type, inner, depth + 1)}"
-        if t.kind == BtfKind.TYPE_TAG:
+        if isinstance(t, TypeTag):
             return self._c_name(t.type, f"__tag({t.name}) {inner}".rstrip(), depth + 1)
-        if t.kind == BtfKind.FUNC_PROTO:
+        if isinstance(t, FuncProto):
             args = ", ".join("..." if p == Param("", 0) else self._c_name(p.type, "", depth + 1).strip()
                              for p in t.params) or "void"
             return self._c_name(t.ret_type, f"{inner}({args})", depth + 1)

@@ -180,6 +180,13 @@ class OpenCtx:
     def fail(self, msg: str) -> BpfObjectError:
         return BpfObjectError(f"{self.where}: {msg}")
 
+    @property
+    def required_btf(self) -> Btf:
+        """The BTF, for the stages that run only once it is parsed (maps, externs, DATASEC fixups)."""
+        if self.btf is None:
+            raise self.fail("BTF is required, but is missing")
+        return self.btf
+
     def sec_name(self, shndx: int) -> str:
         return self.elf.sections[shndx].name if 0 < shndx < len(self.elf.sections) else f"<section {shndx:#x}>"
 

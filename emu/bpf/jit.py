@@ -436,7 +436,7 @@ class _Jit:
     def _emit_may_goto(self, t: bytearray, i: int, insn: Insn) -> None:
         """may_goto: if the frame's counter is 0, jump; else count down. sub 1 borrows exactly at 0 and adc puts the
         borrow back, so the counter stays 0 and CF says "spent" for the closing jb."""
-        slot = self.funcs[self.func_of[i]].may_goto_slot
+        slot: int = self.funcs[self.func_of[i]].may_goto_slot  # type: ignore[assignment]  # a may_goto's function has one
         for ext, imm in ((5, 1), (2, 0)):  # sub qword [rbp + slot], 1; adc qword [rbp + slot], 0
             if is_imm8(slot):
                 t += bytes((0x48, 0x83, add_1reg(0x40 | ext << 3, BPF_REG_FP), slot & 0xFF, imm))

@@ -29,7 +29,7 @@ REG2PT_REGS = {"rax": 80, "rdi": 112, "rsi": 104, "rdx": 96, "rcx": 88, "r8": 72
                "rbx": 40, "r13": 16, "r14": 8, "r15": 0}
 PT_REGS_NAMES = {off: name for name, off in REG2PT_REGS.items()}
 
-_SUBREGS = {}
+_SUBREGS: dict[str, str] = {}
 for _r in ("ax", "bx", "cx", "dx", "si", "di"):
     _SUBREGS.update({"e" + _r: "r" + _r, _r: "r" + _r})
 _SUBREGS.update({"al": "rax", "bl": "rbx", "cl": "rcx", "dl": "rdx", "sil": "rsi", "dil": "rdi"})
@@ -62,8 +62,8 @@ class ArenaAccess:
 
 
 def _bpf_reg(name: str | None, what: str) -> str:
-    full = _SUBREGS.get(name, name)
-    if full not in REG2PT_REGS:
+    full = _SUBREGS.get(name, name) if name else None
+    if full is None or full not in REG2PT_REGS:
         raise NotJitForm(f"{what} {name or '(none)'} is not a BPF register (R0-R9 map to "
                          f"{', '.join(REG2PT_REGS)})")
     return full
@@ -74,13 +74,12 @@ def arena_access(insn: DecodedInsn) -> ArenaAccess | None:
 
     Raises NotJitForm for an r12-indexed access the JIT has no form for.
     """
-    mems = [(i, op) for i, op in enumerate(insn.operands) if op.kind == "mem"]
-    if not mems or mems[0][1].mem.index != ARENA_BASE_REG:
-        if any(op.mem.base == ARENA_BASE_REG for _, op in mems):
+    mems = [(i, op.mem) for i, op in enumerate(insn.operands) if op.mem is not None]
+    if not mems or mems[0][1].index != ARENA_BASE_REG:
+        if any(m.base == ARENA_BASE_REG for _, m in mems):
             raise NotJitForm("r12 is the index of an arena access, [src + r12 + off], never its base")
         return None
-    pos, op = mems[0]
-    m = op.mem
+    pos, m = mems[0]
     if m.scale != 1:
         raise NotJitForm(f"an arena access has scale 1, not {m.scale}")
     if not -0x8000 <= m.disp <= 0x7FFF:

@@ -61,10 +61,14 @@ class KfuncCall:
         return bpf_map if isinstance(bpf_map, Arena) else None
 
 
+# A native body returns R0 (None: void), or is a generator yielding its preemption points.
+KfuncBody = Callable[..., int | Iterator[str] | None]
+
+
 @dataclass(frozen=True)
 class NativeKfunc:
     name: str
-    body: Callable[..., int | None]
+    body: KfuncBody
     nargs: int
     ret: str  # "void", "int" (32-bit, sign bit in bit 31) or "u64" (pointers and 64-bit values)
 
@@ -78,8 +82,8 @@ class NativeKfunc:
 KFUNCS: dict[str, NativeKfunc] = {}
 
 
-def kfunc(ret: str) -> Callable[[Callable[..., int | None]], Callable[..., int | None]]:
-    def register(body: Callable[..., int | None]) -> Callable[..., int | None]:
+def kfunc(ret: str) -> Callable[[KfuncBody], KfuncBody]:
+    def register(body: KfuncBody) -> KfuncBody:
         nargs = len(inspect.signature(body).parameters) - 1
         KFUNCS[body.__name__] = NativeKfunc(body.__name__, body, nargs, ret)
         return body

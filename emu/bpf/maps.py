@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from .arena import BPF_F_MMAPABLE
-from .btf_types import AnyEnum, Array, BtfKind, Linkage, Member, Ptr, Struct, Var
+from .btf_types import AnyEnum, Array, BtfKind, Datasec, Linkage, Member, Ptr, Struct, Var
 from .elf import ElfSection, OpenCtx
 
 BPF_OBJ_NAME_LEN = 16
@@ -91,10 +91,10 @@ class BpfMap:
 
 def _map_field_int(ctx: OpenCtx, map_name: str, m: Member) -> int:
     """get_map_field_int(): `__uint(name, N)` is `int (*name)[N]`, so N is the array's nelems."""
-    t = ctx.btf.skip_mods_and_typedefs(m.type)
+    t = ctx.required_btf.skip_mods_and_typedefs(m.type)
     if not isinstance(t, Ptr):
         raise ctx.fail(f"map '{map_name}': attr '{m.name}': expected PTR, got {t.kind.name}")
-    arr = ctx.btf[t.type]
+    arr = ctx.required_btf[t.type]
     if not isinstance(arr, Array):
         raise ctx.fail(f"map '{map_name}': attr '{m.name}': expected ARRAY, got {arr.kind.name}")
     return arr.nelems
@@ -102,7 +102,7 @@ def _map_field_int(ctx: OpenCtx, map_name: str, m: Member) -> int:
 
 def _map_field_long(ctx: OpenCtx, map_name: str, m: Member) -> int:
     """get_map_field_long(): `__ulong(name, V)` is a one-value enum, or the `__uint` form."""
-    t = ctx.btf.skip_mods_and_typedefs(m.type)
+    t = ctx.required_btf.skip_mods_and_typedefs(m.type)
     if isinstance(t, Ptr):
         return _map_field_int(ctx, map_name, m)
     if not isinstance(t, AnyEnum):
@@ -133,10 +133,10 @@ def _parse_map_def(ctx: OpenCtx, map_name: str, def_t: Struct, outer: bool) -> d
             else:
                 d[m.name] = v
         elif m.name in ("key", "value"):
-            t = ctx.btf[m.type]
+            t = ctx.required_btf[m.type]
             if not isinstance(t, Ptr):
                 raise ctx.fail(f"map '{map_name}': {m.name} spec is not PTR: {t.kind.name}")
-            set_size(f"{m.name}_size", ctx.btf.resolve_size(t.type))
+            set_size(f"{m.name}_size", ctx.required_btf.resolve_size(t.type))
             d[f"{m.name}_type_id"] = t.type
         elif m.name == "map_extra":
             d["map_extra"] = _map_field_long(ctx, map_name, m)
@@ -161,13 +161,13 @@ def _map_values(ctx: OpenCtx, map_name: str, d: dict, m: Member, last: bool, out
         raise ctx.fail(f"map '{map_name}': 'values' member should be last")
     if not map_in_map and d["type"] != BPF_MAP_TYPE_PROG_ARRAY:
         raise ctx.fail(f"map '{map_name}': should be map-in-map or prog-array")
-    arr = ctx.btf[m.type]
+    arr = ctx.required_btf[m.type]
     if not isinstance(arr, Array) or arr.nelems:
         raise ctx.fail(f"map '{map_name}': values spec is not a zero-sized array")
-    ptr = ctx.btf.skip_mods_and_typedefs(arr.type)
+    ptr = ctx.required_btf.skip_mods_and_typedefs(arr.type)
     if not isinstance(ptr, Ptr):
         raise ctx.fail(f"map '{map_name}': values def is of unexpected kind {ptr.kind.name}")
-    t = ctx.btf.skip_mods_and_typedefs(ptr.type)
+    t = ctx.required_btf.skip_mods_and_typedefs(ptr.type)
     if not map_in_map:
         if t.kind != BtfKind.FUNC_PROTO:
             raise ctx.fail(f"map '{map_name}': prog-array value def is of unexpected kind {t.kind.name}")
@@ -183,12 +183,12 @@ def user_maps(ctx: OpenCtx) -> tuple[BpfMap, ...]:
     sec = ctx.elf.section(MAPS_SEC)
     if sec is None:
         return ()
-    datasec = ctx.btf.find(MAPS_SEC, BtfKind.DATASEC)
-    if datasec is None:
+    datasec = ctx.required_btf.find(MAPS_SEC, BtfKind.DATASEC)
+    if not isinstance(datasec, Datasec):
         raise ctx.fail(f"DATASEC '{MAPS_SEC}' not found")
     maps = []
     for i, vi in enumerate(datasec.vars):
-        var = ctx.btf[vi.type]
+        var = ctx.required_btf[vi.type]
         if not var.name:
             raise ctx.fail(f"map #{i}: empty name")
         if vi.offset + vi.size > sec.size:
@@ -197,7 +197,7 @@ def user_maps(ctx: OpenCtx) -> tuple[BpfMap, ...]:
             raise ctx.fail(f"map '{var.name}': unexpected var kind {var.kind.name}")
         if var.linkage != Linkage.GLOBAL:
             raise ctx.fail(f"map '{var.name}': unsupported map linkage {var.linkage.name.lower()}")
-        def_t = ctx.btf.skip_mods_and_typedefs(var.type)
+        def_t = ctx.required_btf.skip_mods_and_typedefs(var.type)
         if not isinstance(def_t, Struct):
             raise ctx.fail(f"map '{var.name}': unexpected def kind {def_t.kind.name}")
         if def_t.size > vi.size:
@@ -259,10 +259,11 @@ def kconfig_map(variables: tuple[Variable, ...], obj_name: str) -> tuple[BpfMap,
 def section_variables(ctx: OpenCtx, sec: ElfSection) -> tuple[Variable, ...]:
     """The globals of a data section: its DATASEC when there is BTF, else its STT_OBJECT symbols."""
     datasec = ctx.btf.find(sec.name, BtfKind.DATASEC) if ctx.btf else None
-    if datasec is not None:
+    if isinstance(datasec, Datasec):
         out = []
         for vi in datasec.vars:
-            var = ctx.btf[vi.type]
+            var = ctx.required_btf[vi.type]
+            assert isinstance(var, Var)  # _fixup_datasecs() refused any other
             out.append(Variable(var.name, vi.offset, vi.size, var.type, var.linkage))
         return tuple(out)
     syms = sorted((s for s in ctx.elf.symbols if s.shndx == sec.index and s.type == "STT_OBJECT"),

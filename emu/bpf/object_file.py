@@ -344,8 +344,8 @@ def _externs(ctx: OpenCtx) -> tuple[Extern, ...]:
     out, off = [], 0
     for align, size, t, weak, sym in sorted(kconfig, key=lambda k: (-k[0], k[1], k[2].name)):  # cmp_externs()
         off = -(-off // align) * align  # roundup(off, align), as the .kconfig map lays them out
-        out.append(Extern(t.name, ExternKind.KCONFIG, False, weak, t.id, ctx.btf.skip_mods_and_typedefs(t.type).id,
-                          sym.index, off, size))
+        type_id = ctx.required_btf.skip_mods_and_typedefs(t.type).id
+        out.append(Extern(t.name, ExternKind.KCONFIG, False, weak, t.id, type_id, sym.index, off, size))
         off += size
     return tuple(out + sorted(ksyms, key=lambda e: e.name))
 
@@ -365,7 +365,7 @@ def _kcfg_type_ok(btf: Btf, type_id: int) -> bool:
 
 def _fixup_datasecs(ctx: OpenCtx) -> Btf:
     """btf_fixup_datasec(): clang may leave a DATASEC's size and offsets 0; the ELF section and symbols know."""
-    btf = ctx.btf
+    btf = ctx.required_btf
     types = list(btf.types)
     for t in btf:
         if not isinstance(t, Datasec) or t.name in (KSYMS_SEC, KCONFIG_SEC):

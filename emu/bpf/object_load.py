@@ -76,8 +76,9 @@ class LoadedObject:
     def __init__(self, obj: BpfObject, maps: dict[str, Arena | Map], programs: dict[str, LoadedProgram],
                  runner: Callable[[LoadedProgram, bytes, bytes], object]):
         self.obj, self.maps, self.programs, self._runner = obj, maps, programs, runner
-        self.globals = {m.kind: Globals(maps[m.name], {v.name: (v.offset, v.size) for v in m.variables})
-                        for m in obj.maps if m.kind in (MapKind.BSS, MapKind.DATA, MapKind.RODATA)}
+        self.globals = {m.kind: Globals(internal, {v.name: (v.offset, v.size) for v in m.variables})
+                        for m in obj.maps if m.kind in (MapKind.BSS, MapKind.DATA, MapKind.RODATA)
+                        and isinstance(internal := maps[m.name], Map)}
 
     @property
     def bss(self) -> Globals:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from ..x86.pgtable import PageWalk, flag_names
 from ..x86.traps import TRAP_NAMES, ErrorCode
@@ -63,28 +64,31 @@ class EventText(str):
         return repr(str(self))
 
 
-class _Text:
+_T = TypeVar("_T", str, str | None)
+
+
+class _Text(Generic[_T]):
     """A FaultEvent field read back as EventText. Wrapped when read, which tests do, not when
     set, which every fault does; a descriptor on these five fields only, where a __setattr__
     would run for every field of every event."""
 
-    def __init__(self, default: str | None):
-        self.default = default
+    def __init__(self, default: _T):
+        self.default: _T = default
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.slot = "_" + name
 
-    def __get__(self, obj: FaultEvent | None, owner: type | None = None):
+    def __get__(self, obj: FaultEvent | None, owner: type | None = None) -> _T:
         if obj is None:
             return self.default  # what the dataclass takes as the field's default
-        value = obj.__dict__[self.slot]
+        value: _T = obj.__dict__[self.slot]
         if value is None:
-            return None
+            return value
         text = EventText(value)
         text.event = obj
         return text
 
-    def __set__(self, obj: FaultEvent, value: str | None) -> None:
+    def __set__(self, obj: FaultEvent, value: _T) -> None:
         obj.__dict__[self.slot] = value
 
 
@@ -106,14 +110,14 @@ class FaultEvent:
     string_op: bool
     insn: str = ""  # the faulting instruction, disassembled
     steps: list[str] = field(default_factory=list)  # the fault path as it ran
-    resolution: str = _Text("")  # "spurious", "extable", "oops", ...
-    handler: str = _Text("")
-    action: str = _Text("")
+    resolution: _Text[str] = _Text("")  # "spurious", "extable", "oops", ...
+    handler: _Text[str] = _Text("")
+    action: _Text[str] = _Text("")
     resume_at: int | None = None
     walk_after: PageWalk | None = None
-    retry: str | None = _Text(None)
+    retry: _Text[str | None] = _Text(None)
     report: str | None = None  # the oops text, when the call stopped
-    cleared: str | None = _Text(None)  # the register ex_handler_bpf() zeroed
+    cleared: _Text[str | None] = _Text(None)  # the register ex_handler_bpf() zeroed
     stream: str | None = None  # what this fault wrote to a BPF program's stderr
     source: str | None = None  # FILE:LINE of the faulting instruction, for compiled code with debug info
 

@@ -9,9 +9,8 @@ table and the BPF subsystem are handed to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from types import GeneratorType
 
 import unicorn
 
@@ -83,7 +82,8 @@ class CallState:
     used: int = 0  # of the budget
     stop: str | None = None  # why a debugger stop happened (a breakpoint, a caught fault, an interrupt)
     held: tuple[FaultEvent, Decision | None] | None = None  # a fault caught before its handler ran (or applied)
-    kfunc: tuple | None = None  # a native kfunc stopped at a preemption point: (kfunc, body, slot)
+    # a native kfunc stopped at a preemption point: (kfunc, body, slot)
+    kfunc: tuple[NativeKfunc, Iterator[str], int] | None = None
     fault: FaultContext | None = None  # the context of the fault being handled
     exit_value: int | None = None  # a native function ended the whole call with this R0 (ProgramExit)
 
@@ -160,15 +160,25 @@ class Executor:
         lo = hi - THREAD_SIZE
         return (lo, hi) if lo - PAGE_SIZE <= address < lo else None
 
+    @property
+    def _running(self) -> CallState:
+        """The call a CPU is running: the hooks and the fault path run only inside one."""
+        if self.call_state is None:
+            raise EmuError("no call is running")
+        return self.call_state
+
     def pt_regs(self, offset: int) -> int:
-        return self.call_state.cpu.reg(PT_REGS_NAMES[offset])
+        return self._running.cpu.reg(PT_REGS_NAMES[offset])
 
     def bpf_prog_report_arena_violation(self, is_write: bool, addr: int, fault_ip: int) -> None:
-        self.bpf.bpf_prog_report_arena_violation(self.call_state.fault, is_write, addr, fault_ip)
+        self.bpf.bpf_prog_report_arena_violation(self.fault_context(), is_write, addr, fault_ip)
 
     def fault_context(self) -> FaultContext:
         """The context of the fault being handled, for the handlers in page_fault_oops()'s chain."""
-        return self.call_state.fault
+        fault = self._running.fault
+        if fault is None:
+            raise EmuError("no fault is being handled")
+        return fault
 
     def stack_frames(self, cpu: int) -> list[int]:
         """A CPU's RIP, then the return addresses of a walk of its kernel stack, as the kernel's
@@ -203,7 +213,7 @@ class Executor:
         addr, name = locate(entry)
         c = self.cpus[cpu]
         rsp = stack_top(cpu) - 8
-        self.memory.mem.write_u64(self.memory.pgtables.translate(rsp), CALL_RETURN_ADDR)  # a stack slot, not code
+        self.memory.mem.write_u64(self.memory.pgtables.translate_mapped(rsp), CALL_RETURN_ADDR)  # stack, not code
         c.set_regs(dict.fromkeys(_CLEARED_AT_CALL, 0) | dict(zip(ARG_REGS, args, strict=False))
                    | {"rsp": rsp, "rflags": 0x2, "rip": addr})
         self.call_state = self.calls[cpu] = CallState(c, CallResult(name, STOPPED), budget=budget)
@@ -295,6 +305,7 @@ class Executor:
     def _run_held(self, state: CallState) -> None:
         """Run (or apply) the handler of a fault caught before it; a restarted instruction then
         runs once, so the step lands where the hardware would after it."""
+        assert state.held is not None  # resume() runs it only then
         event, decision = state.held
         state.held = None
         c = state.cpu
@@ -328,8 +339,8 @@ class Executor:
                 event, decision = state.after_stop
                 state.after_stop = None
                 if decision.action == FIXUP:
-                    c.set_reg("rip", decision.resume_at)
-                    begin = decision.resume_at
+                    begin = decision.resume_ip
+                    c.set_reg("rip", begin)
                     if remaining is None:
                         continue
                     remaining -= used
@@ -386,7 +397,7 @@ class Executor:
             state.exit_value = e.value
             c.uc.emu_stop()
             return
-        if isinstance(value, GeneratorType):
+        if isinstance(value, Iterator):
             state.kfunc = (k, value, addr)
             if self._drive_kfunc(c, state):
                 c.uc.emu_stop()
@@ -401,6 +412,7 @@ class Executor:
     def _drive_kfunc(self, c: CPU, state: CallState) -> bool:
         """Run a preemptible kfunc body on to its end or its next preemption point; True when
         a scheduler stopped it there."""
+        assert state.kfunc is not None  # a kfunc body started, or stopped at a preemption point
         k, body, addr = state.kfunc
         try:
             while True:
@@ -439,7 +451,7 @@ class Executor:
 
     def _new_event(self, c: CPU, vector: int, error_code: int, address: int | None, rip: int,
                    rcx: int) -> FaultEvent:
-        state = self.call_state
+        state = self._running
         started = state.started_base + c.exc.instructions_started
         if state.pending is not None:
             state.pending.retry = observe_retry(state.pending, Observation(rip, started, rcx, address))
@@ -459,7 +471,7 @@ class Executor:
         from the CPU's registers as they are when it is walked."""
         index = c.index
         walk = (lambda: self._frames(index, *regs)) if regs else (lambda: self.stack_frames(index))
-        self.call_state.fault = FaultContext(index, walk)
+        self._running.fault = FaultContext(index, walk)
 
     def _on_exception(self, c: CPU, vector: int) -> None:
         """UC_HOOK_INTR: the CPU took an exception; play exc_page_fault() or die(), unless a
@@ -483,7 +495,7 @@ class Executor:
             return
         if self.preempt is not None and self.preempt(c.index, "fault"):
             self._hold(c, event, None)
-            self.call_state.stop = "preempted at fault"
+            self._running.stop = "preempted at fault"
             return
         decision = self._decide(c, event)
         if decision.action == STOP and self.catch is not None and self.catch(event, decision):
@@ -492,8 +504,8 @@ class Executor:
         self._apply(c, event, decision)
 
     def _hold(self, c: CPU, event: FaultEvent, decision: Decision | None) -> None:
-        self.call_state.held = (event, decision)
-        self.call_state.stop = "caught"
+        self._running.held = (event, decision)
+        self._running.stop = "caught"
         c.uc.emu_stop()
 
     def _decide(self, c: CPU, event: FaultEvent) -> Decision:
@@ -547,7 +559,7 @@ class Executor:
             decision.steps, decision.resolution, decision.handler, decision.action)
         event.resume_at = decision.resume_at
         event.walk_after = self.walk(address)
-        self.call_state.after_stop = (event, decision)
+        self._running.after_stop = (event, decision)
 
     def _virtual_address_of(self, c: CPU, access: int) -> tuple[int, int]:
         """Which virtual address the instruction at RIP meant, when Unicorn says only that it
@@ -572,20 +584,20 @@ class Executor:
         if event.vector == X86_TRAP_PF:
             # Only a handler in page_fault_oops()'s chain changes the tables; a fixup does not.
             event.walk_after = event.walk_before if d.action in (FIXUP, SKIP) else self.walk(event.address)
-        report = self.call_state.fault.report
+        report = self.fault_context().report
         if report is not None:
             event.stream, fate = report
             event.steps.append(f"bpf_stream_stage: {fate}")
         if d.action == FIXUP:
             event.resume_at = d.resume_at
-            c.set_reg("rip", d.resume_at)
+            c.set_reg("rip", d.resume_ip)
         elif d.action == SKIP:
             event.resume_at, event.cleared = d.resume_at, d.cleared
             if d.cleared:
                 c.set_reg(d.cleared, 0)
-            c.set_reg("rip", d.resume_at)
+            c.set_reg("rip", d.resume_ip)
         elif d.action == RESTART:
-            self.call_state.pending = event
+            self._running.pending = event
         elif d.action == STOP:
             self._stop_with_oops(c, event, d)
             c.uc.emu_stop()
@@ -603,5 +615,5 @@ class Executor:
             where=f"{event.where} {event.source}" if event.source else event.where,
             code=self.memory.try_read(regs.rip - PROLOGUE_SIZE, OPCODE_BUFSIZE), frames=frames, cr2=regs.cr2)
         event.steps.append(f"oops: {event.report.splitlines()[0]}")
-        self.call_state.result.status = OOPS
-        self.call_state.result.oops = event.report
+        self._running.result.status = OOPS
+        self._running.result.oops = event.report

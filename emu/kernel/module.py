@@ -10,7 +10,7 @@ installs nothing.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..asm.assembler import Assembler
 from ..asm.image import SECTIONS, Image, LinkedSection
@@ -65,7 +65,7 @@ class Loader:
                 raise EmuError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
         return self.load_sources(sources, syntax=syntax, objects=objects)
 
-    def load_sources(self, sources: list[Source], syntax: str = "att", objects: list[ObjectFile] = ()) -> Image:
+    def load_sources(self, sources: list[Source], syntax: str = "att", objects: Sequence[ObjectFile] = ()) -> Image:
         if syntax not in ("att", "intel"):
             raise EmuError(f"syntax is 'att' or 'intel', not '{syntax}'")
         decls = self._assembler.declarations(sources, syntax)
@@ -78,7 +78,7 @@ class Loader:
         extern = dict(self.link_symbols)
         extern.update({name: s.address for name, s in self.kallsyms.global_symbols().items()})
         after_objects = layout(objects, self._cursor)
-        extern.update({name: obj.address_of(sym) for name, (obj, sym) in defined.items()})
+        extern.update({name: obj.address_of(sym) for name, (obj, sym) in defined.items()})  # type: ignore[misc]  # all placed
         image = self._assembler.assemble(sources, after_objects, extern, syntax)
         progs, jit_extable = self.bpf.bpf_prog_load(image)
         images = [image]
@@ -97,7 +97,7 @@ class Loader:
             listener()
         return image
 
-    def _object_globals(self, objects: list[ObjectFile]) -> dict[str, tuple[ObjectFile, ObjSymbol]]:
+    def _object_globals(self, objects: Sequence[ObjectFile]) -> dict[str, tuple[ObjectFile, ObjSymbol]]:
         """The symbols the objects define for everyone, each defined once across the whole kernel."""
         out: dict[str, tuple[ObjectFile, ObjSymbol]] = {}
         errors = []
@@ -139,7 +139,8 @@ class Loader:
         progs, jited = self.bpf.bpf_prog_load_insns(code, name, address, at, jit)
         sections = {s: LinkedSection(s, self._cursor[s], bytearray()) for s in SECTIONS}
         sections["text"] = LinkedSection("text", address, bytearray(jited.code))
-        x86_lines, sources = {}, {}
+        x86_lines: dict[int, tuple[str, int]] = {}
+        sources: dict[str, dict[int, str]] = {}
         for (start, end), li in zip(jited.insn_ranges, lines or [], strict=False):
             if li is not None and end > start:
                 x86_lines[start] = (li.file_name, li.line_num)

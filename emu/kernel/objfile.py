@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from elftools.dwarf.callframe import FDE
 from elftools.elf.elffile import ELFFile
+from elftools.elf.relocation import RelocationSection
+from elftools.elf.sections import SymbolTableSection
 
 from ..asm.image import SECTIONS, Image, LinkedSection
 from ..errors import EmuError
@@ -65,7 +68,8 @@ class ObjectFile:
     debug_relocs: dict[str, list[tuple[Reloc, int]]] = field(default_factory=dict)  # .debug_* name -> ...
 
     def defined_globals(self) -> dict[str, ObjSymbol]:
-        return {s.name: s for s in self.symbols if s.is_global and s.section is not None}
+        """The globals with an address: absolute, or in a section that is loaded."""
+        return {s.name: s for s in self.symbols if s.is_global and (s.section == -1 or s.section in self.sections)}
 
     def address_of(self, sym: ObjSymbol) -> int | None:
         if sym.section == -1:
@@ -121,6 +125,8 @@ def _read(path: str, data: bytes, elf: ELFFile) -> ObjectFile:
             raise ObjectError(f"{path}: section {sec.name} is cut short ({len(body)} of {size} bytes)")
         sections[i] = ObjSection(i, sec.name, region, body, max(1, sec["sh_addralign"]))
     symtab = elf.get_section_by_name(".symtab")
+    if symtab is not None and not isinstance(symtab, SymbolTableSection):
+        raise ObjectError(f"{path}: .symtab is {symtab['sh_type']}, not SHT_SYMTAB")
     symbols = []
     for sym in symtab.iter_symbols() if symtab is not None else []:
         shndx, bind = sym["st_shndx"], sym["st_info"]["bind"]
@@ -133,7 +139,7 @@ def _read(path: str, data: bytes, elf: ELFFile) -> ObjectFile:
     debug: dict[str, list[tuple[Reloc, int]]] = {}
     sec_names = [s.name for s in elf.iter_sections()]
     for sec in elf.iter_sections():
-        if sec["sh_type"] not in ("SHT_RELA", "SHT_REL"):
+        if not isinstance(sec, RelocationSection):  # SHT_RELA or SHT_REL
             continue
         target = sec["sh_info"]
         if target >= len(sec_names):
@@ -153,7 +159,7 @@ def _read(path: str, data: bytes, elf: ELFFile) -> ObjectFile:
     return ObjectFile(path, data, sections, symbols, relocs, debug)
 
 
-def layout(objects: list[ObjectFile], cursor: dict[str, int]) -> dict[str, int]:
+def layout(objects: Sequence[ObjectFile], cursor: dict[str, int]) -> dict[str, int]:
     """Give every allocated section its address, region by region from `cursor`; returns where
     each region ends (where the assembler's image may start)."""
     out = dict(cursor)
@@ -166,7 +172,7 @@ def layout(objects: list[ObjectFile], cursor: dict[str, int]) -> dict[str, int]:
     return out
 
 
-def link(objects: list[ObjectFile], cursor: dict[str, int], resolve: Callable[[str], int | None]) -> Image:
+def link(objects: Sequence[ObjectFile], cursor: dict[str, int], resolve: Callable[[str], int | None]) -> Image:
     """Apply every relocation (a symbol no object defines comes from `resolve`), and build the
     image: the regions' bytes, the symbols for kallsyms, __ex_table's entries and DWARF lines."""
     errors: list[str] = []
@@ -207,7 +213,7 @@ def link(objects: list[ObjectFile], cursor: dict[str, int], resolve: Callable[[s
     return _image(objects, cursor)
 
 
-def _image(objects: list[ObjectFile], cursor: dict[str, int]) -> Image:
+def _image(objects: Sequence[ObjectFile], cursor: dict[str, int]) -> Image:
     regions = {name: LinkedSection(name, cursor[name], bytearray()) for name in SECTIONS}
     symbols, extable, lines, sources, paths, unwind = [], [], {}, {}, {}, []
     for obj in objects:
@@ -220,9 +226,9 @@ def _image(objects: list[ObjectFile], cursor: dict[str, int]) -> Image:
         for sym in obj.symbols:
             if sym.kind in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") and sym.name and sym.section not in (None, -1) \
                     and sym.section in obj.sections and not sym.name.startswith(".L"):
-                region = obj.sections[sym.section].region
-                symbols.append((sym.name, obj.address_of(sym), "rodata" if region == "__ex_table" else region,
-                                sym.is_global, obj.path))
+                home = obj.sections[sym.section]
+                section = "rodata" if home.region == "__ex_table" else home.region
+                symbols.append((sym.name, home.address + sym.value, section, sym.is_global, obj.path))
         obj_lines, obj_sources, obj_paths = dwarf_lines(obj)
         lines.update(obj_lines)
         sources.update(obj_sources)
@@ -290,7 +296,7 @@ def unwind_entries(obj: ObjectFile) -> list[OrcEntry]:
         fdes = dwarf.CFI_entries() if dwarf.has_CFI() else dwarf.EH_CFI_entries() if dwarf.has_EH_CFI() else []
         rows = []
         for fde in fdes:
-            if type(fde).__name__ != "FDE":
+            if not isinstance(fde, FDE):
                 continue
             # .eh_frame's pc-relative sdata4 decodes to a signed 32-bit value: kernel text lies in
             # the top 2 GiB, so its 64-bit address is that value sign-extended

@@ -62,7 +62,7 @@ class KernelMemory:
         while pos < len(data):
             va = start + pos
             n = min(len(data) - pos, PAGE_SIZE - va % PAGE_SIZE)
-            self.mem.write(self.pgtables.translate(va), data[pos:pos + n])
+            self.mem.write(self.pgtables.translate_mapped(va), data[pos:pos + n])
             pos += n
         self._changed()
 

@@ -98,7 +98,9 @@ def assert_reported_once(machine: Machine, address: int, *, access: str | None =
     if len(mine) != 1:
         raise AssertionError(f"expected one stderr report of unmapped address {address:#x}, found {len(mine)}; "
                              f"stderr holds:\n{text or '(nothing)'}")
-    if access is not None and line.search(mine[0]).group(1) != access.upper():
+    found = line.search(mine[0])
+    assert found is not None  # mine holds only the reports it matches
+    if access is not None and found.group(1) != access.upper():
         raise AssertionError(f"the report of {address:#x} is not a {access.upper()} access:\n{mine[0]}")
     return mine[0]
 
@@ -108,7 +110,7 @@ def assert_oops(result: CallResult, first_line: str) -> None:
     if result.status != OOPS:
         raise AssertionError(f"expected an oops, but the call {result.status}: {result!r}\n"
                              f"{_stories(result.faults)}")
-    head = result.oops.split("\n", 1)[0]
+    head = (result.oops or "").split("\n", 1)[0]
     if not text_matches(head, first_line):
         raise AssertionError(f"the oops starts\n  {head}\nnot\n  {first_line}\n\n{result.oops}")
 

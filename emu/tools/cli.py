@@ -311,7 +311,7 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     _print_streams(streams)
     print("\n2. Policy `oops`, the kernel before the scratch series: the same load oopses.\n")
     print(f"call {oopsed.entry}()")
-    print("\n".join(oopsed.oops.splitlines()[:5]))
+    print("\n".join(oopsed.oops.splitlines()[:5]))  # type: ignore[union-attr]  # policy oops: it oopsed
     print("...")
     return 0
 

@@ -37,6 +37,6 @@ def run_plugin(program_hex: str, memory_hex: str | None) -> int:
         if memory:
             m.write(address, memory)
         result = m.call("conformance", address, len(memory))
-    if result.status != RETURNED:
+    if result.status != RETURNED or result.ret is None:
         raise EmuError((result.oops or "").split("\n", 1)[0] or result.error or result.status)
     return result.ret

@@ -67,7 +67,7 @@ def _finish(d: Inferior, _rest: str, _fmt: str):
         d._add(Breakpoint(d._next_num, ret, "finish", temporary=True))
     out += d._run(None)
     if d.running or d.result.status == RETURNED:
-        d.values.append(d.result.ret if d.result.status == RETURNED else d.cpu.reg("rax"))
+        d.values.append(d.result.ret if d.result.ret is not None else d.cpu.reg("rax"))  # returned, or still running
         out.append(f"Value returned is ${len(d.values)} = {d.values[-1]:#x}")
     return out
 
@@ -98,7 +98,7 @@ def _delete(d: Inferior, rest: str, _fmt: str):
         for n in list(d.breakpoints):
             d._delete(n)
         return None
-    out = []
+    out: list[str] = []
     for n in _breakpoint_numbers(d, words, out):
         if n in d.breakpoints:
             d._delete(n)

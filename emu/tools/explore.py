@@ -27,6 +27,7 @@ from ..bpf.arena import FREE_BEFORE_FLUSH
 from ..bpf.stream import BPF_STDERR
 from ..errors import EmuError
 from ..machine import Machine
+from ..policy import DEFAULT_POLICY, Policy
 
 POINTS = ("fault", FREE_BEFORE_FLUSH)
 _STEP = re.compile(r"^(\d+):(\*|\d+|@\S+)$")
@@ -94,7 +95,7 @@ class Scenario:
 
     files: tuple[str, ...]
     entries: tuple[Entry, ...]
-    policy: object = None
+    policy: str | Policy | None = None
     setup: Entry | None = None
     probe: str | None = None
     cpus: int = 2
@@ -102,7 +103,7 @@ class Scenario:
     _scope: dict = field(default_factory=dict, repr=False)
 
     def machine(self) -> Machine:
-        m = Machine(cpus=self.cpus, budget=self.budget, **({"policy": self.policy} if self.policy else {}))
+        m = Machine(cpus=self.cpus, budget=self.budget, policy=self.policy or DEFAULT_POLICY)
         m.load(*self.files)
         return m
 
@@ -218,12 +219,15 @@ def sample(scenario: Scenario, n: int, seed: int, bound: int = 3) -> Iterator[Sc
 
 def _lengths(scenario: Scenario) -> dict[int, int]:
     """How many instructions each CPU runs when the CPUs run one after the other."""
-    out = {}
+    out: dict[int, int] = {}
     with scenario.start() as m:
         for e in scenario.entries:
-            out[e.cpu] = m.resume(cpu=e.cpu).insns
+            result = m.resume(cpu=e.cpu)
             while e.cpu in m.running_cpus():
-                out[e.cpu] = m.resume(cpu=e.cpu).insns
+                result = m.resume(cpu=e.cpu)
+            if result.insns is None:
+                raise EmuError("a schedule counts instructions: the scenario needs an instruction budget")
+            out[e.cpu] = result.insns
     return out
 
 

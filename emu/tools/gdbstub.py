@@ -134,7 +134,7 @@ TARGET_XML = _target_xml()
 # -- framing --------------------------------------------------------------------
 
 
-def checksum(data: bytes) -> bytes:
+def checksum(data: bytes | bytearray) -> bytes:
     return b"%02x" % (sum(data) & 0xFF)
 
 
@@ -322,6 +322,7 @@ class GdbServer:
         kind = data[:1]
         if kind in (b"q", b"Q"):
             m = _QUERY.fullmatch(data)
+            assert m is not None  # it matches every q and Q packet
             name = self._QUERIES.get(m.group(1))
             return getattr(self, name)(m.group(2)) if name else b""
         if data.startswith(b"vCont?"):

@@ -18,7 +18,7 @@ import unicorn
 from ..asm.exprs import ExprError, evaluate
 from ..errors import EmuError
 from ..kernel.events import FaultEvent
-from ..machine import BUDGET, ERROR, OOPS, RETURNED, STOPPED, Machine
+from ..machine import BUDGET, DEFAULT_BUDGET, ERROR, OOPS, RETURNED, STOPPED, CallResult, Machine
 from ..mm.layout import MASK64, PAGE_MASK
 from ..policy import Policy
 from ..x86.decode import disasm, disasm_one
@@ -94,12 +94,13 @@ class Inferior:
         self._list_last: tuple[str, int] | None = None  # the last line `list` showed
         self._skip_bp: int | None = None
         self._watch_hit: tuple | None = None
+        self._stop_reason: Breakpoint | tuple | None = None  # what stopped the last run, when it was ours
         self._interrupted = False
         self._last_regs: dict[str, int] = {}
         self._seen_events = 0
         self.quit = False
         self.m: Machine
-        self.result = None
+        self.result: CallResult  # start() sets it
         self.start()
 
     # -- the machine and the call -------------------------------------------
@@ -108,7 +109,7 @@ class Inferior:
         """Build the machine, load the files and stop at the entry (gdb's `run`, then stopped)."""
         if hasattr(self, "m"):
             self.m.close()  # `run` again: the old machine's engines go now, not at the next collection
-        self.m = Machine(policy=self.policy, cpus=self.ncpus, **({"budget": self.budget} if self.budget else {}))
+        self.m = Machine(policy=self.policy, cpus=self.ncpus, budget=self.budget or DEFAULT_BUDGET)
         self.m.load(*self.files, syntax=self.syntax)
         scope = self._scope()
         try:

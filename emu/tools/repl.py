@@ -67,7 +67,7 @@ class Session:
         path.parent.mkdir(parents=True, exist_ok=True)
         words = sorted(set(COMMANDS) | set(ALIASES_CMD) | {s.name for s in self.d.m.kallsyms.symbols()}
                        | {"breakpoints", "registers", "fault", "oops", "scratch", "stdout", "stderr", "context"})
-        prompt = PromptSession(history=FileHistory(str(path)), completer=WordCompleter(words, sentence=False))
+        prompt = PromptSession[str](history=FileHistory(str(path)), completer=WordCompleter(words, sentence=False))
         while True:
             try:
                 line = prompt.prompt(PROMPT)

@@ -15,6 +15,7 @@ version behind each policy does with it:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +46,7 @@ class Outcome:
 
     def cell(self, meaning: dict[int, str]) -> str:
         """The outcome in a few words, as the comparison table shows it."""
-        if self.status != RETURNED:
+        if self.status != RETURNED or self.ret is None:
             return self.status
         what = meaning.get(self.ret, f"ret {self.ret:#x}")
         return f"{what}, {self.reports} report{'s' if self.reports != 1 else ''}"
@@ -86,7 +87,7 @@ class Scenario:
 def load_scenario(path: Path) -> Scenario:
     try:
         doc = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise EmuError(f"{path}: {e}") from None
     missing = [k for k in ("title", "files", "entry", "expect") if k not in doc]
     if missing:
@@ -108,7 +109,7 @@ def load_scenario(path: Path) -> Scenario:
                     meaning, expect, str(path))
 
 
-def load_scenarios(extra: list[str] = ()) -> list[Scenario]:
+def load_scenarios(extra: Sequence[str] = ()) -> list[Scenario]:
     """The shipped scenarios, then the files named in `extra` (whose `files` are found beside
     the scenario file first)."""
     return [load_scenario(p) for p in [*sorted(corpus_dir("scenarios").glob("*.toml")), *map(Path, extra)]]

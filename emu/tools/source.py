@@ -32,8 +32,8 @@ def _line_of(d: Inferior, spec: str) -> tuple[str, int]:
     m = re.fullmatch(r"(\S+):(\d+)", spec)
     if m:
         addrs = d.m.line_addresses(m.group(1), int(m.group(2)))
-        file = d.m.line_table.get(addrs[0])[0] if addrs else _file_named(d, m.group(1))
-        return file, int(m.group(2))
+        where = d.m.line_table.get(addrs[0]) if addrs else None
+        return (where[0] if where else _file_named(d, m.group(1))), int(m.group(2))
     if spec.isdigit():
         here = d._list_last or (_line_at(d, d.cpu.reg("rip")) if d.has_registers else None)
         if here is None:

@@ -68,7 +68,8 @@ def line_program(lines: dict[int, tuple[str, int]], paths: dict[str, str]) -> tu
     index = {f: i + 1 for i, f in enumerate(files)}
     program = bytearray()
     addrs = sorted(lines)
-    prev_addr = prev_line = None
+    prev_addr: int | None = None
+    prev_line = 1
     for n, addr in enumerate(addrs):
         file, line = lines[addr]
         if prev_addr is None or addr - prev_addr > 0x1000:

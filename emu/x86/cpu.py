@@ -41,9 +41,9 @@ ARG_REGS = ("rdi", "rsi", "rdx", "rcx", "r8", "r9")  # SysV / kernel calling con
 # The machine's own code page: int3 everywhere but an `invlpg (%rdi)`, used to
 # flush one page of a CPU's TLB from the API.
 INVLPG_ADDR = CALL_RETURN_ADDR + 0x10
-MACHINE_PAGE_CODE = bytearray(b"\xcc" * 0x1000)
-MACHINE_PAGE_CODE[INVLPG_ADDR - MACHINE_PAGE:INVLPG_ADDR - MACHINE_PAGE + 3] = bytes.fromhex("0f013f")
-MACHINE_PAGE_CODE = bytes(MACHINE_PAGE_CODE)
+_page = bytearray(b"\xcc" * 0x1000)
+_page[INVLPG_ADDR - MACHINE_PAGE:INVLPG_ADDR - MACHINE_PAGE + 3] = bytes.fromhex("0f013f")
+MACHINE_PAGE_CODE = bytes(_page)
 
 ExceptionHook = Callable[["CPU", int], None]
 
@@ -61,14 +61,14 @@ _CLOSED = _Closed()
 class CPU:
     def __init__(self, index: int, mem: PhysMem, cr3: int, on_exception: ExceptionHook):
         self.index = index
-        self.uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
-        self._uch = self.uc._uch
+        self.uc: unicorn.Uc | _Closed = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        self._uch: ctypes.c_void_p | None = self.uc._uch
         self._value = ctypes.c_uint64()
         self._value_ref = ctypes.byref(self._value)
         self._batches: dict[tuple[str, ...], tuple] = {}
         self.uc.mem_map_ptr(0, mem.size, unicorn.UC_PROT_ALL, mem.host_address)
         enable_long_mode_paging(self.uc, cr3)
-        self.exc = ExceptionState(self.uc)
+        self.exc: ExceptionState | _Closed = ExceptionState(self.uc)
         self.running = False
         self._stale: dict[int, int] = {}
         self._stale_runs: list[tuple[int, array, array]] = []  # PTE writes not merged into _stale yet
@@ -150,7 +150,7 @@ class CPU:
         self._stale_runs.append((va, old, new))
 
     def flush_tlb_all(self) -> None:
-        flush_tlb_all(self.uc)
+        flush_tlb_all(self.uc)  # type: ignore[arg-type]  # closed, its _Closed raises EmuError there
         self._stale.clear()
         self._stale_runs.clear()
 

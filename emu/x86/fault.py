@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..bpf.jit_extable import ex_handler_bpf
+from ..errors import EmuError
 from ..kernel.events import FIXUP, RESTART, SKIP, STOP
 from ..mm.layout import fault_in_kernel_space
 from .dumpstack import show_fault_oops
@@ -84,6 +85,13 @@ class Decision:
     oops_what: str = "Oops"  # the die() string when action is STOP
     oops_err: int | None = None  # the die() error code, when not the hardware's
     oops_head: list[str] = field(default_factory=list)  # lines printed before the die header
+
+    @property
+    def resume_ip(self) -> int:
+        """Where a FIXUP or a SKIP resumes, which both always set."""
+        if self.resume_at is None:
+            raise EmuError(f"a {self.action} decision without an address to resume at")
+        return self.resume_at
 
 
 def spurious_kernel_fault_check(error_code: ErrorCode, entry: int) -> bool:

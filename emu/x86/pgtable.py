@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol, overload
 
 from ..errors import EmuError
 from ..mm.layout import PAGE_SIZE, is_canonical
@@ -86,7 +86,7 @@ class WalkStage(NamedTuple):
 
     level: str
     table: int  # physical address of the table
-    index: int
+    index: int  # type: ignore[assignment]  # the slot in the table; shadows tuple.index(), never called here
     entry: int
 
     @property
@@ -208,6 +208,11 @@ class PageTables:
             for listener in self.listeners:
                 listener(va, array("Q", [old]), array("Q", [new]))
 
+    @overload
+    def pte_slot(self, va: int, create: Literal[True]) -> int: ...
+    @overload
+    def pte_slot(self, va: int, create: bool = False) -> int | None: ...
+
     def pte_slot(self, va: int, create: bool = False) -> int | None:
         """Physical address of the PTE for `va`, allocating tables when `create`."""
         if not is_canonical(va):
@@ -241,6 +246,11 @@ class PageTables:
                 for listener in self.listeners:
                     listener(va, old, values)
         self.mem.write(slot, values.tobytes())
+
+    @overload
+    def _run_slot(self, va: int, n: int, create: Literal[True]) -> int: ...
+    @overload
+    def _run_slot(self, va: int, n: int, create: bool) -> int | None: ...
 
     def _run_slot(self, va: int, n: int, create: bool) -> int | None:
         if index("PTE", va) + n > PTRS_PER_TABLE:
@@ -285,3 +295,10 @@ class PageTables:
 
     def translate(self, va: int) -> int | None:
         return translate(self.mem, self.root, va)
+
+    def translate_mapped(self, va: int) -> int:
+        """translate() of an address that must be mapped: a stack, a section just installed."""
+        pa = self.translate(va)
+        if pa is None:
+            raise EmuError(f"{va:#x} is not mapped")
+        return pa

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import unicorn
 from unicorn import x86_const as X
-from unicorn.unicorn_py3.unicorn import uclib
+from unicorn.unicorn_py3.unicorn import UcContext, uclib
 
 from ..errors import EmuError
 
@@ -78,7 +78,8 @@ def enable_long_mode_paging(uc: unicorn.Uc, cr3: int) -> None:
     """Long mode with paging really on: CR3, CR4.PAE, EFER.LME|LMA|NXE, CR0.PG|WP."""
     uc.reg_write(X.UC_X86_REG_CR3, cr3)
     uc.reg_write(X.UC_X86_REG_CR4, uc.reg_read(X.UC_X86_REG_CR4) | CR4_PAE)
-    uc.msr_write(EFER_MSR, uc.msr_read(EFER_MSR) | EFER_LME | EFER_LMA | EFER_NXE)
+    # uc.msr_read()/msr_write() of the x86 subclass, spelled so that any Uc types them
+    uc.reg_write(X.UC_X86_REG_MSR, (EFER_MSR, uc.reg_read(X.UC_X86_REG_MSR, EFER_MSR) | EFER_LME | EFER_LMA | EFER_NXE))
     uc.reg_write(X.UC_X86_REG_CR0, CR0_KERNEL)
     flush_tlb_all(uc)
 
@@ -97,8 +98,16 @@ def release(uc: unicorn.Uc) -> None:
         finalizer()
 
 
-def _raw(ctx: unicorn.UcContext) -> bytes:
-    return ctypes.string_at(ctypes.cast(ctx.context, ctypes.c_void_p).value, ctx.size)
+def _address(handle: ctypes.c_void_p) -> int:
+    """The address in a ctypes handle: ctypes says None for NULL, which a live engine's never is."""
+    address = ctypes.cast(handle, ctypes.c_void_p).value
+    if address is None:
+        raise UnicornUnsupported("Unicorn gave a NULL handle")
+    return address
+
+
+def _raw(ctx: UcContext) -> bytes:
+    return ctypes.string_at(_address(ctx.context), ctx.size)
 
 
 def _one(candidates: list[int], what: str) -> int:
@@ -163,7 +172,7 @@ def offsets() -> Offsets:
                 [o for o in range(0, len(snap) - 3, 4)
                  if struct.unpack_from("<i", pristine, o)[0] == -1 and struct.unpack_from("<i", snap, o)[0] == 14],
                 "env->old_exception"))
-        base = ctypes.cast(ctx.context, ctypes.c_void_p).value
+        base = _address(ctx.context)
         ctypes.c_int32.from_address(base + old_exception[0]).value = -1
         uclib.uc_context_restore(uc._uch, ctx.context)
         cr2 = uc.reg_read(X.UC_X86_REG_CR2)
@@ -194,7 +203,7 @@ def offsets() -> Offsets:
     rcx_at, rbp_at = _one(u64_at([rcx] * 3), "env->regs[R_ECX]"), _one(u64_at([rbp] * 3), "env->regs[R_EBP]")
     rip_at = _one([o for o in u64_at([code_va, code_va + 3, fetch_va]) if o == rcx_at - 8 + 16 * 8], "env->eip")
     regs = (rip_at, rcx_at, rbp_at, _one(u64_at([read_va, write_va, fetch_va]), "env->cr[2]"))
-    uch = ctypes.cast(uc._uch, ctypes.c_void_p).value
+    uch = _address(uc._uch)
     mem = ctypes.string_at(uch, _UC_STRUCT_SCAN)
     counter = _one(
         [o for o in range(0, len(mem) - 15, 8) if struct.unpack_from("<QQ", mem, o) in
@@ -211,11 +220,11 @@ class ExceptionState:
         self._uch = uc._uch
         self._ctx = uc.context_save()
         self._handle = self._ctx.context
-        base = ctypes.cast(self._handle, ctypes.c_void_p).value
+        base = _address(self._handle)
         self._error_code = ctypes.c_int32.from_address(base + off.error_code)
         self._old_exception = ctypes.c_int32.from_address(base + off.old_exception)
         self._regs = [ctypes.c_uint64.from_address(base + o) for o in (off.rip, off.rcx, off.rbp, off.cr2)]
-        uch = ctypes.cast(uc._uch, ctypes.c_void_p).value
+        uch = _address(uc._uch)
         self._counter = ctypes.c_uint64.from_address(uch + off.emu_counter)
 
     def take_exception(self) -> TakenException:
