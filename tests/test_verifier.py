@@ -200,6 +200,15 @@ def test_arena_and_stack_at_a_merge_is_one_insn_with_two_pointer_types():
     """, "same insn cannot be used with different pointers")
 
 
+def test_a_register_written_on_one_path_only_is_not_readable_after_the_merge():
+    rejects("mov %r0, 0\njeq %r1, 0, +1\nmov %r2, 1\nmov %r0, %r2\nexit", "R2 !read_ok")
+
+
+def test_a_stack_slot_written_on_one_path_only_is_uninitialized_after_the_merge():
+    rejects("mov %r0, 0\njeq %r1, 0, +1\nstdw [%r10-8], 1\nldxdw %r0, [%r10-8]\nexit",
+            "invalid read from stack off -8+0 size 8")
+
+
 def test_a_bounded_loop_over_the_arena_is_verified():
     _, after = check("""
         cast_kern %r1, %r1

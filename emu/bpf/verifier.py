@@ -28,9 +28,12 @@ Where this is coarser than the kernel's:
 - ctx: accesses are not rewritten (convert_ctx_access of tc/xdp is not modelled) and not bounds-checked; loads of
   xdp_md/__sk_buff data, data_meta and data_end give packet pointers. LD_ABS/LD_IND are left for the JIT to refuse.
 
-Messages are the kernel's, verbatim, except two whose kernel text was not seen: an `__arena` kfunc argument in a
-program without an arena, and an unknown kfunc ("kernel btf_id %d is not a function" is the kernel's for a BTF id
-that is not a FUNC).
+Messages are the kernel's, verbatim, except where its text for the case was not seen: an `__arena` kfunc argument
+in a program without an arena; a kfunc call ProgInfo does not describe ("kernel btf_id %d is not a function", the
+kernel's for a BTF id that is no FUNC); an `__arena` kfunc argument of the wrong type (the text that
+btf_check_func_arg_match() gives an `arg:arena` one); an empty program; a `global_funcs` key that starts no
+subprogram. The input is what libbpf
+hands the kernel: relocated, ld_imm64 and calls carrying their pseudo kinds, the needed .text subprograms appended.
 """
 
 from __future__ import annotations
@@ -242,7 +245,7 @@ class _Verifier:
         for k, lo in enumerate(self.starts):
             hi = self.starts[k + 1] if k + 1 < len(self.starts) else len(insns)
             self.frame_of[lo:hi] = [k] * (hi - lo)
-        self.mem = MemCheck(prog, len(self.starts))
+        self.mem = MemCheck(prog.prog_type, prog.allow_uninit_stack, len(self.starts))
         self.states: dict[int, State] = {}
         self.todo: list[int] = []  # a heap, so that a loop's body settles before what follows it
         self.queued: set[int] = set()

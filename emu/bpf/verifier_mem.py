@@ -6,8 +6,6 @@ state); the kernel records it per instruction in insn_aux_data->ptr_type and con
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .insn import (
     BPF_ADDR_SPACE_CAST,
     BPF_ALU64,
@@ -45,9 +43,6 @@ from .verifier_types import (
     write_check,
 )
 
-if TYPE_CHECKING:
-    from .verifier import ProgInfo
-
 _PLAIN = (BPF_LDX | BPF_MEM, BPF_LDX | BPF_MEMSX, BPF_ST | BPF_MEM, BPF_STX | BPF_MEM, BPF_STX | BPF_ATOMIC)
 _NO_ATOMIC = (Kind.CTX, Kind.PACKET, Kind.PACKET_META)  # atomic_ptr_type_ok()
 _ARENA_NO_FETCH = (BPF_AND | BPF_FETCH, BPF_OR | BPF_FETCH, BPF_XOR | BPF_FETCH)  # x86 bpf_jit_supports_insn()
@@ -68,8 +63,8 @@ def is_cast(insn: Insn) -> bool:
 class MemCheck:
     """The memory side of do_check(): per-subprogram stack depths and the instructions that access the arena."""
 
-    def __init__(self, prog: ProgInfo, nframes: int):
-        self.prog = prog
+    def __init__(self, prog_type: ProgType | None, allow_uninit_stack: bool, nframes: int):
+        self.prog_type, self.allow_uninit_stack = prog_type, allow_uninit_stack
         self.depth = [0] * nframes
         self.arena_access: set[int] = set()
 
@@ -137,8 +132,8 @@ class MemCheck:
             return self._stack(i, st, frame, regno, addr, off, size, value)
         if addr.kind not in _PLAIN_MEMORY:
             raise Reject(i, f"R{regno} invalid mem access '{addr.kind.value}'")
-        if addr.kind == Kind.CTX and value is None and size == 4 and self.prog.prog_type in _PACKET_FIELDS:
-            kind = _PACKET_FIELDS[self.prog.prog_type].get(off)
+        if addr.kind == Kind.CTX and value is None and size == 4 and self.prog_type in _PACKET_FIELDS:
+            kind = _PACKET_FIELDS[self.prog_type].get(off)
             if kind is not None:
                 return st, Reg(kind)
         return st, SCALAR
@@ -171,7 +166,7 @@ class MemCheck:
             return st, SCALAR
         mask = slot.mask if slot is not None else 0
         missing = bytes_ & ~mask
-        if missing and not self.prog.allow_uninit_stack:
+        if missing and not self.allow_uninit_stack:
             first = (missing & -missing).bit_length() - 1 - byte
             raise Reject(i, f"invalid read from stack off {at}+{first} size {size}")
         return st, SCALAR
