@@ -200,6 +200,15 @@ def test_arena_and_stack_at_a_merge_is_one_insn_with_two_pointer_types():
     """, "same insn cannot be used with different pointers")
 
 
+def test_a_register_written_on_one_path_only_is_not_readable_after_the_merge():
+    rejects("mov %r0, 0\njeq %r1, 0, +1\nmov %r2, 1\nmov %r0, %r2\nexit", "R2 !read_ok")
+
+
+def test_a_stack_slot_written_on_one_path_only_is_uninitialized_after_the_merge():
+    rejects("mov %r0, 0\njeq %r1, 0, +1\nstdw [%r10-8], 1\nldxdw %r0, [%r10-8]\nexit",
+            "invalid read from stack off -8+0 size 8")
+
+
 def test_a_bounded_loop_over_the_arena_is_verified():
     _, after = check("""
         cast_kern %r1, %r1
@@ -230,7 +239,7 @@ def test_a_bounded_loop_over_the_arena_is_verified():
     ("mov %r10, 0\nexit", "frame pointer is read only"),
     ("mov %r0, 0\nja +1\nmov %r0, 1\nexit", "unreachable insn 2"),
     ("mov %r0, 0\njeq %r0, 0, +5\nexit", "jump out of range from insn 1 to 7"),
-    ("mov %r0, 0\njeq %r0, 0, +1\nlddw %r0, 1\nexit", "jump into the middle of ldimm64 insn 3"),
+    ("mov %r0, 0\njeq %r0, 0, +1\nlddw %r0, 1\nexit", "jump into the middle of ldimm64 insn 2"),
     ("mov %r0, 0", "last insn is not an exit or jmp"),
     ("ldxdw %r0, [%r2+0]\nexit", "R2 !read_ok"),
     ("mov %r2, 8\nldxdw %r0, [%r2+0]\nexit", "R2 invalid mem access 'scalar'"),
@@ -338,6 +347,8 @@ def test_arena_kfunc_arguments_are_listed_for_the_jit():
                   ProgInfo("p", arena=ARENA, kfuncs={3: info}))
     with pytest.raises(VerifierError, match="kernel btf_id 77 is not a function"):
         bpf_check(asm(text), ProgInfo("p", arena=ARENA))
+    with pytest.raises(VerifierError, match="arena pointer requires a program with an associated arena"):
+        bpf_check(asm(text.replace("cast_kern %r1, %r1", "mov %r1, 1")), ProgInfo("p", kfuncs={3: info}))
 
 
 def test_map_pointers_and_map_values():

@@ -28,9 +28,12 @@ Where this is coarser than the kernel's:
 - ctx: accesses are not rewritten (convert_ctx_access of tc/xdp is not modelled) and not bounds-checked; loads of
   xdp_md/__sk_buff data, data_meta and data_end give packet pointers. LD_ABS/LD_IND are left for the JIT to refuse.
 
-Messages are the kernel's, verbatim, except two whose kernel text was not seen: an `__arena` kfunc argument in a
-program without an arena, and an unknown kfunc ("kernel btf_id %d is not a function" is the kernel's for a BTF id
-that is not a FUNC).
+Messages are the kernel's, verbatim, except where its full text for the case was not seen: an `__arena` kfunc
+argument in a program without an arena, or of the wrong type (the phrases bpf-next's selftests expect, "arena
+pointer requires a program with an associated arena", "R%d is not a pointer to arena or scalar."); a kfunc call
+ProgInfo does not describe ("kernel btf_id %d is not a function", the kernel's for a BTF id that is no FUNC); an
+empty program; a `global_funcs` key that starts no subprogram. The input is what libbpf
+hands the kernel: relocated, ld_imm64 and calls carrying their pseudo kinds, the needed .text subprograms appended.
 """
 
 from __future__ import annotations
@@ -360,7 +363,7 @@ class _Verifier:
         for regno in sorted(info.arena_args | info.nullable_args):
             r = read_reg(st, regno, i)
             if self.prog.arena is None:
-                raise Reject(i, f"kfunc {info.name}: arg#{regno - 1} is an arena pointer but the program has no arena")
+                raise Reject(i, "arena pointer requires a program with an associated arena")
             if r.kind not in (Kind.ARENA, Kind.SCALAR):
                 raise Reject(i, f"R{regno} is not a pointer to arena or scalar.")
             args.append(ArenaArg(regno, regno in info.nullable_args))

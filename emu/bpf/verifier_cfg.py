@@ -68,8 +68,8 @@ def check_subprogs(insns: list[Insn]) -> tuple[int, ...]:
             target = jump_target(i, insns[i])
             if target is not None and not lo <= target < hi:
                 raise Reject(i, f"jump out of range from insn {i} to {target}")
-            if target in seconds:
-                raise Reject(i, f"jump into the middle of ldimm64 insn {target}")
+            if target in seconds:  # check_cfg() names the ld_imm64, not the jump
+                raise Reject(target - 1, f"jump into the middle of ldimm64 insn {target - 1}")
         last = hi - 1 - (hi - 1 in seconds)
         if insns[last].code not in (BPF_JMP | BPF_EXIT, BPF_JMP | BPF_JA, BPF_JMP32 | BPF_JA):
             raise Reject(last, "last insn is not an exit or jmp")
