@@ -102,3 +102,15 @@ def test_a_scenario_file_that_is_not_text_is_one_line_error(capsys, tmp_path):
     (tmp_path / "bin.toml").write_bytes(b"\xff\xfe")
     code, _, err = run(capsys, "compare", str(tmp_path / "bin.toml"), "--scenario", "lost-write")
     assert (code, err.startswith(f"arena-emu: {tmp_path / 'bin.toml'}: 'utf-8' codec can't decode")) == (2, True)
+
+
+@pytest.mark.parametrize("name", ["", "/", "/nonexistent/k.c"])
+def test_build_of_no_file_is_a_one_line_error(capsys, name):
+    assert run(capsys, "build", name, "--kernel")[::2] == (2, f"arena-emu: cannot read {name}: no such file\n")
+
+
+def test_a_debug_script_that_is_not_utf8_is_a_one_line_error(capsys, tmp_path):
+    script = tmp_path / "cmds"
+    script.write_bytes(b"\xff\xfe si\n")
+    code, _, err = run(capsys, "debug", LIST, "--entry", "list_sum", "-x", str(script), "--batch")
+    assert code == 2 and err.startswith(f"arena-emu: cannot read {script}: ") and err.count("\n") == 1

@@ -281,8 +281,11 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
 
 def _cmd_build(ns: argparse.Namespace) -> int:
-    out = Path(ns.output) if ns.output else Path(ns.file).with_suffix(".o")
-    print(build_kernel(ns.file, out))
+    src = Path(ns.file)
+    if not src.is_file():
+        raise EmuError(f"cannot read {ns.file}: no such file")
+    out = Path(ns.output) if ns.output else src.with_suffix(".o")
+    print(build_kernel(src, out))
     return 0
 
 
@@ -332,9 +335,9 @@ def _cmd_debug(ns: argparse.Namespace) -> int:
     session.say(banner(d))
     if ns.script:
         try:
-            lines = Path(ns.script).read_text().splitlines()
-        except OSError as e:
-            raise EmuError(f"cannot read {ns.script}: {e.strerror}") from None
+            lines = Path(ns.script).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise EmuError(f"cannot read {ns.script}: {getattr(e, 'strerror', None) or e}") from None
         if not session.run_script(lines):
             return 0
     if not session.run_script(ns.commands) or ns.batch:
