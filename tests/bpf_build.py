@@ -76,7 +76,7 @@ def build(name: str, *extra: str) -> Path:
     cmd, version = found
     src = BPF_C / f"{name}.bpf.c"
     key = hashlib.sha256()
-    for part in (version, *FLAGS, *extra, src.read_text()):
+    for part in (version, *FLAGS, *extra, str(src.resolve()), src.read_text()):  # the path: debug info names it
         key.update(part.encode() + b"\0")
     for header in sorted(BPF_C.glob("*.h")):
         key.update(header.read_bytes())

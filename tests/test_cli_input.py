@@ -114,3 +114,28 @@ def test_a_debug_script_that_is_not_utf8_is_a_one_line_error(capsys, tmp_path):
     script.write_bytes(b"\xff\xfe si\n")
     code, _, err = run(capsys, "debug", LIST, "--entry", "list_sum", "-x", str(script), "--batch")
     assert code == 2 and err.startswith(f"arena-emu: cannot read {script}: ") and err.count("\n") == 1
+
+
+def test_run_loads_a_bpf_object_once_and_runs_its_programs_in_order(capsys):
+    from bpf_build import build
+
+    obj = str(build("arena_list"))
+    code, out, _ = run(capsys, "run", obj, "--prog", "arena_list_add", "--prog", "arena_list_sum", "--json")
+    add, total = json.loads(out)
+    assert (code, add["entry"], add["ret"], total["entry"], total["status"]) == (
+        0, "arena_list_add", 0, "arena_list_sum", "returned")
+    code, _, err = run(capsys, "run", obj)
+    assert (code, err) == (2, "arena-emu: arena_list has 2 programs: name one of arena_list_add, arena_list_sum\n")
+    code, _, err = run(capsys, "run", obj, "--entry", "x")
+    assert (code, err) == (2, "arena-emu: a BPF object's programs run with --prog (and --ctx), not --entry/--arg\n")
+
+
+def test_a_bpf_objects_fault_names_its_c_line_on_the_command_line(capsys):
+    from bpf_build import build
+
+    code, out, _ = run(capsys, "run", str(build("stream")), "--json")
+    doc = json.loads(out)
+    (fault,) = doc["faults"]
+    assert (code, fault["resolution"], fault["action"]) == (0, "extable", "skip")
+    assert fault["source"].endswith("stream.bpf.c:32")
+    assert doc["streams"]["stderr"].splitlines()[0].startswith("ERROR: Arena READ access at unmapped address 0x")

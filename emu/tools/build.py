@@ -92,7 +92,7 @@ def cache_dir() -> Path:
 
 def _key(compiler: Compiler, flags: tuple[str, ...], src: Path) -> str:
     h = hashlib.sha256()
-    for part in (compiler.version, *compiler.command[1:], *flags):
+    for part in (compiler.version, *compiler.command[1:], *flags, str(src.resolve())):  # debug info names the path
         h.update(part.encode() + b"\0")
     h.update(src.read_bytes())
     for header in sorted(src.parent.glob("**/*.h")):

@@ -25,7 +25,7 @@ from ..mm.layout import MASK64
 from ..policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from ..policy import OOPS as OOPS_POLICY
 from .build import BuildError, build_kernel
-from .conformance import run_plugin
+from .conformance import parse_hex, run_plugin
 from .debugger import Debugger
 from .explore import Entry, Schedule, explore, sample, schedules
 from .explore import Scenario as SmpScenario
@@ -82,7 +82,11 @@ def _parser() -> argparse.ArgumentParser:
                          description="Assemble FILEs as one link, call ENTRY with integer arguments in the "
                                      "SysV registers, and run it to its return, an oops, or the budget.")
     run.add_argument("files", nargs="+", metavar="FILE", help="assembly source (.S)")
-    run.add_argument("--entry", required=True, metavar="SYM", help="function to call")
+    run.add_argument("--entry", metavar="SYM", help="function to call (a BPF object's programs run with --prog)")
+    run.add_argument("--prog", action="append", default=[], metavar="NAME",
+                     help="with a BPF object (.bpf.o): a program to run as BPF_PROG_TEST_RUN runs it, in order "
+                          "(repeatable; maps and globals persist; default: the object's only program)")
+    run.add_argument("--ctx", metavar="HEX", help="with --prog: the context of a syscall program, as hex bytes")
     run.add_argument("--arg", action="append", default=[], metavar="N",
                      help="argument: a number or an expression over symbols (repeat, up to 6)")
     run.add_argument("--map", action="append", default=[], metavar="ADDR[,SIZE]",
@@ -264,8 +268,14 @@ def _print_result(result: CallResult, args: list[int]) -> None:
 
 def _cmd_run(ns: argparse.Namespace) -> int:
     m = Machine(ram=ns.ram, budget=ns.budget, policy=Policy.parse(ns.policy, ns.knob))
-    m.load(*_sources(ns.files), syntax=ns.syntax)
+    files = _sources(ns.files)
+    objects = [f for f in files if _is_bpf_object(f)]
+    m.load(*[f for f in files if f not in objects], syntax=ns.syntax)
     _map_args(m, ns.map)
+    if objects:
+        return _run_bpf_object(ns, m, objects)
+    if ns.entry is None:
+        raise EmuError("run needs --entry SYM (or a BPF object and --prog NAME)")
     args = _arguments(m, ns.arg)
     result = m.call(ns.entry, *args)
     streams = _read_streams(m, ns.entry)
@@ -278,6 +288,40 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         _print_result(result, args)
         _print_streams(streams)
     return EXIT[result.status]
+
+
+def _is_bpf_object(path: str) -> bool:
+    """An ELF file for EM_BPF (247): what clang -target bpf makes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return False
+    return head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 247
+
+
+def _run_bpf_object(ns: argparse.Namespace, m: Machine, objects: list[str]) -> int:
+    """Load the object once (after the kernel files) and run each --prog on it, in order."""
+    if len(objects) > 1:
+        raise EmuError(f"run takes one BPF object, not {len(objects)}: {', '.join(objects)}")
+    if ns.entry is not None or ns.arg:
+        raise EmuError("a BPF object's programs run with --prog (and --ctx), not --entry/--arg")
+    obj = m.load_bpf(objects[0])
+    progs = ns.prog or [None]
+    ctx = parse_hex(ns.ctx, "--ctx") if ns.ctx else b""
+    runs = []
+    for name in progs:
+        result = obj.run(name, ctx=ctx)
+        runs.append((result, _read_streams(m, result.entry)))
+    if ns.json:
+        docs = [dict(r.to_json(), **({"streams": st} if st is not None else {})) for r, st in runs]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    else:
+        for result, streams in runs:
+            _print_result(result, [])
+            _print_streams(streams)
+    worst = max(runs, key=lambda run: EXIT[run[0].status])[0]
+    return EXIT[worst.status]
 
 
 def _cmd_build(ns: argparse.Namespace) -> int:
