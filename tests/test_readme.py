@@ -48,3 +48,8 @@ def test_each_command_transcript_is_what_the_command_prints(monkeypatch):
         out = subprocess.run([sys.executable, "-m", "emu.tools.cli", *shlex.split(command)[1:]], capture_output=True,
                              text=True, timeout=60, cwd=root, env={**os.environ, "NO_COLOR": "1"}).stdout
         assert transcript in out, command
+
+
+def test_the_c_program_shown_is_the_one_the_example_builds():
+    shown = re.search(r"```c\n(.*?)```", README, re.S).group(1)
+    assert shown == (Path(__file__).resolve().parent / "bpf_c" / "use_after_free.bpf.c").read_text()
