@@ -29,7 +29,7 @@ from ..x86.pgtable import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX
 from ..x86.unwind_orc import OrcTable
 from .kallsyms import Kallsyms, Symbol
 from .lines import LineTable
-from .objfile import ObjectError, ObjectFile, ObjSymbol, is_elf, layout, link, read_object
+from .objfile import ObjectError, ObjectFile, ObjSymbol, is_elf, layout, link, read_object, read_source
 
 SECTION_BASES = {"text": KERNEL_TEXT_START, "rodata": 0xFFFF_FFFF_8200_0000,
                  "data": 0xFFFF_FFFF_8280_0000, "bss": 0xFFFF_FFFF_8300_0000}
@@ -145,7 +145,7 @@ class Loader:
             if li is not None and end > start:
                 x86_lines[start] = (li.file_name, li.line_num)
                 sources.setdefault(li.file_name, {})[li.line_num] = li.line
-        texts = {f: _read(f) or "\n".join(by_line.get(n, "") for n in range(1, max(by_line) + 1))
+        texts = {f: read_source(f) or "\n".join(by_line.get(n, "") for n in range(1, max(by_line) + 1))
                  for f, by_line in sources.items()}
         image = Image(sections, [(p.name, p.start, "text", False, "<bpf>") for p in progs], list(jited.extable),
                       x86_lines, sources=texts)
@@ -189,11 +189,3 @@ class Loader:
         """Every symbol and link-time constant, for evaluating expressions over them."""
         return {s.name: s.address for s in self.kallsyms.symbols()} | self.link_symbols
 
-
-def _read(path: str) -> str | None:
-    """A source file's text, when it is there to read (a BPF object names its C files as clang saw them)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None

@@ -274,11 +274,12 @@ def dwarf_lines(obj: ObjectFile) -> tuple[dict[int, tuple[str, int]], dict[str, 
         raise
     except Exception as e:  # malformed DWARF
         raise ObjectError(f"{obj.path}: .debug_line: malformed DWARF line info ({type(e).__name__}: {e})") from None
-    texts = {shown: text for shown, full in paths.items() if (text := _read_text(full)) is not None}
+    texts = {shown: text for shown, full in paths.items() if (text := read_source(full)) is not None}
     return out, texts, {shown: paths[shown] for shown in texts}
 
 
-def _read_text(path: str) -> str | None:
+def read_source(path: str) -> str | None:
+    """A source file's text, when it is there to read (debug info names files as the compiler saw them)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.read()
