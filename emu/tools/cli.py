@@ -274,8 +274,6 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     _map_args(m, ns.map)
     if objects:
         return _run_bpf_object(ns, m, objects)
-    if ns.entry is None:
-        raise EmuError("run needs --entry SYM (or a BPF object and --prog NAME)")
     args = _arguments(m, ns.arg)
     result = m.call(ns.entry, *args)
     streams = _read_streams(m, ns.entry)
@@ -288,6 +286,14 @@ def _cmd_run(ns: argparse.Namespace) -> int:
         _print_result(result, args)
         _print_streams(streams)
     return EXIT[result.status]
+
+
+def _names_bpf_object(name: str) -> bool:
+    """A file on the command line that is (or whose shipped copy is) a BPF object."""
+    try:
+        return any(_is_bpf_object(str(c)) for c in source_candidates(name) if c.is_file())
+    except EmuError:
+        return False
 
 
 def _is_bpf_object(path: str) -> bool:
@@ -440,7 +446,10 @@ def _cmd_compare(ns: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = _parser().parse_args(argv)
+    parser = _parser()
+    ns = parser.parse_args(argv)
+    if ns.command == "run" and ns.entry is None and not any(map(_names_bpf_object, ns.files)):
+        parser.error("run needs --entry SYM (or a BPF object, whose programs run with --prog NAME)")
     try:
         return {"run": _cmd_run, "demo": _cmd_demo, "compare": _cmd_compare, "debug": _cmd_debug,
                 "explore": _cmd_explore, "build": _cmd_build,
