@@ -29,6 +29,20 @@ from .verifier import ArenaInfo, KfuncInfo, LdImm64, LdKind, ProgInfo, bpf_check
 
 BPF_F_NO_USER_CONV = 1 << 18
 KFUNC_ID_BASE = 0x10000  # the ids this loader gives kfuncs, standing in for their vmlinux BTF ids
+# The parameter names vmlinux BTF would give the kernel functions of kernel_stubs/ that take arena pointers
+KERNEL_KFUNC_PARAMS: dict[str, tuple[str, ...]] = {
+    "bpf_kfunc_arena_read_u64": ("p__arena",),
+    "bpf_kfunc_arena_write_u64": ("p__arena", "val"),
+    "bpf_kfunc_arena_read_far": ("p__arena",),
+    "bpf_kfunc_arena_read_below": ("p__arena",),
+    "bpf_kfunc_arena_copy": ("dst__arena", "src__arena", "len"),
+    "bpf_kfunc_arena_touch_pages": ("p__arena", "n"),
+    "bpf_kfunc_arena_list_sum": ("head__arena", "p__map"),
+    "bpf_kfunc_c_arena_read_u64": ("p__arena",),
+    "bpf_kfunc_c_arena_write_u64": ("p__arena", "val"),
+    "bpf_kfunc_c_arena_copy": ("dst__arena", "src__arena", "len"),
+    "bpf_kfunc_c_arena_list_sum": ("head__arena", "p__map"),
+}
 
 
 class LoadError(EmuError):
@@ -164,7 +178,7 @@ def prog_info(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena
         if what.kind in ("map", "map_value", "ksym"):
             kind = {"map": LdKind.MAP_PTR, "map_value": LdKind.MAP_VALUE, "ksym": LdKind.KSYM}[what.kind]
             ld[i] = LdImm64(kind, value, what.map_type if what.kind != "ksym" else None)
-    kfuncs = {i: KfuncInfo(linked.kfuncs[insn.imm], *_arena_args(obj, linked.kfuncs[insn.imm]))
+    kfuncs = {i: KfuncInfo(linked.kfuncs[insn.imm], *_arena_args(linked.kfuncs[insn.imm]))
               for i, insn in enumerate(insns) if insn.code == 0x85 and insn.src == 2 and insn.imm in linked.kfuncs}
     lines = line_info(obj, linked)
     return ProgInfo(prog.name, prog.prog_type, ArenaInfo(arena.user_vm_start, bool(arena.flags & BPF_F_NO_USER_CONV))
@@ -172,13 +186,10 @@ def prog_info(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena
                     line_info=lambda i: lines[i] if 0 <= i < len(lines) else None)
 
 
-def _arena_args(obj: BpfObject, name: str) -> tuple[frozenset[int], frozenset[int]]:
-    """A kfunc's `*__arena` and `*__arena__nullable` arguments (1..5), from its BTF prototype."""
-    ext = next((e for e in obj.externs if e.name == name), None)
-    if ext is None or obj.btf is None:
-        return frozenset(), frozenset()
-    proto = obj.btf[ext.type_id]
-    names = [p.name for p in getattr(proto, "params", ())]
+def _arena_args(name: str) -> tuple[frozenset[int], frozenset[int]]:
+    """A kfunc's `*__arena` and `*__arena__nullable` arguments (1..5), by the kernel's names for its
+    parameters: the verifier reads them from vmlinux BTF, as clang gives an extern's prototype none."""
+    names = KERNEL_KFUNC_PARAMS.get(name, ())
     arena = frozenset(i + 1 for i, n in enumerate(names) if n.endswith("__arena") or n.endswith("__arena__nullable"))
     nullable = frozenset(i + 1 for i, n in enumerate(names) if n.endswith("__arena__nullable"))
     return arena, nullable
