@@ -1,5 +1,7 @@
 """Clang-built arena programs through machine.load_bpf(): what the kernel returns, faults and reports."""
 
+import struct
+
 import pytest
 from bpf_build import BPF_C, build
 
@@ -16,6 +18,15 @@ def line(name: str, text: str) -> str:
     return f"{name}.bpf.c:{n}"
 
 
+def where(fault) -> str:
+    """The fault's `file:line` without the directory the object was first built in."""
+    return fault.source.rsplit("/", 1)[-1]
+
+
+def s64(v: int) -> int:
+    return v - (1 << 64) if v >> 63 else v
+
+
 def load(name: str, policy: str = "scratch", *flags: str, kfuncs: bool = False):
     m = Machine(policy=policy)
     if kfuncs:
@@ -25,6 +36,153 @@ def load(name: str, policy: str = "scratch", *flags: str, kfuncs: bool = False):
 
 def report_head(m: Machine) -> list[str]:
     return [s for s in m.stream_text().splitlines() if s.startswith("ERROR")]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_list_built_in_the_arena_is_summed(policy):
+    m, obj = load("arena_list", policy)
+    assert obj.data["expected_count"] == 2**32 - 1  # .data's initial -1
+    r = obj.run("arena_list_add")
+    assert (r.status, r.ret, r.faults) == ("returned", 0, [])
+    arena = obj.maps["arena"]
+    assert arena.user_vm_start == 1 << 44
+    head = obj.bss["list_head"]
+    assert arena.user_vm_start <= head < arena.user_vm_start + 10 * 4096
+    assert arena.user_read_u64(head + 8) & 0xFFFF_FFFF == 9  # the last pushed value, in user memory
+    count_at = arena.user_vm_start + 99 * 4096  # the arena globals: its last page
+    assert arena.user_read_u64(count_at) & 0xFFFF_FFFF == 10
+    r = obj.run("arena_list_sum")
+    assert (r.status, r.ret, r.faults) == ("returned", 0, [])
+    assert (obj.bss["list_sum"], obj.data["expected_count"]) == (45, 10)
+    assert m.stream_text() == ""
+
+
+def test_bss_state_is_kept_across_runs_of_two_programs():
+    _, obj = load("arena_list")
+    assert [obj.run("arena_list_add").ret for _ in range(3)] == [0, 0, 0]
+    assert obj.run("arena_list_sum").ret == 0
+    assert (obj.bss["list_sum"], obj.data["expected_count"]) == (135, 30)
+    obj.bss["list_head"] = 0  # a skeleton's write is what the next run sees
+    assert obj.run("arena_list_sum").ret == 0
+    assert (obj.bss["list_sum"], obj.data["expected_count"]) == (0, 0)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_freed_page_reads_zero_through_the_extable(policy):
+    m, obj = load("arena_faults", policy, "-mcpu=v4")
+    r = obj.run("read_after_free")
+    start = obj.maps["arena"].user_vm_start
+    assert (r.status, r.ret) == ("returned", 0)
+    assert obj.bss["freed_at"] == start  # the first page of a fresh arena
+    if policy == "map-always":  # free puts the garbage page back: nothing faults, the read sees its zeroes
+        assert r.faults == [] and m.stream_text() == ""
+        return
+    (f,) = r.faults
+    assert (f.resolution, f.action, bool(f.cleared)) == ("extable", "skip", True)  # the load's destination
+    assert f.address == obj.maps["arena"].kern_vm_start
+    assert where(f) == line("arena_faults", "return *page;")
+    assert report_head(m) == [f"ERROR: Arena READ access at unmapped address {start:#x}"]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("prog, ret, offset, text, access", [
+    ("read_never_allocated", 7, 5 * 4096 + 12, "return *p + 7;", "READ"),
+    ("read_below_start", 3, 0xFFFF_FFF8, "return *p + 3;", "READ"),  # (u32) wraps: the top of the 4 GiB window
+    ("read_lower_guard", 3, -8, "return first[-1] + 3;", "READ"),  # a negative insn offset: the lower guard
+])
+def test_never_allocated_pages(policy, prog, ret, offset, text, access):
+    m, obj = load("arena_faults", policy, "-mcpu=v4")
+    arena = obj.maps["arena"]
+    r = obj.run(prog)
+    assert (r.status, r.ret) == ("returned", ret)
+    if policy == "map-always":
+        assert r.faults == [] and m.stream_text() == ""
+        return
+    (f,) = r.faults
+    assert (f.resolution, f.action) == ("extable", "skip")
+    assert f.address == arena.kern_vm_start + offset
+    assert where(f) == line("arena_faults", text)
+    user = (arena.user_vm_start + offset) % (1 << 64)
+    assert report_head(m) == [f"ERROR: Arena {access} access at unmapped address {user:#x}"]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_write_to_an_unallocated_page_is_dropped(policy):
+    m, obj = load("arena_faults", policy, "-mcpu=v4")
+    r = obj.run("write_never_allocated")
+    user = obj.maps["arena"].user_vm_start + 6 * 4096
+    if policy == "map-always":  # the garbage page keeps the store
+        assert (r.ret, r.faults) == (1, [])
+        return
+    assert r.ret == 0
+    assert [(f.resolution, f.action, bool(f.cleared), where(f)) for f in r.faults] == [
+        ("extable", "skip", False, line("arena_faults", "*p = 1;")),
+        ("extable", "skip", True, line("arena_faults", "return *p;"))]
+    assert report_head(m) == [f"ERROR: Arena WRITE access at unmapped address {user:#x}",
+                              f"ERROR: Arena READ access at unmapped address {user:#x}"]
+
+
+def test_sixty_four_pages_with_sign_extending_loads():
+    m, obj = load("arena_faults", "scratch", "-mcpu=v4")
+    code = obj.programs["many_pages_signed"].linked.insns
+    ops = {code[i] for i in range(0, len(code), 8)}
+    assert {0x91, 0x89, 0x81} <= ops  # LDX MEMSX B, H, W: clang's -mcpu=v4 sign-extending loads
+    r = obj.run("many_pages_signed")
+    assert (r.status, r.ret, r.faults) == ("returned", 2**32 - 64, [])  # (s8)-64, as BPF_PROG_TEST_RUN's u32
+    assert s64(obj.bss["signed_sum"]) == sum(-i - 1 - 300 * i - 1 - 30_000_000 * i - 1 for i in range(64))
+    assert s64(obj.bss["signed_sum"]) == -60_480_607_008
+    arena = obj.maps["arena"]
+    last = arena.user_vm_start + 63 * 4096
+    assert arena.user_read(last, 8) == struct.pack("<bxhi", -64, -18_901, -1_890_000_001)
+    assert m.stream_text() == ""
+
+
+def test_static_and_global_subprograms_take_arena_pointers():
+    _, obj = load("arena_faults", "scratch", "-mcpu=v4")
+    assert obj.programs["subprog_args"].linked.names == ("subprog_args", "sum_static", "sum_global")
+    r = obj.run("subprog_args")
+    assert (r.status, r.ret, r.faults) == ("returned", 136 * 1000 + 100, [])
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_atomics_on_arena_globals_and_pages(policy):
+    _, obj = load("arena_rmw", policy)
+    r = obj.run("rmw_global")
+    assert (r.ret, r.faults) == (200, [])
+    old = ("old_add", "old_xchg", "old_cmpxchg", "failed_cmpxchg")
+    assert [obj.bss[k] for k in old] == [11, 16, 100, 200]  # 10 +1, +5, xchg 100, cmpxchg 100 -> 200, 7 fails
+    r = obj.run("rmw_page")
+    assert (r.ret, r.faults) == (200, [])
+    assert [obj.bss[k] for k in old] == [4, 9, 100, 200]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_atomics_on_an_unallocated_page_are_skipped_and_clear_nothing(policy):
+    m, obj = load("arena_rmw", policy)
+    r = obj.run("rmw_unallocated")
+    old = [obj.bss[k] for k in ("old_add", "old_xchg", "old_cmpxchg", "failed_cmpxchg")]
+    if policy == "map-always":  # the garbage page is zero: 0 +1 +5, ...
+        assert (r.ret, r.faults, old) == (200, [], [1, 6, 100, 200])
+        return
+    # each fetch leaves its source register (or r0 for cmpxchg) as it was: the operand comes back
+    assert (r.ret, old) == (0, [5, 100, 100, 7])
+    assert [(f.resolution, f.action, bool(f.cleared)) for f in r.faults] == [("extable", "skip", False)] * 5 + [
+        ("extable", "skip", True)]
+    user = obj.maps["arena"].user_vm_start + 2 * 4096 + 16
+    assert report_head(m) == [f"ERROR: Arena WRITE access at unmapped address {user:#x}"] * 5 + [
+        f"ERROR: Arena READ access at unmapped address {user:#x}"]
+    assert [where(f) for f in r.faults] == [line("arena_rmw", s) for s in (
+        "__sync_fetch_and_add(p, 1);", "old_add =", "old_xchg =", "old_cmpxchg =", "failed_cmpxchg =",
+        "return *p;")]
+
+
+def test_x86_refuses_a_fetching_and_on_the_arena():
+    """__sync_fetch_and_and is BPF_AND | BPF_FETCH even with its result unused; x86 has no JIT for it
+    on an arena (bpf_jit_supports_insn()), so check_atomic() refuses it, and with it the object."""
+    with pytest.raises(Exception, match=r"^prog and: insn 5: BPF_ATOMIC stores into R1 arena is not allowed "
+                                        r"\(.*arena_atomics\.bpf\.c:31: __sync_fetch_and_and") as e:
+        load("arena_atomics")
+    assert type(e.value).__name__ == "VerifierError" and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
