@@ -6,6 +6,7 @@ import pytest
 from bpf_build import BPF_C, build
 
 from emu import Machine
+from emu.bpf.verifier import VerifierError
 from emu.corpus import stub
 
 POLICIES = ("oops", "map-always", "scratch-v1", "scratch")
@@ -179,10 +180,10 @@ def test_atomics_on_an_unallocated_page_are_skipped_and_clear_nothing(policy):
 def test_x86_refuses_a_fetching_and_on_the_arena():
     """__sync_fetch_and_and is BPF_AND | BPF_FETCH even with its result unused; x86 has no JIT for it
     on an arena (bpf_jit_supports_insn()), so check_atomic() refuses it, and with it the object."""
-    with pytest.raises(Exception, match=r"^prog and: insn 5: BPF_ATOMIC stores into R1 arena is not allowed "
+    with pytest.raises(VerifierError, match=r"^prog and: insn 5: BPF_ATOMIC stores into R1 arena is not allowed "
                                         r"\(.*arena_atomics\.bpf\.c:31: __sync_fetch_and_and") as e:
         load("arena_atomics")
-    assert type(e.value).__name__ == "VerifierError" and "\n" not in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -214,3 +215,28 @@ def test_a_kfunc_faulting_on_an_unallocated_page(policy):
     assert report_head(m) == [f"ERROR: Arena READ access at unmapped address {page:#x}"]
     source = "return bpf_kfunc_arena_read_u64((__u64 *)p);"
     assert f"  {source} @ {line('arena_kfunc', source)}" in text
+
+
+def test_bpf_loop_is_inlined_and_its_callback_sees_the_callers_ctx():
+    """optimize_bpf_loop(): the count is the callbacks run, the one returning 1 included; R6..R8 survive."""
+    _, obj = load("arena_loop")
+    obj.bss["kept_a"], obj.bss["kept_b"] = 7, 11
+    r = obj.run("loop_sum")
+    assert (r.status, r.ret, r.faults) == ("returned", 41 * 100000 + sum(range(40)), [])
+    assert (obj.bss["kept_a"], obj.bss["kept_b"]) == (21, 16)
+    assert obj.run("loop_too_many").ret == 2**32 - 7  # -E2BIG past BPF_MAX_LOOPS, the callback never called
+
+
+def test_bpf_loop_allocates_arena_pages_from_its_callback():
+    _, obj = load("verifier_arena")
+    r = obj.run("alloc_in_a_loop")
+    assert (r.status, r.ret, r.faults) == ("returned", 2, [])
+    arena = obj.maps["arena"]
+    assert [arena.user_read(arena.user_vm_start + k * 4096, 1) for k in range(2)] == [b"\0", b"\1"]
+
+
+def test_a_bpf_loop_the_verifier_cannot_inline_is_refused():
+    with pytest.raises(VerifierError, match=r"^prog loop_flags_unknown: insn 7: bpf_loop: only the inlined form is "
+                                        r"modelled .*arena_loop_flags\.bpf\.c:16: return bpf_loop") as e:
+        load("arena_loop_flags")
+    assert "\n" not in str(e.value)

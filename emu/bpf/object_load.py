@@ -247,7 +247,8 @@ def bpf_object__load(obj: BpfObject, maps: dict[str, Arena | Map], load_insns, a
         linked = bpf_object__relocate(obj, prog, map_refs(obj, maps), kfunc_id, address_of)
         verified, arena_args = verify(obj, prog, linked, arena)
         code = b"".join(insn.encode() for insn in verified.insns)
-        jit = JitOptions(kfunc_addrs, verified.stack_depths, arena_args, linked.names)
+        loops = {i: (loop.callback, loop.stack_base) for i, loop in verified.loops.items()}
+        jit = JitOptions(kfunc_addrs, verified.stack_depths, arena_args, linked.names, loops)
         loaded = load_insns(code, prog.name, helpers, jit, line_info(obj, linked))
         out[prog.name] = LoadedProgram(prog.name, prog.sec_name, prog.prog_type, loaded.start, linked)
     return out

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: GPL-2.0
+/* bpf_loop() over arena memory, which the verifier inlines when its flags are 0 (after the kernel's
+ * bpf_loop and verifier_arena selftests). */
+#include "bpf_arena_common.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARENA);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 4);
+	__ulong(map_extra, 1ull << 40);
+} arena SEC(".maps");
+
+struct walk {
+	int __arena *values;
+	int sum;
+	int stop_at;
+};
+
+int kept_a, kept_b;
+char _license[] SEC("license") = "GPL";
+
+static int add_one(__u32 i, void *ctx)
+{
+	struct walk *w = ctx;
+
+	if (w->values[i] == w->stop_at)
+		return 1;
+	w->sum += w->values[i];
+	return 0;
+}
+
+SEC("syscall")
+int loop_sum(void *ctx)
+{
+	struct walk w = { .stop_at = -1 };
+	int a = kept_a * 3, b = kept_b + 5;
+	long n;
+	int i;
+
+	w.values = bpf_arena_alloc_pages(&arena, NULL, 1, NUMA_NO_NODE, 0);
+	if (!w.values)
+		return -1;
+	for (i = 0; i < 100; i++)
+		w.values[i] = i;
+	w.values[40] = -1;
+	n = bpf_loop(100, add_one, &w, 0);
+	kept_a = a;
+	kept_b = b;
+	return n * 100000 + w.sum;
+}
+
+SEC("syscall")
+int loop_too_many(void *ctx)
+{
+	struct walk w = { .stop_at = -1 };
+
+	return bpf_loop((1 << 23) + 1, add_one, &w, 0);
+}
