@@ -6,6 +6,7 @@ import pytest
 from bpf_build import BPF_C, build
 
 from emu import Machine
+from emu.bpf.stream import BPF_STDERR
 from emu.bpf.verifier import VerifierError
 from emu.corpus import stub
 
@@ -240,3 +241,21 @@ def test_a_bpf_loop_the_verifier_cannot_inline_is_refused():
                                         r"modelled .*arena_loop_flags\.bpf\.c:16: return bpf_loop") as e:
         load("arena_loop_flags")
     assert "\n" not in str(e.value)
+
+
+def test_a_fault_in_a_bpf_loop_callback_is_reported_to_the_main_program():
+    """bpf_prog_report_arena_violation() reports to main_prog_aux's stream (selftest stream_arena_callback_fault)."""
+    m, obj = load("arena_loop")
+    r = obj.run("loop_callback_fault")
+    assert (r.status, r.ret) == ("returned", 2)  # each call: 0 read + 1
+    assert [(f.resolution, where(f)) for f in r.faults] == [
+        ("extable", line("arena_loop", "*(int *)ctx += *p + 1;"))] * 2
+    main = m.progs.by_name["loop_callback_fault"].stream_read(BPF_STDERR).decode()
+    assert m.progs.by_name["read_missing"].stream_read(BPF_STDERR) == b""
+    user = obj.maps["arena"].user_vm_start + 3 * 4096
+    report = main.split("\n\n")[0].splitlines()
+    assert report[0] == f"ERROR: Arena READ access at unmapped address {user:#x}"
+    assert [s.split("_", 3)[-1] for s in report[3:7:2]] == ["read_missing+0x24/0x3a", "loop_callback_fault+0x73/0x97"]
+    assert report[4:7:2] == [f"  *(int *)ctx += *p + 1; @ {line('arena_loop', '*(int *)ctx += *p + 1;')}",
+                            f"  bpf_loop(2, read_missing, &n, 0); @ {line('arena_loop', 'bpf_loop(2, read_missing')}"]
+    assert main.count("ERROR") == 2

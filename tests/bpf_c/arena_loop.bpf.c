@@ -56,3 +56,20 @@ int loop_too_many(void *ctx)
 
 	return bpf_loop((1 << 23) + 1, add_one, &w, 0);
 }
+
+static int read_missing(__u32 i, void *ctx)
+{
+	volatile int __arena *p = (int __arena *)((1ull << 40) + 3 * PAGE_SIZE);
+
+	*(int *)ctx += *p + 1;
+	return 0;
+}
+
+SEC("syscall")
+int loop_callback_fault(void *ctx)
+{
+	int n = 0;
+
+	bpf_loop(2, read_missing, &n, 0);
+	return n;
+}
