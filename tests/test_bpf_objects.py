@@ -259,3 +259,39 @@ def test_a_fault_in_a_bpf_loop_callback_is_reported_to_the_main_program():
     assert report[4:7:2] == [f"  *(int *)ctx += *p + 1; @ {line('arena_loop', '*(int *)ctx += *p + 1;')}",
                             f"  bpf_loop(2, read_missing, &n, 0); @ {line('arena_loop', 'bpf_loop(2, read_missing')}"]
     assert main.count("ERROR") == 2
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_32_bit_atomics_wrap_and_zero_extend(policy):
+    m, obj = load("arena_rmw", policy)
+    old = ("old32_add", "old32_xchg", "old32_cmpxchg")
+    r = obj.run("rmw32_page")
+    assert (r.ret, r.faults) == (1, [])
+    assert [obj.bss[k] for k in old] == [0xFFFF_FFFE, 3, 0xFFFF_FFF0]  # 0xfffffffe + 5 wraps to 3
+    r = obj.run("rmw32_unallocated")
+    if policy == "map-always":
+        assert (r.ret, r.faults, [obj.bss[k] for k in old]) == (0x8000_0001, [], [0, 5, 0xFFFF_FFF0])
+        return
+    # skipped: the operands stay, and cmpxchg's R0 is still zero-extended after the fixup
+    assert (r.ret, [obj.bss[k] for k in old]) == (0, [5, 0xFFFF_FFF0, 0xFFFF_FFF0])
+    assert [(f.resolution, bool(f.cleared)) for f in r.faults] == [("extable", False)] * 3 + [("extable", True)]
+    assert m.stream_text().count("ERROR: Arena WRITE") == 3
+
+
+def test_a_chained_hash_table_in_the_arena_with_can_loop():
+    """may_goto from `asm goto`, a global function returning an arena pointer, arena globals holding pointers."""
+    _, obj = load("arena_hash", "scratch")
+    r = obj.run("hash_fill_and_find")
+    assert (r.status, r.ret, r.faults) == ("returned", 81, [])
+    assert (obj.bss["found"], obj.bss["steps"]) == (81, 1)  # key 9 went in last, at its chain's head
+    arena = obj.maps["arena"]
+    heads = [arena.user_read_u64(arena.user_vm_start + 15 * 4096 + 8 * k) for k in range(8)]
+    assert all(arena.user_vm_start <= h < arena.user_vm_start + 12 * 4096 for h in heads)
+
+
+def test_can_loop_stops_after_bpf_max_loops():
+    """The untimed may_goto: a per-frame count of BPF_MAX_LOOPS (the timed one of 2025 x86 kernels is not modelled)."""
+    m = Machine(budget=0)  # 8M rounds are more than the default instruction budget
+    obj = m.load_bpf(str(build("arena_hash")))
+    r = obj.run("spin_forever")
+    assert (r.status, r.ret) == ("returned", 8 * 1024 * 1024)
