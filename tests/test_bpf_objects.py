@@ -295,3 +295,11 @@ def test_can_loop_stops_after_bpf_max_loops():
     obj = m.load_bpf(str(build("arena_hash")))
     r = obj.run("spin_forever")
     assert (r.status, r.ret) == ("returned", 8 * 1024 * 1024)
+
+
+def test_bpf_loop_slots_go_past_a_full_512_byte_frame():
+    """optimize_bpf_loop() runs after check_max_stack_depth(): its 24 bytes may take a frame past 512."""
+    m, obj = load("arena_loop")
+    r = obj.run("loop_full_stack")
+    assert (r.status, r.ret, r.faults) == ("returned", 2**32 - 256, [])  # (s8) 0, 64, -128, -64, ... summed
+    assert m.progs.by_name["loop_full_stack"].jited.frame_sizes == (512 + 24, 0)

@@ -256,15 +256,16 @@ class _Jit:
             last = self.insns[hi - 1 - (hi - 1 in self.second_slots)]
             if last.code not in (BPF_JMP | BPF_EXIT, BPF_JMP | BPF_JA, BPF_JMP32 | BPF_JA):
                 raise JitError(hi - 1, "last insn is not an exit or jmp")
-            if not 0 <= depths[k] <= MAX_BPF_STACK:
-                raise JitError(lo, f"stack depth {depths[k]} is not within 0..{MAX_BPF_STACK}")
+            loop_slots = 3 * 8 if any(lo <= i < hi for i in self.loops) else 0  # optimize_bpf_loop()'s, past 512
+            if not 0 <= depths[k] <= MAX_BPF_STACK + loop_slots:
+                raise JitError(lo, f"stack depth {depths[k]} is not within 0..{MAX_BPF_STACK + loop_slots}")
             depth = (depths[k] + 7) & ~7
             slot = None
             if any(insn.code == BPF_JMP | BPF_JCOND for insn in body):
                 depth += 8
                 slot = -depth
             used = detect_reg_usage(body)
-            if any(lo <= i < hi for i in self.loops):  # the inlined loop's R6..R8
+            if loop_slots:  # the inlined loop's R6..R8
                 used = (True, True, True, used[3])
             funcs.append(_Func(lo, hi, used, depth, slot))
             self.func_of[lo:hi] = [k] * (hi - lo)

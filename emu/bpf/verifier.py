@@ -220,7 +220,8 @@ class Verified:
 @dataclass(frozen=True)
 class BpfLoop:
     """A bpf_loop() call optimize_bpf_loop() inlines: its callback's first instruction and the three stack slots
-    (fp + stack_base, + 8, + 16) that keep R6..R8 while they serve as the loop's bound, counter and ctx."""
+    (fp + stack_base, + 8, + 16) that keep R6..R8 while they serve as the loop's bound, counter and ctx; every
+    call of a function shares them, below the depth check_max_stack_depth() checked."""
 
     callback: int
     stack_base: int
@@ -468,11 +469,9 @@ class _Verifier:
                 out[i] = replace(insn, src=0, imm=_s32(value))
                 out[i + 1] = replace(out[i + 1], imm=_s32(value >> 32))
         depths = [-(-d // BPF_REG_SIZE) * BPF_REG_SIZE for d in self.mem.depth]
-        loops = {}
-        for i, callback in sorted(self.loops.items()):  # optimize_bpf_loop(): 3 slots per call, below the frame
-            frame = self.frame_of[i]
+        for frame in {self.frame_of[i] for i in self.loops}:  # optimize_bpf_loop(): 3 slots a frame, past the 512
             depths[frame] += 3 * BPF_REG_SIZE
-            loops[i] = BpfLoop(callback, -depths[frame])
+        loops = {i: BpfLoop(callback, -depths[self.frame_of[i]]) for i, callback in self.loops.items()}
         return Verified(tuple(out), self.starts, tuple(depths), probes, dict(self.arena_args), loops)
 
 

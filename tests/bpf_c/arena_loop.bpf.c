@@ -73,3 +73,21 @@ int loop_callback_fault(void *ctx)
 	bpf_loop(2, read_missing, &n, 0);
 	return n;
 }
+
+static int fill(__u32 i, void *ctx)
+{
+	((volatile char *)ctx)[i] = i;
+	return 0;
+}
+
+SEC("syscall")
+int loop_full_stack(void *ctx)
+{
+	char buf[496];
+	int i, sum = 0;
+
+	bpf_loop(sizeof(buf), fill, buf, 0);
+	for (i = 0; i < sizeof(buf); i += 64)
+		sum += ((volatile char *)buf)[i];
+	return sum;
+}
