@@ -303,3 +303,14 @@ def test_bpf_loop_slots_go_past_a_full_512_byte_frame():
     r = obj.run("loop_full_stack")
     assert (r.status, r.ret, r.faults) == ("returned", 2**32 - 256, [])  # (s8) 0, 64, -128, -64, ... summed
     assert m.progs.by_name["loop_full_stack"].jited.frame_sizes == (512 + 24, 0)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_kfuncs_with_two_arena_arguments_and_a_map(policy):
+    """bpf_kfunc_arena_copy(dst__arena, src__arena) gets both rebased; list_sum's p__map is left as it is."""
+    _, obj = load("arena_kfunc", policy, kfuncs=True)
+    r = obj.run("kfunc_copy_and_sum")
+    assert (r.status, r.ret, r.faults) == ("returned", 10 + 20 + 30 + 40, [])
+    arena = obj.maps["arena"]
+    copy = arena.user_vm_start + 4096
+    assert [arena.user_read_u64(copy + 16 * k + 8) for k in range(4)] == [10, 20, 30, 40]
