@@ -6,6 +6,7 @@ import pytest
 from bpf_build import BPF_C, build
 
 from emu import Machine
+from emu.bpf.object_load import LoadError
 from emu.bpf.stream import BPF_STDERR
 from emu.bpf.verifier import VerifierError
 from emu.corpus import stub
@@ -314,3 +315,14 @@ def test_kfuncs_with_two_arena_arguments_and_a_map(policy):
     arena = obj.maps["arena"]
     copy = arena.user_vm_start + 4096
     assert [arena.user_read_u64(copy + 16 * k + 8) for k in range(4)] == [10, 20, 30, 40]
+
+
+def test_a_stack_pointer_for_an_arena_kfunc_argument_is_refused():
+    with pytest.raises(VerifierError, match=r"^prog stack_arg: insn \d+: R1 is not a pointer to arena or scalar\. "):
+        load("bad_kfunc_stack_arg", kfuncs=True)
+
+
+def test_a_kfunc_the_kernel_does_not_have_fails_the_load():
+    with pytest.raises(LoadError, match=r"^extern \(func ksym\) 'bpf_kfunc_arena_\w+': not found in kernel or "
+                                        r"module BTFs$"):
+        load("arena_kfunc")  # kernel_stubs/arena_kfuncs.S not loaded
