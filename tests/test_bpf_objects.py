@@ -6,6 +6,7 @@ import pytest
 from bpf_build import BPF_C, build
 
 from emu import Machine
+from emu.bpf.bpf_map import MapError
 from emu.bpf.object_load import LoadError
 from emu.bpf.stream import BPF_STDERR
 from emu.bpf.verifier import VerifierError
@@ -326,3 +327,15 @@ def test_a_kfunc_the_kernel_does_not_have_fails_the_load():
     with pytest.raises(LoadError, match=r"^extern \(func ksym\) 'bpf_kfunc_arena_\w+': not found in kernel or "
                                         r"module BTFs$"):
         load("arena_kfunc")  # kernel_stubs/arena_kfuncs.S not loaded
+
+
+def test_rodata_is_frozen_after_load():
+    """libbpf freezes .rodata once it holds its initial bytes: a skeleton cannot change a const volatile later."""
+    _, obj = load("arena_list")
+    assert obj.rodata["cnt_limit"] == 64
+    with pytest.raises(MapError, match=r"^-EPERM: arena_li\.rodata is frozen \(bpf_map_freeze\(\) at load\): "
+                                       r"'cnt_limit' is read-only$"):
+        obj.rodata["cnt_limit"] = 3
+    assert obj.rodata["cnt_limit"] == 64
+    obj.data["expected_count"] = 7  # .data and .bss stay writable
+    assert obj.data["expected_count"] == 7

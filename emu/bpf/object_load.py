@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ..errors import EmuError
 from ..mm.layout import PAGE_SIZE
 from .arena import Arena
-from .bpf_map import Map
+from .bpf_map import EPERM, Map, MapError
 from .btf_ext import BPF_INSN_SZ
 from .insn import decode
 from .maps import BPF_MAP_TYPE_ARENA, BpfMap, MapKind
@@ -55,6 +55,7 @@ class Globals:
 
     bpf_map: Map
     variables: dict[str, tuple[int, int]]  # name -> (offset, size)
+    frozen: bool = False  # .rodata: bpf_object__populate_internal_map() froze it, so user space cannot write it
 
     def __getitem__(self, name: str) -> int:
         off, size = self._var(name)
@@ -62,6 +63,8 @@ class Globals:
 
     def __setitem__(self, name: str, value: int) -> None:
         off, size = self._var(name)
+        if self.frozen:
+            raise MapError(EPERM, f"{self.bpf_map.name} is frozen (bpf_map_freeze() at load): '{name}' is read-only")
         data = bytearray(self.bpf_map.lookup_elem(0))
         data[off:off + size] = (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
         self.bpf_map.update_elem(0, bytes(data))
@@ -90,7 +93,8 @@ class LoadedObject:
     def __init__(self, obj: BpfObject, maps: dict[str, Arena | Map], programs: dict[str, LoadedProgram],
                  runner: Callable[[LoadedProgram, bytes, bytes], object]):
         self.obj, self.maps, self.programs, self._runner = obj, maps, programs, runner
-        self.globals = {m.kind: Globals(internal, {v.name: (v.offset, v.size) for v in m.variables})
+        self.globals = {m.kind: Globals(internal, {v.name: (v.offset, v.size) for v in m.variables},
+                                        m.kind == MapKind.RODATA)
                         for m in obj.maps if m.kind in (MapKind.BSS, MapKind.DATA, MapKind.RODATA)
                         and isinstance(internal := maps[m.name], Map)}
 
