@@ -339,3 +339,16 @@ def test_rodata_is_frozen_after_load():
     assert obj.rodata["cnt_limit"] == 64
     obj.data["expected_count"] = 7  # .data and .bss stay writable
     assert obj.data["expected_count"] == 7
+
+
+def test_a_syscall_program_takes_its_arguments_in_ctx_and_hands_them_back():
+    """BPF_PROG_TEST_RUN copies ctx_in to the kernel for R1, runs, and copies it back to ctx_out."""
+    _, obj = load("arena_ctx")
+    arena = obj.maps["arena"]
+    r = obj.run("alloc_n", ctx=struct.pack("<IiQ", 3, -5, 0))
+    assert (r.status, r.ret, r.faults) == ("returned", 0, [])
+    assert struct.unpack("<IiQ", obj.ctx_out) == (3, -5, arena.user_vm_start)  # the program's write
+    assert [arena.user_read(arena.user_vm_start + k * 4096, 4) for k in range(3)] == [
+        struct.pack("<i", v) for v in (-5, -4, -3)]
+    r = obj.run("alloc_n", ctx=struct.pack("<IiQ", 9, 0, 0))  # more pages than the arena's 8: NULL
+    assert (r.ret, obj.ctx_out) == (2**32 - 12, struct.pack("<IiQ", 9, 0, 0))

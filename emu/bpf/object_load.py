@@ -91,8 +91,9 @@ class LoadedObject:
     """What `machine.load_bpf()` gives back: the object's programs, maps and globals, and `run()`."""
 
     def __init__(self, obj: BpfObject, maps: dict[str, Arena | Map], programs: dict[str, LoadedProgram],
-                 runner: Callable[[LoadedProgram, bytes, bytes], object]):
+                 runner: Callable[[LoadedProgram, bytes, bytes], tuple[object, bytes]]):
         self.obj, self.maps, self.programs, self._runner = obj, maps, programs, runner
+        self.ctx_out = b""  # the last run's ctx as the program left it (BPF_PROG_TEST_RUN's ctx_out)
         self.globals = {m.kind: Globals(internal, {v.name: (v.offset, v.size) for v in m.variables},
                                         m.kind == MapKind.RODATA)
                         for m in obj.maps if m.kind in (MapKind.BSS, MapKind.DATA, MapKind.RODATA)
@@ -124,7 +125,8 @@ class LoadedObject:
             prog = next(iter(self.programs))
         if prog not in self.programs:
             raise EmuError(f"no program '{prog}' in {self.obj.name}: there are {', '.join(self.programs)}")
-        return self._runner(self.programs[prog], ctx, data)
+        result, self.ctx_out = self._runner(self.programs[prog], ctx, data)
+        return result
 
     def __repr__(self) -> str:
         return f"<LoadedObject {self.obj.name}: programs {', '.join(self.programs)}; maps {', '.join(self.maps)}>"
@@ -280,7 +282,8 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
     programs = bpf_object__load(obj, maps, loader.load_bpf_insns, address_of, helpers)
 
     def test_run(prog: LoadedProgram, ctx: bytes, data: bytes):
-        """BPF_PROG_TEST_RUN: a syscall program gets its ctx copied into kernel memory (r1), none when empty."""
+        """BPF_PROG_TEST_RUN: a syscall program gets its ctx copied into kernel memory (r1), none when empty,
+        and copied back out after the run."""
         if prog.prog_type != ProgType.SYSCALL and (ctx or data):
             raise EmuError(f"{prog.name}: a test run of SEC(\"{prog.sec_name}\") with a packet or a context is "
                            "not modelled yet (the verifier's ctx conversion is not): only syscall programs take one")
@@ -288,6 +291,7 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
         if ctx:
             ptr = bpf.vmalloc.vmalloc(len(ctx))
             bpf.memory.write(ptr, ctx)
-        return call(prog.name, ptr, len(ctx))
+        result = call(prog.name, ptr, len(ctx))
+        return result, bpf.memory.read(ptr, len(ctx)) if ctx else b""
 
     return LoadedObject(obj, maps, programs, test_run)
