@@ -2,11 +2,7 @@
 /* A syscall program takes its arguments in ctx, as BPF_PROG_TEST_RUN's ctx_in hands them over. */
 #include "bpf_arena_common.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 8);
-} arena SEC(".maps");
+ARENA_MAP(8, 0);
 
 struct args {
 	__u32 pages;

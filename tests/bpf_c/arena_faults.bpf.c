@@ -6,12 +6,7 @@
 
 #define NR_PAGES 64
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 100);
-	__ulong(map_extra, 1ull << 44);
-} arena SEC(".maps");
+ARENA_MAP(100, 1ull << 44);
 
 __u64 freed_at;
 __s64 signed_sum;

@@ -14,11 +14,7 @@
 	ret;						\
 	})
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 16);
-} arena SEC(".maps");
+ARENA_MAP(16, 0);
 
 struct bucket {
 	int key;

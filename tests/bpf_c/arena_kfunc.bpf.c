@@ -4,12 +4,7 @@
  * kernel function is the fault path's to recover or not. */
 #include "bpf_arena_common.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 4);
-	__ulong(map_extra, 1ull << 40);
-} arena SEC(".maps");
+ARENA_MAP(4, 1ull << 40);
 
 struct node {
 	struct node __arena *next;

@@ -3,12 +3,7 @@
  * bpf_loop and verifier_arena selftests). */
 #include "bpf_arena_common.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 4);
-	__ulong(map_extra, 1ull << 40);
-} arena SEC(".maps");
+ARENA_MAP(4, 1ull << 40);
 
 struct walk {
 	int __arena *values;

@@ -4,12 +4,7 @@
  * instruction and clears no register. */
 #include "bpf_arena_common.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 4);
-	__ulong(map_extra, 1ull << 40);
-} arena SEC(".maps");
+ARENA_MAP(4, 1ull << 40);
 
 __u64 __arena_global counter = 10;
 __u64 old_add, old_xchg, old_cmpxchg, failed_cmpxchg;

@@ -2,11 +2,7 @@
 /* A stack pointer where a kfunc takes an arena pointer: the verifier refuses it. */
 #include "bpf_arena_common.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARENA);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 1);
-} arena SEC(".maps");
+ARENA_MAP(1, 0);
 
 extern __u64 bpf_kfunc_arena_read_u64(__u64 *p__arena) __ksym;
 char _license[] SEC("license") = "GPL";
