@@ -352,3 +352,15 @@ def test_a_syscall_program_takes_its_arguments_in_ctx_and_hands_them_back():
         struct.pack("<i", v) for v in (-5, -4, -3)]
     r = obj.run("alloc_n", ctx=struct.pack("<IiQ", 9, 0, 0))  # more pages than the arena's 8: NULL
     assert (r.ret, obj.ctx_out) == (2**32 - 12, struct.pack("<IiQ", 9, 0, 0))
+
+
+def test_a_callback_taken_at_five_sites_is_appended_once():
+    """bpf_object__reloc_code() appends a subprogram once however often it is referenced; clang unrolled the
+    can_loop loop into five bpf_loop() calls, and may_goto's counter sits below the loop's spill slots."""
+    m, obj = load("arena_loop")
+    linked = obj.programs["loops_in_can_loop"].linked
+    assert linked.names == ("loops_in_can_loop", "add_index")
+    assert len(linked.insns) // 8 == linked.subprogs[1] + 6  # add_index's 6 instructions, once
+    r = obj.run("loops_in_can_loop")
+    assert (r.status, r.ret) == ("returned", 5 * (0 + 1 + 2 + 3) * 100 + (0 + 1 + 2 + 3 + 4))
+    assert m.progs.by_name["loops_in_can_loop"].jited.frame_sizes == (8 + 24 + 8, 0)

@@ -83,7 +83,9 @@ def bpf_object__relocate(obj: BpfObject, prog: BpfProgram, maps: Callable[[str],
         slots += [list(_SLOT.unpack_from(p.insns, i * BPF_INSN_SZ)) for i in range(p.insn_cnt)]
         section = next(sec.name for sec in obj.sections.values() if sec.index == p.sec_idx)
         origin += [(section, p.sec_insn_off + i) for i in range(p.insn_cnt)]
-        order += [callee for _, callee, _ in _calls(obj, p) if callee not in order]
+        for _, callee, _ in _calls(obj, p):
+            if callee not in order:
+                order.append(callee)
     ldimm: dict[int, LdImm] = {}
     kfuncs: dict[int, str] = {}
     for p in order:

@@ -3,17 +3,6 @@
  * bpf_arena_htab.h loops with may_goto). */
 #include "bpf_arena_common.h"
 
-#define can_loop					\
-	({ __label__ l_break, l_continue;		\
-	bool ret = true;				\
-	asm volatile goto("may_goto %l[l_break]"	\
-		      :::: l_break);			\
-	goto l_continue;				\
-	l_break: ret = false;				\
-	l_continue:;					\
-	ret;						\
-	})
-
 ARENA_MAP(16, 0);
 
 struct bucket {

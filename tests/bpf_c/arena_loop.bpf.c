@@ -86,3 +86,22 @@ int loop_full_stack(void *ctx)
 		sum += ((volatile char *)buf)[i];
 	return sum;
 }
+
+static int add_index(__u32 i, void *ctx)
+{
+	*(long *)ctx += i;
+	return 0;
+}
+
+SEC("syscall")
+int loops_in_can_loop(void *ctx)
+{
+	long s = 0, t = 0;
+	int i;
+
+	for (i = 0; i < 5 && can_loop; i++) {
+		bpf_loop(4, add_index, &s, 0);
+		t += i;
+	}
+	return s * 100 + t;
+}
