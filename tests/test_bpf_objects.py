@@ -364,3 +364,17 @@ def test_a_callback_taken_at_five_sites_is_appended_once():
     r = obj.run("loops_in_can_loop")
     assert (r.status, r.ret) == ("returned", 5 * (0 + 1 + 2 + 3) * 100 + (0 + 1 + 2 + 3 + 4))
     assert m.progs.by_name["loops_in_can_loop"].jited.frame_sizes == (8 + 24 + 8, 0)
+
+
+@pytest.mark.parametrize("a, b, c, quot, rem, ext, swapped", [
+    (-7, 2, 0x1280, -3, -1, -128 + 0x12, 0xF9FF_FFFF_7FED_FFFF),
+    (-(1 << 63), -1, -1, -(1 << 63), 0, -2, 0xFFFF_FF7F),  # sdiv by -1 is a negation, smod by -1 is 0
+    (5, 0, 0x7FFF, 0, 5, -1 + 0x7F, 0x0500_0000_FF7F_0000),  # by 0: the quotient is 0, the remainder a
+    (-5, 0, 0, 0, -5, 0, 0xFBFF_FFFF_FFFF_FFFF),
+])
+def test_v4_alu_on_arena_values(a, b, c, quot, rem, ext, swapped):
+    _, obj = load("arena_alu", "scratch", "-mcpu=v4")
+    r = obj.run("alu_v4", ctx=struct.pack("<qqi4x", a, b, c))
+    assert (r.status, r.ret, r.faults) == ("returned", (quot + rem) & 0xFFFF_FFFF, [])
+    assert [s64(obj.bss[k]) for k in ("quot", "rem", "ext")] == [quot, rem, ext]
+    assert obj.bss["swapped"] == swapped
