@@ -378,3 +378,16 @@ def test_v4_alu_on_arena_values(a, b, c, quot, rem, ext, swapped):
     assert (r.status, r.ret, r.faults) == ("returned", (quot + rem) & 0xFFFF_FFFF, [])
     assert [s64(obj.bss[k]) for k in ("quot", "rem", "ext")] == [quot, rem, ext]
     assert obj.bss["swapped"] == swapped
+
+
+def test_two_objects_with_an_arena_named_arena_in_one_machine():
+    """Map names are not unique in the kernel: each object keeps its own arena, kern_vm area and r12."""
+    m = Machine()
+    lists = m.load_bpf(str(build("arena_list")))
+    faults = m.load_bpf(str(build("arena_faults", "-mcpu=v4")))
+    first, second = lists.maps["arena"], faults.maps["arena"]
+    assert first is not second and first.kern_vm_start != second.kern_vm_start
+    assert (lists.run("arena_list_add").ret, lists.run("arena_list_sum").ret, lists.bss["list_sum"]) == (0, 0, 45)
+    r = faults.run("read_never_allocated")
+    assert r.ret == 7 and [f.address for f in r.faults] == [second.kern_vm_start + 5 * 4096 + 12]
+    assert m.arena is second  # what is loaded next uses the latest

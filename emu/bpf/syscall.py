@@ -114,9 +114,9 @@ class BpfSubsystem:
     def create_arena(self, max_entries: int, map_extra: int = 0, flags: int = BPF_F_MMAPABLE,
                      name: str = "arena") -> Arena:
         """map_create() of an arena: arena_map_alloc()'s checks, its struct in vmalloc memory
-        (the fields live in Python), and it becomes the arena programs loaded next use."""
-        if name in self.arenas:
-            raise EmuError(f"an arena named '{name}' already exists")
+        (the fields live in Python), and it becomes the arena programs loaded next use. Map names
+        need not be unique: an earlier arena of this name keeps its programs, and the name now
+        means this one for what is loaded next (two objects each with a map named `arena`)."""
         arena = arena_map_alloc(self._mm, self.vmalloc.get_vm_area(KERN_VM_SZ), max_entries, map_extra, flags,
                                 policy=self.policy)
         arena.name, arena.map_ptr = name, self.vmalloc.vmalloc(PAGE_SIZE)
