@@ -5,6 +5,7 @@ import io
 import os
 import tempfile
 
+import pytest
 from bpf_build import build
 from elftools.elf.elffile import ELFFile
 from hypothesis import HealthCheck, given, settings
@@ -62,3 +63,20 @@ def test_an_object_with_bytes_changed_where_the_loader_reads(data):
         start, size = data.draw(st.sampled_from(ranges))
         out[start + data.draw(st.integers(0, size - 1))] = data.draw(st.integers(0, 255))
     _load(bytes(out))
+
+
+def _patched(name: str, section: str, old: bytes, new: bytes) -> bytes:
+    """The object with every `old` in one section's bytes replaced by `new` (of the same length)."""
+    data = bytearray(build(name).read_bytes())
+    sec = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(section)
+    start, end = sec["sh_offset"], sec["sh_offset"] + sec["sh_size"]
+    data[start:end] = data[start:end].replace(old, new)
+    return bytes(data)
+
+
+def test_a_control_character_in_a_btf_name_stays_on_the_message_line(tmp_path):
+    path = tmp_path / "arena_list.bpf.o"
+    path.write_bytes(_patched("arena_list", ".BTF", b"\0type\0", b"\0ty\ne\0"))
+    with Machine() as m, pytest.raises(EmuError, match=r"map 'arena': unknown field 'ty\\ne'$"):
+        m.load_bpf(str(path))
+
