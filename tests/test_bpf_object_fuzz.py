@@ -80,3 +80,11 @@ def test_a_control_character_in_a_btf_name_stays_on_the_message_line(tmp_path):
     with Machine() as m, pytest.raises(EmuError, match=r"map 'arena': unknown field 'ty\\ne'$"):
         m.load_bpf(str(path))
 
+
+def test_two_functions_of_one_name_are_linked_as_two(tmp_path):
+    """Relocation goes by function, not by name: two programs whose names a damaged .strtab empties."""
+    path = tmp_path / "arena_loop.bpf.o"
+    path.write_bytes(_patched("arena_loop", ".strtab", b"\0loop_sum\0", b"\0\0oop_sum\0")
+                     .replace(b"\0add_one\0", b"\0\0dd_one\0"))
+    with Machine() as m, pytest.raises(EmuError, match=r"^a program name is a C identifier, not ''$"):
+        m.load_bpf(str(path))
