@@ -30,7 +30,11 @@ ELF64_SYM_SIZE = 24
 
 
 class BpfObjectError(EmuError):
-    """A BPF ELF object that libbpf's bpf_object__open() would refuse."""
+    """A BPF ELF object that libbpf's bpf_object__open() would refuse. One line: a name read from a damaged
+    object may hold control characters, which are escaped."""
+
+    def __init__(self, message: str):
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 @dataclass(frozen=True)

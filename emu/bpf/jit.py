@@ -109,6 +109,7 @@ from .jit_emit import (
     emit_ldsx_index,
     emit_ldx,
     emit_ldx_index,
+    emit_mov_imm32,
     emit_mov_imm64,
     emit_mov_reg,
     emit_nops,
@@ -129,7 +130,8 @@ from .jit_emit import (
 from .jit_extable import REG2PT_REGS, ArenaAccess
 
 MAX_BPF_STACK = 512
-BPF_MAX_LOOPS = 8 * 1024 * 1024  # may_goto's per-frame budget (include/linux/bpf.h)
+BPF_MAX_LOOPS = 8 * 1024 * 1024  # may_goto's per-frame budget and bpf_loop()'s bound (include/linux/bpf.h)
+E2BIG = 7
 MAX_PASSES = 20
 PADDING_PASSES = MAX_PASSES - 5
 
@@ -210,9 +212,9 @@ class _Jit:
 
     def __init__(self, insns: list[Insn], address: int, kern_vm_start: int | None, user_vm_start: int | None,
                  resolve: CallResolver | None, stack_depth: int | Sequence[int],
-                 arena_args: Mapping[int, Sequence[tuple[int, bool]]]):
+                 arena_args: Mapping[int, Sequence[tuple[int, bool]]], loops: Mapping[int, tuple[int, int]]):
         check(insns)
-        self.arena_args = arena_args
+        self.arena_args, self.loops = arena_args, loops
         self.insns, self.address = insns, address
         self.kern_vm_start, self.user_vm_start, self.resolve = kern_vm_start, user_vm_start, resolve
         self.second_slots = {i + 1 for i, insn in enumerate(insns) if insn.code == BPF_LD_IMM64}
@@ -220,7 +222,8 @@ class _Jit:
         self.funcs = self._subprogs(stack_depth)
         self.calls = {i: self._call_target(i) for i, insn in enumerate(insns)
                       if insn.cls == BPF_JMP and insn.op == BPF_CALL
-                      and (insn.src != BPF_PSEUDO_CALL or insn.source == BPF_X)}  # a callx is refused, any src
+                      and (insn.src != BPF_PSEUDO_CALL or insn.source == BPF_X)  # a callx is refused, any src
+                      and i not in loops}
         self._check_jumps()
         n = len(insns)
         self.begin = [64 * (i + 1) for i in range(n)]
@@ -253,14 +256,18 @@ class _Jit:
             last = self.insns[hi - 1 - (hi - 1 in self.second_slots)]
             if last.code not in (BPF_JMP | BPF_EXIT, BPF_JMP | BPF_JA, BPF_JMP32 | BPF_JA):
                 raise JitError(hi - 1, "last insn is not an exit or jmp")
-            if not 0 <= depths[k] <= MAX_BPF_STACK:
-                raise JitError(lo, f"stack depth {depths[k]} is not within 0..{MAX_BPF_STACK}")
+            loop_slots = 3 * 8 if any(lo <= i < hi for i in self.loops) else 0  # optimize_bpf_loop()'s, past 512
+            if not 0 <= depths[k] <= MAX_BPF_STACK + loop_slots:
+                raise JitError(lo, f"stack depth {depths[k]} is not within 0..{MAX_BPF_STACK + loop_slots}")
             depth = (depths[k] + 7) & ~7
             slot = None
             if any(insn.code == BPF_JMP | BPF_JCOND for insn in body):
                 depth += 8
                 slot = -depth
-            funcs.append(_Func(lo, hi, detect_reg_usage(body), depth, slot))
+            used = detect_reg_usage(body)
+            if loop_slots:  # the inlined loop's R6..R8
+                used = (True, True, True, used[3])
+            funcs.append(_Func(lo, hi, used, depth, slot))
             self.func_of[lo:hi] = [k] * (hi - lo)
         return funcs
 
@@ -445,6 +452,9 @@ class _Jit:
         self._emit_cond_jmp(t, i, X86_JB, self._jump_offset(i, insn.off))
 
     def _emit_call(self, t: bytearray, i: int, insn: Insn) -> None:
+        if i in self.loops:
+            self._emit_bpf_loop(t, i, *self.loops[i])
+            return
         for regno, nullable in self.arena_args.get(i, ()):
             self._emit_arena_arg(t, regno, nullable)
         ip = self.address + self.begin[i] + len(t)
@@ -454,6 +464,42 @@ class _Jit:
             func = self.calls[i]
         if not emit_call(t, func, ip):
             raise JitError(i, f"Target call {func:#x} is out of range of {ip:#x}")
+
+    def _emit_bpf_loop(self, t: bytearray, i: int, callback: int, stack_base: int) -> None:
+        """inline_bpf_loop()'s instructions, JITed: -E2BIG past BPF_MAX_LOOPS; else R6..R8 spilled and used as the
+        bound, the counter and the ctx, the callback called with (counter, ctx) until it returns non-zero or the
+        count is reached; R0 the count; R6..R8 restored."""
+        r0, r1, r2, r3, r6, r7, r8 = 0, 1, 2, 3, 6, 7, 8
+        maybe_emit_1mod(t, r1, True)
+        t += bytes((0x81, add_1reg(0xF8, r1))) + s32(BPF_MAX_LOOPS)  # cmp r1, BPF_MAX_LOOPS
+        too_many = bytearray()
+        emit_mov_imm32(too_many, False, r0, -E2BIG)
+        t += bytes((X86_JBE, len(too_many) + 2)) + too_many
+        t += bytes((0xEB, 0))  # jmp to the end, patched below
+        over = len(t)
+        for k, reg in enumerate((r6, r7, r8)):
+            emit_stx(t, BPF_DW, BPF_REG_FP, reg, stack_base + k * 8)
+        emit_mov_reg(t, True, r6, r1)
+        emit_mov_imm32(t, False, r7, 0)
+        emit_mov_reg(t, True, r8, r3)
+        head = len(t)
+        maybe_emit_mod(t, r7, r6, True)
+        t += bytes((0x39, add_2reg(0xC0, r7, r6), X86_JAE, 0))  # cmp r7, r6; jae done, patched below
+        leave = len(t)
+        emit_mov_reg(t, True, r1, r7)
+        emit_mov_reg(t, True, r2, r8)
+        func = self.address + self.funcs[self.func_of[callback]].entry
+        ip = self.address + self.begin[i] + len(t)
+        if not emit_call(t, func, ip):
+            raise JitError(i, f"Target call {func:#x} is out of range of {ip:#x}")
+        maybe_emit_1mod(t, r7, True)
+        t += bytes((0x83, add_1reg(0xC0, r7), 1))  # add r7, 1
+        t += bytes((0x48, 0x85, 0xC0, X86_JE, (head - (len(t) + 5)) & 0xFF))  # test rax, rax; je head
+        t[leave - 1] = len(t) - leave
+        emit_mov_reg(t, True, r0, r7)
+        for k, reg in enumerate((r6, r7, r8)):
+            emit_ldx(t, BPF_DW, reg, BPF_REG_FP, stack_base + k * 8)
+        t[over - 1] = len(t) - over
 
     @staticmethod
     def _emit_arena_arg(t: bytearray, regno: int, nullable: bool) -> None:
@@ -532,7 +578,8 @@ class _Jit:
 
 def do_jit(insns: list[Insn], address: int, *, kern_vm_start: int | None = None, user_vm_start: int | None = None,
            resolve: CallResolver | None = None, stack_depth: int | Sequence[int] = MAX_BPF_STACK,
-           arena_args: Mapping[int, Sequence[tuple[int, bool]]] | None = None) -> JitImage:
+           arena_args: Mapping[int, Sequence[tuple[int, bool]]] | None = None,
+           loops: Mapping[int, tuple[int, int]] | None = None) -> JitImage:
     """JIT a verified program to load at `address`, as bpf_int_jit_compile() drives do_jit().
 
     Passes run until no instruction changes size; from PADDING_PASSES on, jumps that would shrink are padded with
@@ -541,8 +588,9 @@ def do_jit(insns: list[Insn], address: int, *, kern_vm_start: int | None = None,
     kernel base, loaded into r12) is given when the program has an arena, `user_vm_start` when it uses cast_user.
     `stack_depth` is the verifier-computed depth of every frame, or one per subprogram in order. `arena_args`:
     for a kfunc call's index, its `__arena` arguments (register, nullable) to rebase to kern_vm_start + (u32)reg.
+    `loops`: for a bpf_loop() call's index, the callback's first instruction and the fp offset of its 3 spill slots.
     """
-    jit = _Jit(insns, address, kern_vm_start, user_vm_start, resolve, stack_depth, arena_args or {})
+    jit = _Jit(insns, address, kern_vm_start, user_vm_start, resolve, stack_depth, arena_args or {}, loops or {})
     for npass in range(1, MAX_PASSES + 1):
         old_end = list(jit.end)
         jit.padding = npass > PADDING_PASSES

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ..errors import EmuError
 from ..mm.layout import PAGE_SIZE
 from .arena import Arena
-from .bpf_map import Map
+from .bpf_map import EPERM, Map, MapError
 from .btf_ext import BPF_INSN_SZ
 from .insn import decode
 from .maps import BPF_MAP_TYPE_ARENA, BpfMap, MapKind
@@ -29,6 +29,20 @@ from .verifier import ArenaInfo, KfuncInfo, LdImm64, LdKind, ProgInfo, bpf_check
 
 BPF_F_NO_USER_CONV = 1 << 18
 KFUNC_ID_BASE = 0x10000  # the ids this loader gives kfuncs, standing in for their vmlinux BTF ids
+# The parameter names vmlinux BTF would give the kernel functions of kernel_stubs/ that take arena pointers
+KERNEL_KFUNC_PARAMS: dict[str, tuple[str, ...]] = {
+    "bpf_kfunc_arena_read_u64": ("p__arena",),
+    "bpf_kfunc_arena_write_u64": ("p__arena", "val"),
+    "bpf_kfunc_arena_read_far": ("p__arena",),
+    "bpf_kfunc_arena_read_below": ("p__arena",),
+    "bpf_kfunc_arena_copy": ("dst__arena", "src__arena", "len"),
+    "bpf_kfunc_arena_touch_pages": ("p__arena", "n"),
+    "bpf_kfunc_arena_list_sum": ("head__arena", "p__map"),
+    "bpf_kfunc_c_arena_read_u64": ("p__arena",),
+    "bpf_kfunc_c_arena_write_u64": ("p__arena", "val"),
+    "bpf_kfunc_c_arena_copy": ("dst__arena", "src__arena", "len"),
+    "bpf_kfunc_c_arena_list_sum": ("head__arena", "p__map"),
+}
 
 
 class LoadError(EmuError):
@@ -41,6 +55,7 @@ class Globals:
 
     bpf_map: Map
     variables: dict[str, tuple[int, int]]  # name -> (offset, size)
+    frozen: bool = False  # .rodata: bpf_object__populate_internal_map() froze it, so user space cannot write it
 
     def __getitem__(self, name: str) -> int:
         off, size = self._var(name)
@@ -48,6 +63,8 @@ class Globals:
 
     def __setitem__(self, name: str, value: int) -> None:
         off, size = self._var(name)
+        if self.frozen:
+            raise MapError(EPERM, f"{self.bpf_map.name} is frozen (bpf_map_freeze() at load): '{name}' is read-only")
         data = bytearray(self.bpf_map.lookup_elem(0))
         data[off:off + size] = (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
         self.bpf_map.update_elem(0, bytes(data))
@@ -74,9 +91,11 @@ class LoadedObject:
     """What `machine.load_bpf()` gives back: the object's programs, maps and globals, and `run()`."""
 
     def __init__(self, obj: BpfObject, maps: dict[str, Arena | Map], programs: dict[str, LoadedProgram],
-                 runner: Callable[[LoadedProgram, bytes, bytes], object]):
+                 runner: Callable[[LoadedProgram, bytes, bytes], tuple[object, bytes]]):
         self.obj, self.maps, self.programs, self._runner = obj, maps, programs, runner
-        self.globals = {m.kind: Globals(internal, {v.name: (v.offset, v.size) for v in m.variables})
+        self.ctx_out = b""  # the last run's ctx as the program left it (BPF_PROG_TEST_RUN's ctx_out)
+        self.globals = {m.kind: Globals(internal, {v.name: (v.offset, v.size) for v in m.variables},
+                                        m.kind == MapKind.RODATA)
                         for m in obj.maps if m.kind in (MapKind.BSS, MapKind.DATA, MapKind.RODATA)
                         and isinstance(internal := maps[m.name], Map)}
 
@@ -106,7 +125,8 @@ class LoadedObject:
             prog = next(iter(self.programs))
         if prog not in self.programs:
             raise EmuError(f"no program '{prog}' in {self.obj.name}: there are {', '.join(self.programs)}")
-        return self._runner(self.programs[prog], ctx, data)
+        result, self.ctx_out = self._runner(self.programs[prog], ctx, data)
+        return result
 
     def __repr__(self) -> str:
         return f"<LoadedObject {self.obj.name}: programs {', '.join(self.programs)}; maps {', '.join(self.maps)}>"
@@ -164,7 +184,7 @@ def prog_info(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena
         if what.kind in ("map", "map_value", "ksym"):
             kind = {"map": LdKind.MAP_PTR, "map_value": LdKind.MAP_VALUE, "ksym": LdKind.KSYM}[what.kind]
             ld[i] = LdImm64(kind, value, what.map_type if what.kind != "ksym" else None)
-    kfuncs = {i: KfuncInfo(linked.kfuncs[insn.imm], *_arena_args(obj, linked.kfuncs[insn.imm]))
+    kfuncs = {i: KfuncInfo(linked.kfuncs[insn.imm], *_arena_args(linked.kfuncs[insn.imm]))
               for i, insn in enumerate(insns) if insn.code == 0x85 and insn.src == 2 and insn.imm in linked.kfuncs}
     lines = line_info(obj, linked)
     return ProgInfo(prog.name, prog.prog_type, ArenaInfo(arena.user_vm_start, bool(arena.flags & BPF_F_NO_USER_CONV))
@@ -172,13 +192,10 @@ def prog_info(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena
                     line_info=lambda i: lines[i] if 0 <= i < len(lines) else None)
 
 
-def _arena_args(obj: BpfObject, name: str) -> tuple[frozenset[int], frozenset[int]]:
-    """A kfunc's `*__arena` and `*__arena__nullable` arguments (1..5), from its BTF prototype."""
-    ext = next((e for e in obj.externs if e.name == name), None)
-    if ext is None or obj.btf is None:
-        return frozenset(), frozenset()
-    proto = obj.btf[ext.type_id]
-    names = [p.name for p in getattr(proto, "params", ())]
+def _arena_args(name: str) -> tuple[frozenset[int], frozenset[int]]:
+    """A kfunc's `*__arena` and `*__arena__nullable` arguments (1..5), by the kernel's names for its
+    parameters: the verifier reads them from vmlinux BTF, as clang gives an extern's prototype none."""
+    names = KERNEL_KFUNC_PARAMS.get(name, ())
     arena = frozenset(i + 1 for i, n in enumerate(names) if n.endswith("__arena") or n.endswith("__arena__nullable"))
     nullable = frozenset(i + 1 for i, n in enumerate(names) if n.endswith("__arena__nullable"))
     return arena, nullable
@@ -236,7 +253,8 @@ def bpf_object__load(obj: BpfObject, maps: dict[str, Arena | Map], load_insns, a
         linked = bpf_object__relocate(obj, prog, map_refs(obj, maps), kfunc_id, address_of)
         verified, arena_args = verify(obj, prog, linked, arena)
         code = b"".join(insn.encode() for insn in verified.insns)
-        jit = JitOptions(kfunc_addrs, verified.stack_depths, arena_args, linked.names)
+        loops = {i: (loop.callback, loop.stack_base) for i, loop in verified.loops.items()}
+        jit = JitOptions(kfunc_addrs, verified.stack_depths, arena_args, linked.names, loops)
         loaded = load_insns(code, prog.name, helpers, jit, line_info(obj, linked))
         out[prog.name] = LoadedProgram(prog.name, prog.sec_name, prog.prog_type, loaded.start, linked)
     return out
@@ -264,7 +282,8 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
     programs = bpf_object__load(obj, maps, loader.load_bpf_insns, address_of, helpers)
 
     def test_run(prog: LoadedProgram, ctx: bytes, data: bytes):
-        """BPF_PROG_TEST_RUN: a syscall program gets its ctx copied into kernel memory (r1), none when empty."""
+        """BPF_PROG_TEST_RUN: a syscall program gets its ctx copied into kernel memory (r1), none when empty,
+        and copied back out after the run."""
         if prog.prog_type != ProgType.SYSCALL and (ctx or data):
             raise EmuError(f"{prog.name}: a test run of SEC(\"{prog.sec_name}\") with a packet or a context is "
                            "not modelled yet (the verifier's ctx conversion is not): only syscall programs take one")
@@ -272,6 +291,7 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
         if ctx:
             ptr = bpf.vmalloc.vmalloc(len(ctx))
             bpf.memory.write(ptr, ctx)
-        return call(prog.name, ptr, len(ctx))
+        result = call(prog.name, ptr, len(ctx))
+        return result, bpf.memory.read(ptr, len(ctx)) if ctx else b""
 
     return LoadedObject(obj, maps, programs, test_run)

@@ -75,23 +75,26 @@ class LinkedProg:
 def bpf_object__relocate(obj: BpfObject, prog: BpfProgram, maps: Callable[[str], MapRef],
                          kfunc_id: Callable[[str], int], ksym: Callable[[str], int | None]) -> LinkedProg:
     """The entry program `prog` with its subprograms appended and every relocation applied."""
-    order, starts = [prog], {}
+    order: list[BpfProgram] = [prog]
+    starts: dict[int, int] = {}  # by id(): function names need not be unique in a damaged object
     slots: list[list] = []
     origin: list[tuple[str, int]] = []
     for p in order:  # grows as callees are found: each appended once, in the order first called
-        starts[p.name] = len(slots)
+        starts[id(p)] = len(slots)
         slots += [list(_SLOT.unpack_from(p.insns, i * BPF_INSN_SZ)) for i in range(p.insn_cnt)]
         section = next(sec.name for sec in obj.sections.values() if sec.index == p.sec_idx)
         origin += [(section, p.sec_insn_off + i) for i in range(p.insn_cnt)]
-        order += [callee for _, callee, _ in _calls(obj, p) if callee not in order]
+        for _, callee, _ in _calls(obj, p):
+            if callee not in order:
+                order.append(callee)
     ldimm: dict[int, LdImm] = {}
     kfuncs: dict[int, str] = {}
     for p in order:
-        base = starts[p.name]
+        base = starts[id(p)]
         for local, callee, is_call in _calls(obj, p):
             i = base + local
             slots[i][1] = (slots[i][1] & 0x0F) | (BPF_PSEUDO_CALL if is_call else BPF_PSEUDO_FUNC) << 4
-            slots[i][3] = starts[callee.name] - (i + 1)
+            slots[i][3] = starts[id(callee)] - (i + 1)
             if not is_call:
                 ldimm[i] = LdImm("func")
         for r in p.relocs:
@@ -118,7 +121,8 @@ def bpf_object__relocate(obj: BpfObject, prog: BpfProgram, maps: Callable[[str],
                 _set_imm64(slots, i, address, BPF_PSEUDO_BTF_ID)
                 ldimm[i] = LdImm("ksym", r.target)
     code = b"".join(_SLOT.pack(*s) for s in slots)
-    return LinkedProg(prog.name, code, tuple(origin), tuple(starts.values()), tuple(starts), ldimm, kfuncs)
+    return LinkedProg(prog.name, code, tuple(origin), tuple(starts.values()), tuple(p.name for p in order), ldimm,
+                      kfuncs)
 
 
 def _calls(obj: BpfObject, p: BpfProgram) -> list[tuple[int, BpfProgram, bool]]:

@@ -76,12 +76,14 @@ def _decode_bpf_funcs(image: Image) -> JitView:
 @dataclass(frozen=True)
 class JitOptions:
     """What the verifier tells the JIT of a program: kfunc ids -> addresses, each function's stack
-    depth, the `__arena` kfunc arguments to rebase, and the functions' names (from BTF)."""
+    depth, the `__arena` kfunc arguments to rebase, the functions' names (from BTF), and the bpf_loop() calls to
+    inline (the callback's first instruction and the stack slots)."""
 
     kfuncs: dict[int, int] = field(default_factory=dict)
     stack_depth: int | tuple[int, ...] = 512
     arena_args: dict[int, tuple[tuple[int, bool], ...]] = field(default_factory=dict)
     func_names: tuple[str, ...] = ()
+    loops: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 class _ArenaMM:
@@ -112,9 +114,9 @@ class BpfSubsystem:
     def create_arena(self, max_entries: int, map_extra: int = 0, flags: int = BPF_F_MMAPABLE,
                      name: str = "arena") -> Arena:
         """map_create() of an arena: arena_map_alloc()'s checks, its struct in vmalloc memory
-        (the fields live in Python), and it becomes the arena programs loaded next use."""
-        if name in self.arenas:
-            raise EmuError(f"an arena named '{name}' already exists")
+        (the fields live in Python), and it becomes the arena programs loaded next use. Map names
+        need not be unique: an earlier arena of this name keeps its programs, and the name now
+        means this one for what is loaded next (two objects each with a map named `arena`)."""
         arena = arena_map_alloc(self._mm, self.vmalloc.get_vm_area(KERN_VM_SZ), max_entries, map_extra, flags,
                                 policy=self.policy)
         arena.name, arena.map_ptr = name, self.vmalloc.vmalloc(PAGE_SIZE)
@@ -187,7 +189,7 @@ class BpfSubsystem:
         image = do_jit(decode(code), address, kern_vm_start=arena.kern_vm_start if arena else None,
                        user_vm_start=arena.user_vm_start if arena else None,
                        resolve=lambda src, imm: targets.get(src, {}).get(imm), stack_depth=jit.stack_depth,
-                       arena_args=jit.arena_args)
+                       arena_args=jit.arena_args, loops=jit.loops)
         tag = prog_tag(code)
         ends = [*image.subprogs[1:], image.end]
         names = jit.func_names or [f"{name}__f{i}" for i in range(len(image.subprogs))]

@@ -8,7 +8,8 @@ BPF_PROBE_ATOMIC; cast_kern, and any cast under BPF_F_NO_USER_CONV, becomes a 32
 pointer becomes its 32-bit op). Instruction count and indices never change, so line info and the JIT's insn ranges
 still line up. What the JIT of this project emits itself is left alone: the div/mod fixups, may_goto, cast_user,
 helper and kfunc call targets (resolved by id), and the rebasing of `__arena` kfunc arguments, which the kernel's
-x86 JIT emits (`mov32 rX, rX; add rX, r12`, bpf-next 2026) and which Verified.arena_args lists per call.
+x86 JIT emits (`mov32 rX, rX; add rX, r12`, bpf-next 2026) and which Verified.arena_args lists per call, and
+optimize_bpf_loop()'s inlining of bpf_loop(), whose callbacks and spill slots Verified.loops lists per call.
 
 The loader is assumed to hold CAP_BPF and CAP_PERFMON, as an arena requires (allow_ptr_leaks: pointer comparisons,
 pointer subtraction and pointer stores are allowed; back-edges are allowed, bounded loops need no proof here).
@@ -24,7 +25,9 @@ Where this is coarser than the kernel's:
 - Calls: static subprograms are typed once for all call sites (their entry states joined, their R0 joined into
   every caller); helper and kfunc arguments are not checked against prototypes, except `__arena` kfunc arguments
   and `arg:arena` global-function arguments; a kfunc returns a scalar (KF_ARENA_RET, like KF_ARENA_ARG1/2, is not
-  tested by verifier.c: resolve_btfids turns it into BTF's address_space(1) for the program's compiler).
+  tested by verifier.c: resolve_btfids turns it into BTF's address_space(1) for the program's compiler); a
+  bpf_loop() is inlined when the straight-line code before it sets R4 to 0 and R2 to a callback, and refused
+  otherwise (the helper, calling BPF code from the kernel, is not modelled).
 - ctx: accesses are not rewritten (convert_ctx_access of tc/xdp is not modelled) and not bounds-checked; loads of
   xdp_md/__sk_buff data, data_meta and data_end give packet pointers. LD_ABS/LD_IND are left for the JIT to refuse.
 
@@ -50,7 +53,9 @@ from .insn import (
     BPF_ALU64,
     BPF_ATOMIC,
     BPF_CALL,
+    BPF_CMPXCHG,
     BPF_EXIT,
+    BPF_FETCH,
     BPF_HELPER_CALL,
     BPF_JA,
     BPF_JCOND,
@@ -83,7 +88,7 @@ from .insn import (
 from .maps import BPF_MAP_TYPE_ARENA
 from .sec_defs import ProgType
 from .verifier_alu import check_alu
-from .verifier_cfg import call_target, check_reachable, check_subprogs, successors
+from .verifier_cfg import call_target, check_reachable, check_subprogs, jump_target, successors
 from .verifier_mem import MemCheck, is_cast
 from .verifier_types import (
     ARENA,
@@ -100,10 +105,10 @@ from .verifier_types import (
     write_check,
 )
 
-__all__ = ["ArenaArg", "ArenaInfo", "ArgKind", "KfuncInfo", "LdImm64", "LdKind", "ProgInfo", "Verified",
+__all__ = ["ArenaArg", "ArenaInfo", "ArgKind", "BpfLoop", "KfuncInfo", "LdImm64", "LdKind", "ProgInfo", "Verified",
            "VerifierError", "bpf_check"]
 
-BPF_FUNC_map_lookup_elem, BPF_FUNC_ringbuf_reserve, BPF_FUNC_map_lookup_percpu_elem = 1, 131, 195
+BPF_FUNC_map_lookup_elem, BPF_FUNC_ringbuf_reserve, BPF_FUNC_loop, BPF_FUNC_map_lookup_percpu_elem = 1, 131, 181, 195
 _HELPER_RET = {BPF_FUNC_map_lookup_elem: Reg(Kind.MAP_VALUE), BPF_FUNC_map_lookup_percpu_elem: Reg(Kind.MAP_VALUE),
                BPF_FUNC_ringbuf_reserve: Reg(Kind.MEM)}  # the pointer-returning helpers modelled; others: scalar
 _CALLER_SAVED = range(1, 6)
@@ -205,10 +210,21 @@ class Verified:
     stack_depths: tuple[int, ...]  # per subprogram, max stack offset used rounded up to 8
     probe_count: int  # prog->aux->num_exentries: the exception-table entries the arena accesses need
     arena_args: Mapping[int, tuple[ArenaArg, ...]] = field(default_factory=dict)  # by kfunc call index
+    loops: Mapping[int, BpfLoop] = field(default_factory=dict)  # by bpf_loop call index: what the JIT inlines
 
     def __repr__(self) -> str:
         return (f"Verified({len(self.insns)} insns, subprogs at {self.subprog_starts}, stack {self.stack_depths},"
-                f" {self.probe_count} probes, {len(self.arena_args)} calls with arena args)")
+                f" {self.probe_count} probes, {len(self.arena_args)} calls with arena args, {len(self.loops)} loops)")
+
+
+@dataclass(frozen=True)
+class BpfLoop:
+    """A bpf_loop() call optimize_bpf_loop() inlines: its callback's first instruction and the three stack slots
+    (fp + stack_base, + 8, + 16) that keep R6..R8 while they serve as the loop's bound, counter and ctx; every
+    call of a function shares them, below the depth check_max_stack_depth() checked."""
+
+    callback: int
+    stack_base: int
 
 
 def bpf_check(insns: list[Insn], prog: ProgInfo) -> Verified:
@@ -253,6 +269,7 @@ class _Verifier:
         self.callers: dict[int, set[int]] = {}
         self.zext: set[int] = set()
         self.arena_args: dict[int, tuple[ArenaArg, ...]] = {}
+        self.loops: dict[int, int] = {}  # bpf_loop call -> its callback
 
     def run(self) -> Verified:
         self._check_ld_imm64()
@@ -261,9 +278,11 @@ class _Verifier:
             if start not in self.starts:
                 raise Reject(start, f"insn {start} is not the start of a subprogram")
             self._flow(start, _entry({r: _ARG_REG[k] for r, k in enumerate(kinds, 1)}, self.starts.index(start)))
+        self.loops = {i: self._loop_callback(i) for i, insn in enumerate(self.insns)
+                      if insn.code == BPF_JMP | BPF_CALL and insn.src == BPF_HELPER_CALL and insn.imm == BPF_FUNC_loop}
         for i, insn in enumerate(self.insns):
             target = call_target(i, insn)
-            if insn.code == BPF_LD_IMM64 and target is not None:
+            if insn.code == BPF_LD_IMM64 and target is not None and target not in self.loops.values():
                 self._flow(target, _entry({r: SCALAR for r in _CALLER_SAVED}, self.starts.index(target)))
         while self.todo:
             i = heapq.heappop(self.todo)
@@ -351,8 +370,42 @@ class _Verifier:
         if insn.src == BPF_PSEUDO_KFUNC_CALL:
             self._kfunc_args(i, insn, st)
             return [(i + 1, self._clobber(st, SCALAR))]
+        if i in self.loops:  # set_loop_callback_state(): R1 the counter, R2 the caller's ctx argument
+            target = self.loops[i]
+            self._flow(target, _entry({1: SCALAR, 2: read_reg(st, 3, i)}, self.starts.index(target)))
         r0 = _HELPER_RET.get(insn.imm, SCALAR) if insn.src == BPF_HELPER_CALL else SCALAR
         return [(i + 1, self._clobber(st, r0))]
+
+    def _loop_callback(self, i: int) -> int:
+        """update_loop_inline_state(): a bpf_loop() with flags a known 0 and one callback is inlined. Without value
+        tracking, R4 and R2 are known only from the straight-line code before the call: `r4 = 0` and the callback's
+        ld_imm64. The helper itself, which calls the callback from kernel code, is not modelled."""
+        leaders = set(self.starts)
+        for j, insn in enumerate(self.insns):
+            target = jump_target(j, insn)
+            if target is not None:
+                leaders |= {target, j + 1}
+        k = max(j for j in leaders if j <= i)
+        known: dict[int, int | None] = {}
+        while k < i:
+            insn = self.insns[k]
+            if insn.code == BPF_LD_IMM64:
+                known[insn.dst] = 1 + k + insn.imm if insn.src == BPF_PSEUDO_FUNC else None
+                k += 2
+                continue
+            if insn.cls == BPF_JMP and insn.op == BPF_CALL:
+                known.update(dict.fromkeys(range(6)))
+            elif insn.cls == BPF_STX and insn.mode == BPF_ATOMIC and insn.imm & BPF_FETCH:
+                known[0 if insn.imm == BPF_CMPXCHG else insn.src] = None
+            elif insn.cls in (BPF_ALU, BPF_ALU64, BPF_LDX):
+                known[insn.dst] = 0 if insn.code in (BPF_ALU | BPF_MOV, BPF_ALU64 | BPF_MOV) and insn.imm == 0 \
+                    else None
+            k += 1
+        callback = known.get(2)
+        if known.get(4) != 0 or callback is None:
+            raise Reject(i, "bpf_loop: only the inlined form is modelled (flags a constant 0 and a constant callback "
+                            "set in the straight-line code before the call)")
+        return callback
 
     def _kfunc_args(self, i: int, insn: Insn, st: State) -> None:
         """check_kfunc_args() for `__arena` arguments: a PTR_TO_ARENA or any scalar, in a program with an arena."""
@@ -415,8 +468,11 @@ class _Verifier:
                 value = self.prog.ld_imm64[i].value
                 out[i] = replace(insn, src=0, imm=_s32(value))
                 out[i + 1] = replace(out[i + 1], imm=_s32(value >> 32))
-        depths = tuple(-(-d // BPF_REG_SIZE) * BPF_REG_SIZE for d in self.mem.depth)
-        return Verified(tuple(out), self.starts, depths, probes, dict(self.arena_args))
+        depths = [-(-d // BPF_REG_SIZE) * BPF_REG_SIZE for d in self.mem.depth]
+        for frame in {self.frame_of[i] for i in self.loops}:  # optimize_bpf_loop(): 3 slots a frame, past the 512
+            depths[frame] += 3 * BPF_REG_SIZE
+        loops = {i: BpfLoop(callback, -depths[self.frame_of[i]]) for i, callback in self.loops.items()}
+        return Verified(tuple(out), self.starts, tuple(depths), probes, dict(self.arena_args), loops)
 
 
 def _probe_form(insn: Insn) -> Insn:

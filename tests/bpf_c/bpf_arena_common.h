@@ -46,6 +46,26 @@ typedef _Bool bool;
 #define __arena __attribute__((address_space(1)))
 #define __arena_global __attribute__((address_space(1)))
 #define __arg_arena __attribute__((btf_decl_tag("arg:arena")))
+/* bpf_experimental.h's loop condition: false once may_goto's budget is spent */
+#define can_loop					\
+	({ __label__ l_break, l_continue;		\
+	bool ret = true;				\
+	asm volatile goto("may_goto %l[l_break]"	\
+		      :::: l_break);			\
+	goto l_continue;				\
+	l_break: ret = false;				\
+	l_continue:;					\
+	ret;						\
+	})
+
+/* An object's arena map, named `arena`: `pages` pages at user address `user_start` (0: where mmap() puts it) */
+#define ARENA_MAP(pages, user_start)					\
+	struct {							\
+		__uint(type, BPF_MAP_TYPE_ARENA);			\
+		__uint(map_flags, BPF_F_MMAPABLE);			\
+		__uint(max_entries, pages);				\
+		__ulong(map_extra, user_start);				\
+	} arena SEC(".maps")
 #define cast_kern(ptr) /* the compiler emits addr_space_cast itself */
 #define cast_user(ptr)
 #define NUMA_NO_NODE (-1)
