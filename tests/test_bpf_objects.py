@@ -392,3 +392,14 @@ def test_two_objects_with_an_arena_named_arena_in_one_machine():
     r = faults.run("read_never_allocated")
     assert r.ret == 7 and [f.address for f in r.faults] == [second.kern_vm_start + 5 * 4096 + 12]
     assert m.arena is second  # what is loaded next uses the latest
+
+
+def test_a_co_re_relocation_is_refused_naming_it_and_its_instruction():
+    from bpf_build import build
+
+    from emu.bpf.object_load import LoadError
+
+    with pytest.raises(LoadError) as e:
+        Machine().load_bpf(str(build("core")))
+    assert str(e.value) == ("prog core_read: insn 0: CO-RE relocation byte_off of type 2 (0:1) is not supported: "
+                            "build without CO-RE (no preserve_access_index)")

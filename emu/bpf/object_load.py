@@ -240,6 +240,25 @@ def verify(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena | 
     return verified, arena_args
 
 
+CORE_KINDS = ("byte_off", "byte_sz", "field_exists", "signed", "lshift_u64", "rshift_u64", "local_type_id",
+              "target_type_id", "type_exists", "type_size", "enumval_exists", "enumval_value", "type_matches")
+
+
+def refuse_core_relos(obj: BpfObject, linked: LinkedProg) -> None:
+    """bpf_object__relocate_core() is not modelled: a CO-RE relocation the linked program carries is an error
+    that names it and its instruction, not an offset silently left as clang wrote it."""
+    if obj.btf_ext is None:
+        return
+    at = {(section, relo.insn_off // BPF_INSN_SZ): relo for section, relos in obj.btf_ext.core_relos.items()
+          for relo in relos}
+    for i, origin in enumerate(linked.origin):
+        relo = at.get(origin)
+        if relo is not None:
+            kind = CORE_KINDS[relo.kind] if 0 <= relo.kind < len(CORE_KINDS) else str(relo.kind)
+            raise LoadError(f"prog {linked.name}: insn {i}: CO-RE relocation {kind} of type {relo.type_id} "
+                            f"({relo.access_str}) is not supported: build without CO-RE (no preserve_access_index)")
+
+
 def bpf_object__load(obj: BpfObject, maps: dict[str, Arena | Map], load_insns, address_of: Callable[[str], int | None],
                      helpers: dict) -> dict[str, LoadedProgram]:
     """Each entry program of the object relocated, verified, JITed and installed with `load_insns`
@@ -251,6 +270,7 @@ def bpf_object__load(obj: BpfObject, maps: dict[str, Arena | Map], load_insns, a
         if not prog.autoload:
             continue
         linked = bpf_object__relocate(obj, prog, map_refs(obj, maps), kfunc_id, address_of)
+        refuse_core_relos(obj, linked)
         verified, arena_args = verify(obj, prog, linked, arena)
         code = b"".join(insn.encode() for insn in verified.insns)
         loops = {i: (loop.callback, loop.stack_base) for i, loop in verified.loops.items()}
