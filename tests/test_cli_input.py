@@ -139,3 +139,14 @@ def test_a_bpf_objects_fault_names_its_c_line_on_the_command_line(capsys):
     assert (code, fault["resolution"], fault["action"]) == (0, "extable", "skip")
     assert fault["source"].endswith("stream.bpf.c:32")
     assert doc["streams"]["stderr"].splitlines()[0].startswith("ERROR: Arena READ access at unmapped address 0x")
+
+
+def test_build_and_run_take_a_bpf_c_file(capsys, tmp_path):
+    src = str(Path(__file__).parent / "bpf_c" / "use_after_free.bpf.c")
+    out = tmp_path / "uaf.bpf.o"
+    assert run(capsys, "build", src, "-o", str(out))[:2] == (0, f"{out}\n") and out.is_file()
+    code, text, _ = run(capsys, "run", src, "--json")
+    doc = json.loads(text)
+    assert (code, doc["entry"], doc["ret"], doc["faults"][0]["resolution"]) == (0, "use_after_free", 0, "extable")
+    code, _, err = run(capsys, "build", src.replace(".bpf.c", ".S"))
+    assert (code, err.startswith("arena-emu: cannot read")) == (2, True)

@@ -24,7 +24,7 @@ from ..machine import BUDGET, DEFAULT_BUDGET, DEFAULT_RAM, OOPS, RETURNED, CallR
 from ..mm.layout import MASK64
 from ..policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from ..policy import OOPS as OOPS_POLICY
-from .build import BuildError, build_kernel
+from .build import BuildError, build_bpf, build_kernel
 from .conformance import parse_hex, run_plugin
 from .debugger import Debugger
 from .explore import Entry, Schedule, explore, sample, schedules
@@ -146,13 +146,13 @@ def _parser() -> argparse.ArgumentParser:
                          help="processes (default: one per core)")
     _policy_args(explore)
 
-    build = sub.add_parser("build", help="compile kernel C with the kernel's flags",
-                           description="Compile a C file as the kernel builds its objects (gcc, clang or "
-                                       "zig cc; -mcmodel=kernel, no red zone, no SSE, frame pointers), for "
-                                       "`run`, `debug` and `explore` to load beside assembly.")
+    build = sub.add_parser("build", help="compile a BPF program (X.bpf.c), or kernel C with --kernel",
+                           description="Compile X.bpf.c with clang's BPF backend ($CLANG, clang 18+ or zig's) "
+                                       "and the arena selftests' flags, against the header arena-emu ships; "
+                                       "or, with --kernel, a C file as the kernel builds its objects (gcc, clang "
+                                       "or zig cc; -mcmodel=kernel, no red zone, no SSE, frame pointers).")
     build.add_argument("file", metavar="FILE", help="C source")
-    build.add_argument("--kernel", action="store_true", required=True,
-                       help="kernel code: an x86-64 relocatable object")
+    build.add_argument("--kernel", action="store_true", help="kernel code: an x86-64 relocatable object")
     build.add_argument("-o", dest="output", metavar="OUT", help="the object to write (default: FILE with .o)")
 
     plugin = sub.add_parser("conformance-plugin", help="run one test of the BPF conformance suite (its plugin "
@@ -225,14 +225,15 @@ def _arguments(m: Machine, args: list[str]) -> list[int]:
 
 
 def _sources(files: list[str]) -> list[str]:
-    """The files as named, or the shipped bpf_progs/ and kernel_stubs/ copies of them; kernel C
-    (`.c`) is built first, with the kernel's flags."""
+    """The files as named, or the shipped bpf_progs/ and kernel_stubs/ copies of them; C is built
+    first: a BPF program (`.bpf.c`) for the BPF target, kernel C (`.c`) with the kernel's flags."""
     out = []
     for f in files:
         path = str(next((c for c in source_candidates(f) if c.is_file()), f))
         if path.endswith(".bpf.c"):
-            raise EmuError(f"{f}: BPF programs in C cannot be loaded yet; kernel C (.c) and assembly (.S) can")
-        out.append(str(build_kernel(path)) if path.endswith(".c") else path)
+            out.append(str(build_bpf(path)))
+        else:
+            out.append(str(build_kernel(path)) if path.endswith(".c") else path)
     return out
 
 
@@ -289,7 +290,9 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
 
 def _names_bpf_object(name: str) -> bool:
-    """A file on the command line that is (or whose shipped copy is) a BPF object."""
+    """A file on the command line that is (or whose shipped copy is) a BPF object, or its C."""
+    if name.endswith(".bpf.c"):
+        return True
     try:
         return any(_is_bpf_object(str(c)) for c in source_candidates(name) if c.is_file())
     except EmuError:
@@ -335,7 +338,12 @@ def _cmd_build(ns: argparse.Namespace) -> int:
     if not src.is_file():
         raise EmuError(f"cannot read {ns.file}: no such file")
     out = Path(ns.output) if ns.output else src.with_suffix(".o")
-    print(build_kernel(src, out))
+    if ns.kernel:
+        print(build_kernel(src, out))
+    elif src.name.endswith(".bpf.c"):
+        print(build_bpf(src, out))
+    else:
+        raise EmuError(f"{ns.file}: a BPF program is a .bpf.c file; kernel C is built with --kernel")
     return 0
 
 

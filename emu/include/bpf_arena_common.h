@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Just enough of bpf_helpers.h and the arena selftests' common header to build the programs
- * here with a bare clang: no kernel tree, no libbpf headers. */
+/* Just enough of bpf_helpers.h and the arena selftests' common header to build BPF programs
+ * for arena-emu with a bare clang: no kernel tree, no libbpf headers. `arena-emu build` puts
+ * this folder on the include path: #include "bpf_arena_common.h". */
 #ifndef BPF_ARENA_COMMON_H
 #define BPF_ARENA_COMMON_H
 
