@@ -403,3 +403,19 @@ def test_a_co_re_relocation_is_refused_naming_it_and_its_instruction():
         Machine().load_bpf(str(build("core")))
     assert str(e.value) == ("prog core_read: insn 0: CO-RE relocation byte_off of type 2 (0:1) is not supported: "
                             "build without CO-RE (no preserve_access_index)")
+
+
+def test_assert_fault_at_names_what_differs():
+    from bpf_build import build
+
+    from emu.testing import assert_fault_at
+
+    m = Machine()
+    result = m.load_bpf(str(build("use_after_free"))).run("use_after_free")
+    assert assert_fault_at(result, "bpf_c/use_after_free.bpf.c:21", resolution="extable").action == "skip"
+    with pytest.raises(AssertionError, match=r"^fault #1 at use_after_free.bpf.c:21 <bpf_prog_[0-9a-f]{16}_use_after_"
+                                             r"free\+0x[0-9a-f]+/0x[0-9a-f]+>: it was resolved by extable, not "
+                                             r"scratch\n"):
+        assert_fault_at(result, "use_after_free.bpf.c:21", resolution="scratch")
+    with pytest.raises(AssertionError, match=r"^expected a fault at use_after_free.bpf.c:20, but none happened"):
+        assert_fault_at(result, "use_after_free.bpf.c:20")

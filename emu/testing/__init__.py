@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .asserts import (
+        assert_fault_at,
         assert_fixed_up,
         assert_no_fault,
         assert_oops,
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
         text_matches,
     )
 
-__all__ = ["assert_fixed_up", "assert_no_fault", "assert_oops", "assert_reported_once", "assert_restarted",
-           "assert_text_matches", "assert_write_lost", "text_matches"]
+__all__ = ["assert_fault_at", "assert_fixed_up", "assert_no_fault", "assert_oops", "assert_reported_once",
+           "assert_restarted", "assert_text_matches", "assert_write_lost", "text_matches"]
 
 
 def __getattr__(name: str) -> object:

@@ -16,8 +16,8 @@ from ..kernel.events import COMPLETED, RESTART, SKIP, FaultEvent
 from ..machine import OOPS, CallResult, Machine
 from ..mm.layout import PAGE_MASK
 
-__all__ = ["assert_fixed_up", "assert_no_fault", "assert_oops", "assert_reported_once", "assert_restarted",
-           "assert_text_matches", "assert_write_lost", "text_matches"]
+__all__ = ["assert_fault_at", "assert_fixed_up", "assert_no_fault", "assert_oops", "assert_reported_once",
+           "assert_restarted", "assert_text_matches", "assert_write_lost", "text_matches"]
 
 
 def _events(where: CallResult | Machine) -> list[FaultEvent]:
@@ -48,6 +48,32 @@ def _the_fault(where: CallResult | Machine, at: int | str, machine: Machine | No
     if not mine:
         _fail(f"expected {what} at {addr:#x}, but no fault happened there; the faults were:", events)
     return mine[0]
+
+
+def assert_fault_at(where: CallResult | Machine, source: str, *, resolution: str | None = None,
+                    action: str | None = None) -> FaultEvent:
+    """A fault at the C line `source` ("x.bpf.c:42": a file name or any trailing part of its path,
+    as gdb matches it), resolved by `resolution` and handled by `action` when given."""
+    file, _, line = source.rpartition(":")
+    events = _events(where)
+
+    def at_line(e: FaultEvent) -> bool:
+        if not e.source or not file or not line.isdigit():
+            return False
+        f, _, n = e.source.rpartition(":")
+        return n == line and (f == file or f.endswith("/" + file))
+    mine = [e for e in events if at_line(e)]
+    if not mine:
+        _fail(f"expected a fault at {source}, but none happened there; the faults were:", events)
+    e = mine[0]
+    problems = []
+    if resolution is not None and e.resolution != resolution:
+        problems.append(f"it was resolved by {e.resolution or 'nothing yet'}, not {resolution}")
+    if action is not None and e.action != action:
+        problems.append(f"its handler's action was {e.action or 'none'}, not {action}")
+    if problems:
+        _fail(f"fault #{e.seq} at {source} <{e.where}>: " + "; ".join(problems), [e])
+    return e
 
 
 def assert_restarted(where: CallResult | Machine, at: int | str, *, machine: Machine | None = None,

@@ -16,11 +16,13 @@ import pytest
 pytest.register_assert_rewrite("emu.testing.asserts")
 
 from ..asm.image import Image  # noqa: E402  (after the rewrite hook, as pytest asks)
+from ..bpf.object_load import LoadedObject  # noqa: E402
 from ..corpus import find_source  # noqa: E402
 from ..errors import EmuError  # noqa: E402
 from ..kernel.events import EventText  # noqa: E402
 from ..machine import DEFAULT_BUDGET, Machine  # noqa: E402
 from ..policy import DEFAULT_POLICY, POLICIES, Policy  # noqa: E402
+from ..tools.build import build_bpf  # noqa: E402
 
 DEFAULT_ARENA_PAGES = 16
 
@@ -133,3 +135,15 @@ class Loader:
 def load(machine: Machine, request: pytest.FixtureRequest) -> Loader:
     """Assemble and load files or inline assembly into `machine`."""
     return Loader(machine, Path(str(request.config.rootpath)))
+
+
+@pytest.fixture
+def bpf_object(machine: Machine, request: pytest.FixtureRequest):
+    """Build a BPF program in C (or take a built .bpf.o) and load it into `machine` as libbpf does:
+    `obj = bpf_object("x.bpf.c")`, then `obj.run("prog")`. Built once, cached by content."""
+    root = Path(str(request.config.rootpath))
+
+    def load_bpf(path: str | Path) -> LoadedObject:
+        found = find_source(path, root)
+        return machine.load_bpf(str(build_bpf(found) if found.name.endswith(".bpf.c") else found))
+    return load_bpf
