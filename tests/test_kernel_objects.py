@@ -231,3 +231,14 @@ def test_truncated_and_mutated_objects_never_escape_as_tracebacks(tmp_path, obje
         m.load(str(path), stub("string.S"))
     except EmuError as e:
         assert str(e) and "Traceback" not in str(e)
+
+
+def test_explore_takes_kernel_c_beside_assembly(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code = main(["explore", "kernel_stubs/arena_kfuncs_c.c", "kernel_stubs/string.S", "bpf_progs/arena_kfunc_c.S",
+                 "--cpus", "1", "--entry0", "c_kfunc_read_unallocated", "--schedule", "0:*"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert re.fullmatch(r"#1 cpu0 #PF read 0x[0-9a-f]+ at bpf_kfunc_c_arena_read_u64\+0x[0-9a-f]+/0x[0-9a-f]+: "
+                        r"scratch \(restart\) \[completed\]", out[0])
+    assert out[1] == "schedule '0:*': cpu0 returned 0x7, 1 report"
