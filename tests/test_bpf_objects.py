@@ -7,6 +7,7 @@ from bpf_build import BPF_C, build
 
 from emu import Machine
 from emu.bpf.bpf_map import MapError
+from emu.bpf.insn import decode
 from emu.bpf.object_load import LoadError
 from emu.bpf.stream import BPF_STDERR
 from emu.bpf.verifier import VerifierError
@@ -419,3 +420,19 @@ def test_assert_fault_at_names_what_differs():
         assert_fault_at(result, "use_after_free.bpf.c:21", resolution="scratch")
     with pytest.raises(AssertionError, match=r"^expected a fault at use_after_free.bpf.c:20, but none happened"):
         assert_fault_at(result, "use_after_free.bpf.c:20")
+
+
+def test_an_xdp_program_reads_and_writes_its_packet_through_xdp_md():
+    """bpf_prog_test_run_xdp(): xdp_md's data and data_end, converted to xdp_buff's pointers by the
+    verifier, bound the packet; the action comes back in r0 and the packet as the program left it."""
+    from bpf_build import build
+
+    obj = Machine().load_bpf(str(build("xdp_parse")))
+    assert obj.run("xdp_mark", data=bytes([1, 2, 3, 4])).ret == 2  # XDP_PASS
+    assert (obj.data_out, obj.bss["seen_len"]) == (bytes([1, 0x42, 3, 4]), 4)
+    assert obj.run("xdp_mark", data=bytes([0xFF, 2, 3])).ret == 1  # XDP_DROP, the packet untouched
+    assert obj.data_out == bytes([0xFF, 2, 3])
+    assert obj.run("xdp_mark", data=b"\x01").ret == 1  # shorter than the bounds check allows
+    xdp_md_load = next(insn for insn in decode(obj.programs["xdp_mark"].linked.insns)
+                       if insn.code == 0x61 and insn.src == 1)  # ldxw from the ctx, as clang wrote it
+    assert xdp_md_load.off in (0, 4)

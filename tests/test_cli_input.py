@@ -150,3 +150,10 @@ def test_build_and_run_take_a_bpf_c_file(capsys, tmp_path):
     assert (code, doc["entry"], doc["ret"], doc["faults"][0]["resolution"]) == (0, "use_after_free", 0, "extable")
     code, _, err = run(capsys, "build", src.replace(".bpf.c", ".S"))
     assert (code, err.startswith("arena-emu: cannot read")) == (2, True)
+
+
+def test_run_gives_an_xdp_program_its_packet(capsys):
+    from bpf_build import build
+
+    code, out, _ = run(capsys, "run", str(build("xdp_parse")), "--data", "01 02 03 04", "--json")
+    assert (code, json.loads(out)["ret"]) == (0, 2)

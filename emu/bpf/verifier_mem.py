@@ -47,6 +47,8 @@ _PLAIN = (BPF_LDX | BPF_MEM, BPF_LDX | BPF_MEMSX, BPF_ST | BPF_MEM, BPF_STX | BP
 _NO_ATOMIC = (Kind.CTX, Kind.PACKET, Kind.PACKET_META)  # atomic_ptr_type_ok()
 _ARENA_NO_FETCH = (BPF_AND | BPF_FETCH, BPF_OR | BPF_FETCH, BPF_XOR | BPF_FETCH)  # x86 bpf_jit_supports_insn()
 _PLAIN_MEMORY = (Kind.CTX, Kind.MAP_VALUE, Kind.MEM, Kind.PACKET, Kind.PACKET_META)
+# xdp_convert_ctx_access(): xdp_md's u32 data, data_end, data_meta are struct xdp_buff's pointers.
+XDP_BUFF_OFFSET = {0: 0, 4: 8, 8: 16}
 # The ctx fields whose loads give packet pointers (xdp_md, __sk_buff): offset -> type.
 _PACKET_FIELDS = {
     ProgType.XDP: {0: Kind.PACKET, 4: Kind.PACKET_END, 8: Kind.PACKET_META},
@@ -67,6 +69,7 @@ class MemCheck:
         self.prog_type, self.allow_uninit_stack = prog_type, allow_uninit_stack
         self.depth = [0] * nframes
         self.arena_access: set[int] = set()
+        self.ctx_access: dict[int, int] = {}  # an xdp_md field load -> its struct xdp_buff offset
 
     def check(self, i: int, insn: Insn, st: State, frame: int) -> State:
         if insn.mode | insn.cls not in _PLAIN:
@@ -132,6 +135,11 @@ class MemCheck:
             return self._stack(i, st, frame, regno, addr, off, size, value)
         if addr.kind not in _PLAIN_MEMORY:
             raise Reject(i, f"R{regno} invalid mem access '{addr.kind.value}'")
+        if addr.kind == Kind.CTX and self.prog_type == ProgType.XDP:
+            if value is not None or size != 4 or off not in XDP_BUFF_OFFSET:
+                raise Reject(i, f"xdp_md access at off={off} size={size} is not modelled: only loads of data, "
+                                "data_end and data_meta are")
+            self.ctx_access[i] = XDP_BUFF_OFFSET[off]
         if addr.kind == Kind.CTX and value is None and size == 4 and self.prog_type in _PACKET_FIELDS:
             kind = _PACKET_FIELDS[self.prog_type].get(off)
             if kind is not None:

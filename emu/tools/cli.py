@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="with a BPF object (.bpf.o): a program to run as BPF_PROG_TEST_RUN runs it, in order "
                           "(repeatable; maps and globals persist; default: the object's only program)")
     run.add_argument("--ctx", metavar="HEX", help="with --prog: the context of a syscall program, as hex bytes")
+    run.add_argument("--data", metavar="HEX", help="with --prog: the packet of an xdp program, as hex bytes")
     run.add_argument("--arg", action="append", default=[], metavar="N",
                      help="argument: a number or an expression over symbols (repeat, up to 6)")
     run.add_argument("--map", action="append", default=[], metavar="ADDR[,SIZE]",
@@ -318,9 +319,10 @@ def _run_bpf_object(ns: argparse.Namespace, m: Machine, objects: list[str]) -> i
     obj = m.load_bpf(objects[0])
     progs = ns.prog or [None]
     ctx = parse_hex(ns.ctx, "--ctx") if ns.ctx else b""
+    data = parse_hex(ns.data, "--data") if ns.data else b""
     runs = []
     for name in progs:
-        result = obj.run(name, ctx=ctx)
+        result = obj.run(name, ctx=ctx, data=data)
         runs.append((result, _read_streams(m, result.entry)))
     if ns.json:
         docs = [dict(r.to_json(), **({"streams": st} if st is not None else {})) for r, st in runs]
