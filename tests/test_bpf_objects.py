@@ -436,3 +436,24 @@ def test_an_xdp_program_reads_and_writes_its_packet_through_xdp_md():
     xdp_md_load = next(insn for insn in decode(obj.programs["xdp_mark"].linked.insns)
                        if insn.code == 0x61 and insn.src == 1)  # ldxw from the ctx, as clang wrote it
     assert xdp_md_load.off in (0, 4)
+
+
+def test_a_tc_program_reads_and_writes_its_packet_through_sk_buff():
+    from bpf_build import build
+
+    obj = Machine().load_bpf(str(build("tc_parse")))
+    assert obj.run("tc_mark", data=bytes([1, 2, 3, 4, 5])).ret == 0  # TC_ACT_OK
+    assert (obj.data_out, obj.bss["seen_len"]) == (bytes([1, 0x42, 3, 4, 5]), 5)
+    assert obj.run("tc_mark", data=bytes([0xFF, 2])).ret == 2  # TC_ACT_SHOT
+
+
+def test_a_context_field_that_is_not_modelled_is_refused_by_name(tmp_path):
+    from emu.tools.build import build_bpf
+
+    src = tmp_path / "mark.bpf.c"
+    src.write_text('#include "bpf_arena_common.h"\nstruct __sk_buff { __u32 len, pkt_type, mark; };\n'
+                   'SEC("tc") int read_mark(struct __sk_buff *skb) { return skb->mark; }\n'
+                   'char _license[] SEC("license") = "GPL";\n')
+    with pytest.raises(VerifierError, match=r"^prog read_mark: insn 0: __sk_buff access at off=8 size=4 is not "
+                                            r"modelled: only loads of len, data, data_end, data_meta are"):
+        Machine().load_bpf(str(build_bpf(src)))

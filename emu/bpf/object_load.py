@@ -128,7 +128,7 @@ class LoadedObject:
         if prog not in self.programs:
             raise EmuError(f"no program '{prog}' in {self.obj.name}: there are {', '.join(self.programs)}")
         result, out = self._runner(self.programs[prog], ctx, data)
-        if self.programs[prog].prog_type == ProgType.XDP:
+        if self.programs[prog].prog_type in PACKET_PROGS:
             self.data_out = out
         else:
             self.ctx_out = out
@@ -310,8 +310,8 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
     def test_run(prog: LoadedProgram, ctx: bytes, data: bytes):
         """BPF_PROG_TEST_RUN: a syscall program gets its ctx copied into kernel memory (r1), none when empty,
         and copied back out after the run."""
-        if prog.prog_type == ProgType.XDP:
-            return _xdp_test_run(bpf, call, prog, data)
+        if prog.prog_type in PACKET_PROGS:
+            return _packet_test_run(bpf, call, prog, data)
         if prog.prog_type != ProgType.SYSCALL and (ctx or data):
             raise EmuError(f"{prog.name}: a test run of SEC(\"{prog.sec_name}\") with a packet or a context is "
                            "not modelled yet: syscall programs take a context, xdp programs a packet")
@@ -326,17 +326,24 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
 
 
 XDP_PACKET_HEADROOM = 256
+PACKET_PROGS = (ProgType.XDP, ProgType.SCHED_CLS, ProgType.SCHED_ACT)
 
 
-def _xdp_test_run(bpf: BpfSubsystem, call: Callable, prog: LoadedProgram, data: bytes):
-    """bpf_prog_test_run_xdp(): the packet copied after XDP_PACKET_HEADROOM bytes of headroom, a
-    struct xdp_buff (data, data_end, data_meta, data_hard_start; no rxq) for r1, whose xdp_md loads
-    the verifier converted; the action in r0, and the packet as the program left it."""
+def _packet_test_run(bpf: BpfSubsystem, call: Callable, prog: LoadedProgram, data: bytes):
+    """bpf_prog_test_run_xdp() and _skb(): the packet copied after XDP_PACKET_HEADROOM bytes of
+    headroom, the kernel's context for r1 (struct xdp_buff: data, data_end, data_meta,
+    data_hard_start, no rxq; or this project's sk_buff: data, data_end, data_meta, len), whose
+    fields the verifier converted the program's loads to; the verdict in r0, and the packet as
+    the program left it."""
     hard_start = bpf.vmalloc.vmalloc(XDP_PACKET_HEADROOM + max(len(data), 1))
     start = hard_start + XDP_PACKET_HEADROOM
     bpf.memory.write(start, data)
-    xdp_buff = bpf.vmalloc.vmalloc(64)
-    bpf.memory.write(xdp_buff, struct.pack("<QQQQQQII", start, start + len(data), start, hard_start, 0, 0,
-                                           XDP_PACKET_HEADROOM + len(data), 0))
-    result = call(prog.name, xdp_buff, 0)
+    ctx = bpf.vmalloc.vmalloc(64)
+    if prog.prog_type == ProgType.XDP:
+        fields = struct.pack("<QQQQQQII", start, start + len(data), start, hard_start, 0, 0,
+                             XDP_PACKET_HEADROOM + len(data), 0)
+    else:
+        fields = struct.pack("<QQQI", start, start + len(data), start, len(data))
+    bpf.memory.write(ctx, fields)
+    result = call(prog.name, ctx, 0)
     return result, bpf.memory.read(start, len(data)) if data else b""

@@ -54,7 +54,6 @@ from .insn import (
     BPF_ATOMIC,
     BPF_CALL,
     BPF_CMPXCHG,
-    BPF_DW,
     BPF_EXIT,
     BPF_FETCH,
     BPF_HELPER_CALL,
@@ -462,8 +461,9 @@ class _Verifier:
             if i in self.mem.arena_access:
                 out[i] = _probe_form(insn)
                 probes += 1
-            elif i in self.mem.ctx_access:  # convert_ctx_accesses(): an xdp_md field becomes xdp_buff's pointer
-                out[i] = Insn(BPF_LDX | BPF_MEM | BPF_DW, insn.dst, insn.src, self.mem.ctx_access[i])
+            elif i in self.mem.ctx_access:  # convert_ctx_accesses(): a UAPI field becomes the kernel's
+                off, size = self.mem.ctx_access[i]
+                out[i] = Insn(BPF_LDX | BPF_MEM | size, insn.dst, insn.src, off)
             elif is_cast(insn) and self.prog.arena is not None and (insn.imm == 1 or self.prog.arena.no_user_conv):
                 out[i] = Insn(BPF_ALU | BPF_MOV | BPF_X, insn.dst, insn.src)
             elif i in self.zext:

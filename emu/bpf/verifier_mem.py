@@ -12,6 +12,7 @@ from .insn import (
     BPF_AND,
     BPF_ATOMIC,
     BPF_CMPXCHG,
+    BPF_DW,
     BPF_FETCH,
     BPF_LDX,
     BPF_LOAD_ACQ,
@@ -22,6 +23,7 @@ from .insn import (
     BPF_ST,
     BPF_STORE_REL,
     BPF_STX,
+    BPF_W,
     BPF_X,
     BPF_XCHG,
     BPF_XOR,
@@ -47,8 +49,15 @@ _PLAIN = (BPF_LDX | BPF_MEM, BPF_LDX | BPF_MEMSX, BPF_ST | BPF_MEM, BPF_STX | BP
 _NO_ATOMIC = (Kind.CTX, Kind.PACKET, Kind.PACKET_META)  # atomic_ptr_type_ok()
 _ARENA_NO_FETCH = (BPF_AND | BPF_FETCH, BPF_OR | BPF_FETCH, BPF_XOR | BPF_FETCH)  # x86 bpf_jit_supports_insn()
 _PLAIN_MEMORY = (Kind.CTX, Kind.MAP_VALUE, Kind.MEM, Kind.PACKET, Kind.PACKET_META)
-# xdp_convert_ctx_access(): xdp_md's u32 data, data_end, data_meta are struct xdp_buff's pointers.
-XDP_BUFF_OFFSET = {0: 0, 4: 8, 8: 16}
+# convert_ctx_accesses(): a context field the program reads (xdp_md, __sk_buff: UAPI offset) is a load
+# from the kernel's struct (name, offset there, BPF size). xdp_buff's layout is the kernel's
+# (xdp_convert_ctx_access()); the sk_buff is this project's own: its fields' kernel offsets depend
+# on the configuration, and the conversion is what keeps a program from seeing them.
+XDP_FIELDS = {0: ("data", 0, BPF_DW), 4: ("data_end", 8, BPF_DW), 8: ("data_meta", 16, BPF_DW)}
+SKB_FIELDS = {0: ("len", 24, BPF_W), 76: ("data", 0, BPF_DW), 80: ("data_end", 8, BPF_DW),
+              140: ("data_meta", 16, BPF_DW)}
+CTX_CONVERT = {ProgType.XDP: ("xdp_md", XDP_FIELDS), ProgType.SCHED_CLS: ("__sk_buff", SKB_FIELDS),
+               ProgType.SCHED_ACT: ("__sk_buff", SKB_FIELDS)}
 # The ctx fields whose loads give packet pointers (xdp_md, __sk_buff): offset -> type.
 _PACKET_FIELDS = {
     ProgType.XDP: {0: Kind.PACKET, 4: Kind.PACKET_END, 8: Kind.PACKET_META},
@@ -69,7 +78,7 @@ class MemCheck:
         self.prog_type, self.allow_uninit_stack = prog_type, allow_uninit_stack
         self.depth = [0] * nframes
         self.arena_access: set[int] = set()
-        self.ctx_access: dict[int, int] = {}  # an xdp_md field load -> its struct xdp_buff offset
+        self.ctx_access: dict[int, tuple[int, int]] = {}  # a context field load -> (offset, size) in the kernel's
 
     def check(self, i: int, insn: Insn, st: State, frame: int) -> State:
         if insn.mode | insn.cls not in _PLAIN:
@@ -135,11 +144,12 @@ class MemCheck:
             return self._stack(i, st, frame, regno, addr, off, size, value)
         if addr.kind not in _PLAIN_MEMORY:
             raise Reject(i, f"R{regno} invalid mem access '{addr.kind.value}'")
-        if addr.kind == Kind.CTX and self.prog_type == ProgType.XDP:
-            if value is not None or size != 4 or off not in XDP_BUFF_OFFSET:
-                raise Reject(i, f"xdp_md access at off={off} size={size} is not modelled: only loads of data, "
-                                "data_end and data_meta are")
-            self.ctx_access[i] = XDP_BUFF_OFFSET[off]
+        if addr.kind == Kind.CTX and self.prog_type in CTX_CONVERT:
+            what, fields = CTX_CONVERT[self.prog_type]
+            if value is not None or size != 4 or off not in fields:
+                raise Reject(i, f"{what} access at off={off} size={size} is not modelled: only loads of "
+                                f"{', '.join(n for n, _, _ in fields.values())} are")
+            self.ctx_access[i] = fields[off][1:]
         if addr.kind == Kind.CTX and value is None and size == 4 and self.prog_type in _PACKET_FIELDS:
             kind = _PACKET_FIELDS[self.prog_type].get(off)
             if kind is not None:

@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="with a BPF object (.bpf.o): a program to run as BPF_PROG_TEST_RUN runs it, in order "
                           "(repeatable; maps and globals persist; default: the object's only program)")
     run.add_argument("--ctx", metavar="HEX", help="with --prog: the context of a syscall program, as hex bytes")
-    run.add_argument("--data", metavar="HEX", help="with --prog: the packet of an xdp program, as hex bytes")
+    run.add_argument("--data", metavar="HEX", help="with --prog: the packet of an xdp or tc program, as hex bytes")
     run.add_argument("--arg", action="append", default=[], metavar="N",
                      help="argument: a number or an expression over symbols (repeat, up to 6)")
     run.add_argument("--map", action="append", default=[], metavar="ADDR[,SIZE]",
