@@ -457,7 +457,7 @@ def table(r: dict) -> str:
                  fmt(j["hand_ms"], " ms", digits=1) + " hand-written", fmt(j["loop_ratio"], digits=2), ">= 0.90"))
     if r["object_load"]:
         o = r["object_load"]
-        rows.append((f"load a BPF object ({o['insns']:,} insns)", fmt(o["load_ms"], " ms", digits=1), "", "",
+        rows.append((f"BPF object load ({o['insns']:,} insns)", fmt(o["load_ms"], " ms", digits=1), "", "",
                      "<= 100 ms"))
     st = r["stepping"]
     rows.append(("stepi, Python API", fmt(st["api_per_s"], "/s", digits=0), "", "", ">= 20,000/s"))

@@ -10,7 +10,7 @@ def test_the_benchmark_prints_its_table_and_writes_json(tmp_path, capsys):
     assert main(["--repeat", "1", "--faults", "8", "--rounds", "1000", "--no-suite", "--json", str(out)]) == 0
     table = capsys.readouterr().out
     for row in ("throughput, no budget", "throughput, with a budget", "fault: BPF extable fixup", "JIT of 1,000",
-                "arena loop, JITed bytecode", "load a BPF object",
+                "arena loop, JITed bytecode", "BPF object load",
                 "fault: scratch recovery",
                 "fault: generic extable", "machine + load + call", "alloc all 4 GiB of pages", "stepi, Python API"):
         assert row in table
