@@ -281,11 +281,14 @@ class Arena:
         page-aligned offset from kern_vm_start, or None outside that range (the lower
         half-guard included): then the fault oopses."""
         page_addr = addr & PAGE_MASK
-        kbase = self.kern_vm_start
-        if self.scratch_pfn is None or not kbase <= page_addr < kbase + SZ_4G + GUARD_SZ // 2:
+        if self.scratch_pfn is None or not self.in_recovery_range(page_addr):
             return None
         self.mm.pgtables.ptep_try_set(page_addr, self.scratch_pte)
-        return page_addr - kbase
+        return page_addr - self.kern_vm_start
+
+    def in_recovery_range(self, addr: int) -> bool:
+        """[kern_vm_start, kern_vm_start + 4 GiB + 32 KiB): where a fault may get the scratch page."""
+        return self.kern_vm_start <= addr < self.kern_vm_start + SZ_4G + GUARD_SZ // 2
 
     def zap_pages(self, uaddr: int, page_cnt: int) -> None:
         """zap_pages(): drop user space's mappings of the range (and their TLB entries)."""

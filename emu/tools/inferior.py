@@ -189,8 +189,7 @@ class Inferior:
         """A not-present kernel #PF in an arena's recovery range, with no extable entry."""
         if event.vector != X86_TRAP_PF or event.error_code.present or self.m.search_exception_tables(event.rip):
             return False
-        return self.policy.scratch and any(
-            a.kern_vm_start <= event.address < a.kern_vm_start + (1 << 32) + 0x8000 for a in self.m.arenas.values())
+        return self.policy.scratch and any(a.in_recovery_range(event.address) for a in self.m.arenas.values())
 
     def _install(self, bp: Breakpoint) -> None:
         """On every CPU, as gdb's breakpoints stop any thread."""
