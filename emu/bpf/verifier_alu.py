@@ -7,20 +7,15 @@ of a scalar; the kernel's messages name the rest.
 
 from __future__ import annotations
 
+from .disasm import BPF_ALU_STRING
 from .insn import (
     BPF_ADD,
     BPF_ALU64,
     BPF_AND,
-    BPF_ARSH,
-    BPF_DIV,
     BPF_END,
-    BPF_LSH,
-    BPF_MOD,
     BPF_MOV,
-    BPF_MUL,
     BPF_NEG,
     BPF_OR,
-    BPF_RSH,
     BPF_SUB,
     BPF_X,
     BPF_XOR,
@@ -54,7 +49,7 @@ def check_alu(i: int, insn: Insn, st: State, has_arena: bool) -> tuple[State, bo
 def pointer_alu(i: int, insn: Insn, d: Reg, s: Reg) -> Reg:
     """adjust_reg_min_max_vals() and adjust_ptr_min_max_vals() when dst is not an arena pointer."""
     op, regno, is64 = insn.op, insn.dst, insn.cls == BPF_ALU64
-    opname = _ALU_STRING[op]
+    opname = BPF_ALU_STRING[op]
     if d.is_pointer and s.is_pointer:
         if op == BPF_SUB:  # allow_ptr_leaks
             return SCALAR
@@ -88,8 +83,3 @@ def _moved(ptr: Reg, delta: int | None) -> Reg:
     off = None if delta is None or ptr.off is None else ptr.off + delta
     return Reg(Kind.STACK, off, ptr.frame)
 
-
-_ALU_STRING = dict(zip((BPF_ADD, BPF_SUB, BPF_MUL, BPF_DIV, BPF_OR, BPF_AND, BPF_LSH, BPF_RSH, BPF_NEG, BPF_MOD,
-                        BPF_XOR, BPF_MOV, BPF_ARSH, BPF_END),
-                       ("+=", "-=", "*=", "/=", "|=", "&=", "<<=", ">>=", "neg", "%=", "^=", "=", "s>>=", "endian"),
-                       strict=True))  # bpf_alu_string[] of kernel/bpf/disasm.c
