@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from .arena import Arena
+from .insn import Insn
 from .jit import JitImage
 from .stream import BPF_PROG_STREAM_ERROR_CNT, BPF_STDERR, BPF_STDOUT, BpfStream
 
@@ -30,6 +31,7 @@ class BpfProg:
     streams: dict[int, BpfStream] = field(default_factory=lambda: {BPF_STDOUT: BpfStream(), BPF_STDERR: BpfStream()})
     stream_error_cnt: int = 0
     jited: JitImage | None = None  # a program JITed from bytecode: its instructions' x86 ranges, its extable
+    insns: tuple[Insn, ...] = ()  # the whole program's bytecode as the JIT got it (indices as jited.insn_ranges')
 
     @property
     def main_prog(self) -> BpfProg:

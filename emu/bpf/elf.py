@@ -99,6 +99,16 @@ def ignored(name: str, sh_type: str) -> bool:
 _PARSE_ERRORS = (ELFError, ConstructError, OverflowError, ValueError, struct.error, UnicodeDecodeError, EOFError)
 
 
+def is_bpf_object(path: str) -> bool:
+    """An ELF file for EM_BPF (247): what clang -target bpf makes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return False
+    return head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 247
+
+
 def read_elf(data: bytes, where: str) -> ElfImage:
     """bpf_object__elf_init() + the first pass of bpf_object__elf_collect(): header, sections, symbols, relocs."""
     if data[:4] != b"\x7fELF":

@@ -54,5 +54,6 @@ def event_json(e: FaultEvent) -> dict:
         "pte_before": hx(e.pte_before), "pte_after": hx(e.pte_after),
         "resolution": e.resolution, "handler": e.handler, "action": e.action, "resume_at": hx(e.resume_at),
         "retry": e.retry, "completed": e.completed, "cleared": e.cleared, "stream": e.stream, "source": e.source,
+        "bpf_insn": e.bpf_insn,
         "steps": e.steps,
     }

@@ -120,6 +120,7 @@ class FaultEvent:
     cleared: _Text[str | None] = _Text(None)  # the register ex_handler_bpf() zeroed
     stream: str | None = None  # what this fault wrote to a BPF program's stderr
     source: str | None = None  # FILE:LINE of the faulting instruction, for compiled code with debug info
+    bpf_insn: str | None = None  # `INDEX: TEXT` of the BPF instruction the JIT made the faulting code of
 
     @property
     def pte_before(self) -> int:
@@ -185,6 +186,8 @@ class FaultEvent:
         lines = [f"fault #{self.seq} on CPU {self.cpu}: {self.kind} at {self.rip:#x} <{self.where}>"]
         if self.insn:
             lines.append(f"  instruction: {self.insn}")
+        if self.bpf_insn:
+            lines.append(f"  BPF instruction: {self.bpf_insn}")
         if self.source:
             lines.append(f"  source: {self.source}")
         if self.vector == 14:

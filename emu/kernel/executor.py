@@ -461,7 +461,8 @@ class Executor:
             seq=len(self.events) + 1, cpu=c.index, vector=vector, rip=rip, where=self.symbolize(rip),
             address=address if address is not None else 0, error_code=ErrorCode(error_code), user_mode=False,
             walk_before=self.walk(address) if address is not None else None, started=started, rcx=rcx,
-            string_op=bool(insn and insn.string_op), insn=insn.text if insn else "", source=self.lines.debug_line(rip))
+            string_op=bool(insn and insn.string_op), insn=insn.text if insn else "", source=self.lines.debug_line(rip),
+            bpf_insn=self.bpf.bpf_insn_text(rip))
         self.events.append(event)
         state.result.faults.append(event)
         return event

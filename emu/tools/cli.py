@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..asm.exprs import ExprError, evaluate
+from ..bpf.elf import is_bpf_object
 from ..bpf.stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
 from ..corpus import bpf_prog, source_candidates
 from ..errors import AsmError, EmuError
@@ -29,6 +30,7 @@ from .conformance import parse_hex, run_plugin
 from .debugger import Debugger
 from .explore import Entry, Schedule, explore, sample, schedules
 from .explore import Scenario as SmpScenario
+from .prog_dump import prog_dump
 from .repl import Session, banner, use_color
 from .scenario import load_scenarios
 from .symfile import write_symbol_file
@@ -156,6 +158,24 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--kernel", action="store_true", help="kernel code: an x86-64 relocatable object")
     build.add_argument("-o", dest="output", metavar="OUT", help="the object to write (default: FILE with .o)")
 
+    prog = sub.add_parser("prog", help="look at a BPF object's programs as bpftool prog does",
+                          description="Load a BPF object (X.bpf.o, or X.bpf.c built first) as `run` does and show "
+                                      "one of its programs.")
+    prog_sub = prog.add_subparsers(dest="prog_command", metavar="SUBCOMMAND")
+    prog_sub.required = True
+    dump = prog_sub.add_parser(
+        "dump", help="a program after the verifier (xlated) or its x86 code (jited), as bpftool prog dump prints it",
+        description="Print a program as `bpftool prog dump xlated|jited` does: the instructions the verifier "
+                    "handed the JIT, with their C lines and function prototypes, or the JIT's x86 code (capstone, "
+                    "AT&T syntax) per function. Not bpftool's: each x86 instruction with an exception-table entry "
+                    "ends in `; extable: fixup ..., dst REG, arena reg REG, off N` (what ex_handler_bpf() reads).")
+    dump.add_argument("mode", choices=("xlated", "jited"), help="what to dump")
+    dump.add_argument("file", metavar="OBJ", help="BPF object (.bpf.o) or its C (.bpf.c, built first)")
+    dump.add_argument("--prog", metavar="NAME", help="the program (default: the object's only one)")
+    dump.add_argument("--linum", action="store_true", help="add each C line's file, line and column (bpftool linum)")
+    dump.add_argument("--opcodes", action="store_true", help="the bytes of each instruction (bpftool opcodes)")
+    dump.add_argument("--json", action="store_true", help="print JSON, as bpftool -j")
+
     plugin = sub.add_parser("conformance-plugin", help="run one test of the BPF conformance suite (its plugin "
                                                         "protocol)",
                             description="Read a BPF program as hex bytes on standard input, run it JITed with "
@@ -271,7 +291,7 @@ def _print_result(result: CallResult, args: list[int]) -> None:
 def _cmd_run(ns: argparse.Namespace) -> int:
     m = Machine(ram=ns.ram, budget=ns.budget, policy=Policy.parse(ns.policy, ns.knob))
     files = _sources(ns.files)
-    objects = [f for f in files if _is_bpf_object(f)]
+    objects = [f for f in files if is_bpf_object(f)]
     m.load(*[f for f in files if f not in objects], syntax=ns.syntax)
     _map_args(m, ns.map)
     if objects:
@@ -295,19 +315,9 @@ def _names_bpf_object(name: str) -> bool:
     if name.endswith(".bpf.c"):
         return True
     try:
-        return any(_is_bpf_object(str(c)) for c in source_candidates(name) if c.is_file())
+        return any(is_bpf_object(str(c)) for c in source_candidates(name) if c.is_file())
     except EmuError:
         return False
-
-
-def _is_bpf_object(path: str) -> bool:
-    """An ELF file for EM_BPF (247): what clang -target bpf makes."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(20)
-    except OSError:
-        return False
-    return head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 247
 
 
 def _run_bpf_object(ns: argparse.Namespace, m: Machine, objects: list[str]) -> int:
@@ -346,6 +356,26 @@ def _cmd_build(ns: argparse.Namespace) -> int:
         print(build_bpf(src, out))
     else:
         raise EmuError(f"{ns.file}: a BPF program is a .bpf.c file; kernel C is built with --kernel")
+    return 0
+
+
+def _cmd_prog(ns: argparse.Namespace) -> int:
+    """`prog dump`: the object loaded on a fresh machine, one program dumped."""
+    path = _sources([ns.file])[0]
+    if not Path(path).is_file():
+        raise EmuError(f"cannot read {ns.file}: no such file")
+    if not is_bpf_object(path):
+        raise EmuError(f"{ns.file}: not a BPF object (an ELF file for EM_BPF, as clang -target bpf makes)")
+    m = Machine()
+    obj = m.load_bpf(path)
+    name = ns.prog
+    if name is None:
+        if len(obj.programs) != 1:
+            raise EmuError(f"{ns.file} has {len(obj.programs)} programs: name one with --prog "
+                           f"({', '.join(obj.programs)})")
+        name = next(iter(obj.programs))
+    dump = prog_dump(m.bpf, obj, name, ns.mode, opcodes=ns.opcodes, linum=ns.linum)
+    sys.stdout.write(json.dumps(dump.json, indent=2) + "\n" if ns.json else dump.text)
     return 0
 
 
@@ -462,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("run needs --entry SYM (or a BPF object, whose programs run with --prog NAME)")
     try:
         return {"run": _cmd_run, "demo": _cmd_demo, "compare": _cmd_compare, "debug": _cmd_debug,
-                "explore": _cmd_explore, "build": _cmd_build,
+                "explore": _cmd_explore, "build": _cmd_build, "prog": _cmd_prog,
                 "conformance-plugin": _cmd_conformance_plugin}[ns.command](ns)
     except BuildError as e:  # the compiler's own words, as it printed them
         print(str(e), file=sys.stderr)

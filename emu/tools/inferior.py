@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import unicorn
 
 from ..asm.exprs import ExprError, evaluate
+from ..bpf.elf import is_bpf_object
 from ..errors import EmuError
 from ..kernel.events import FaultEvent
 from ..machine import BUDGET, DEFAULT_BUDGET, ERROR, OOPS, RETURNED, STOPPED, CallResult, Machine
@@ -25,6 +26,7 @@ from ..x86.decode import disasm, disasm_one
 from ..x86.fault import Decision
 from ..x86.pgtable import flag_names, pte_pfn, pte_present
 from ..x86.traps import X86_TRAP_PF
+from .prog_dump import bpf_here
 
 SLICE = 200_000  # instructions run between checks for Ctrl-C during `continue`
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
@@ -110,7 +112,11 @@ class Inferior:
         if hasattr(self, "m"):
             self.m.close()  # `run` again: the old machine's engines go now, not at the next collection
         self.m = Machine(policy=self.policy, cpus=self.ncpus, budget=self.budget or DEFAULT_BUDGET)
-        self.m.load(*self.files, syntax=self.syntax)
+        objects = [f for f in self.files if is_bpf_object(f)]
+        if len(objects) < len(self.files):
+            self.m.load(*[f for f in self.files if f not in objects], syntax=self.syntax)
+        for path in objects:  # after the kernel files, as `run` loads them; ENTRY names one of its programs
+            self.m.load_bpf(path)
         scope = self._scope()
         try:
             args = [evaluate(a, scope) for a in self.arg_exprs]
@@ -367,6 +373,9 @@ class Inferior:
         for i in range(0, len(cells), 3):
             lines.append("  ".join(cells[i:i + 3]))
         lines.append(s.head("─── code " + "─" * 55))
+        here = bpf_here(self.m.bpf, self.m.line_table, regs["rip"])
+        if here is not None:  # JITed BPF: the C line and the BPF instruction the x86 code came from
+            lines += [f"  {line}" for line in here.lines()]
         lines += self._code_around(regs["rip"])
         lines.append(s.head("─── stack " + "─" * 54))
         for i in range(6):

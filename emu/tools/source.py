@@ -15,6 +15,7 @@ from ..mm.layout import CALL_RETURN_ADDR
 from ..x86.decode import disasm_one
 from .commands import Command, registry
 from .inferior import Breakpoint, CommandError, Inferior
+from .prog_dump import bpf_here
 
 COMMANDS: dict[str, Command] = {}
 command = registry(COMMANDS)
@@ -156,3 +157,14 @@ def info_line(d: Inferior, spec: str) -> str:
     end = ends[i] if i < len(ends) else start
     return (f"Line {line} of \"{file}\" starts at address {start:#x}{d.label(start)} and ends at "
             f"{end:#x}{d.label(end)}.")
+
+
+@command("bpf", "bpf: the BPF instruction (bpftool's xlated text) and C line the current x86 code was JITed from")
+def _bpf(d: Inferior, _rest: str, _fmt: str):
+    if not d.has_registers:
+        raise CommandError("The program is not being run.")
+    rip = d.cpu.reg("rip")
+    here = bpf_here(d.m.bpf, d.m.line_table, rip)
+    if here is None:
+        raise CommandError(f"{rip:#x}{d.label(rip)} is not in a JIT-compiled BPF program.")
+    return here.lines()
