@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -237,7 +238,7 @@ def dump_jited(info: BpfProgInfo, opcodes: bool = False, linum: bool = False) ->
             ex = extable.get(insn.address)
             lines.append(f"{pc:4x}:{text}" + (f"\t; {extable_note(ex)}" if ex is not None else ""))
             entry.update({"pc": f"{pc:#x}", "operation": insn.mnemonic,
-                          "operands": [o.strip() for o in insn.op_str.split(",")] if insn.op_str else None})
+                          "operands": [t for t in re.split(r"[ \t,()]+", insn.op_str) if t] or None})
             if ex is not None:
                 entry["extable"] = extable_note(ex).removeprefix("extable: ")
             if opcodes:

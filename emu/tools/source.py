@@ -165,6 +165,9 @@ def _bpf(d: Inferior, _rest: str, _fmt: str):
         raise CommandError("The program is not being run.")
     rip = d.cpu.reg("rip")
     here = bpf_here(d.m.bpf, d.m.line_table, rip)
-    if here is None:
-        raise CommandError(f"{rip:#x}{d.label(rip)} is not in a JIT-compiled BPF program.")
-    return here.lines()
+    if here is not None:
+        return here.lines()
+    if d.m.bpf.progs.bpf_prog_ksym_find(rip) is not None:
+        raise CommandError(f"{rip:#x}{d.label(rip)} is in a BPF program written in assembly: it has no BPF "
+                           "instructions.")
+    raise CommandError(f"{rip:#x}{d.label(rip)} is not in a BPF program.")
