@@ -1,6 +1,7 @@
 """`arena-emu prog dump xlated|jited`: a loaded program as bpftool prints it, line by line."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -221,3 +222,16 @@ def test_btf_dumper_type_only_spells_functions_as_bpftool(obj_path):
 def _btf_section(path) -> bytes:
     with open(path, "rb") as f:
         return ELFFile(f).get_section_by_name(".BTF").data()
+
+
+def test_the_readmes_dump_examples_are_what_the_commands_print(capsys):
+    build_exact("use_after_free")
+    readme = (BPF_C.parent.parent / "README.md").read_text()
+    section = readme.split("### Dumping a program", 1)[1].split("\n## ", 1)[0]
+    pairs = re.findall(r"```sh\narena-emu (prog dump [^\n]*)\n```\n```text\n(.*?)```", section, re.S)
+    assert len(pairs) == 2
+    for command, text in pairs:
+        args = command.split()
+        args[3] = str(BPF_C.parent.parent / args[3])
+        assert main(args) == 0
+        assert text in capsys.readouterr().out

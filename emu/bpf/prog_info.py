@@ -57,7 +57,7 @@ from .relocate import LinkedProg
 BPF_CALL_BASE = KERNEL_TEXT_START
 _X86_CALL = 0xE8
 # bpf_insn_prepare_dump() turns BPF_PROBE_MEM32 back into BPF_MEM; the two newer arena forms it leaves alone
-# (a kernel's dump prints them as BUG_ldx_c1, BUG_db): here they are turned back too, as the forms they stand for.
+# (a kernel's dump prints them as BUG_ldx_c1, BUG_fb): here they are turned back too, as the forms they stand for.
 _PLAIN_MODE = {(BPF_LDX, BPF_PROBE_MEM32): BPF_MEM, (BPF_ST, BPF_PROBE_MEM32): BPF_MEM,
                (BPF_STX, BPF_PROBE_MEM32): BPF_MEM, (BPF_LDX, BPF_PROBE_MEM32SX): BPF_MEMSX,
                (BPF_STX, BPF_PROBE_ATOMIC): BPF_ATOMIC}
