@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..errors import EmuError
 from ..x86.extable import ExtableEntry
@@ -179,7 +180,7 @@ class JitImage:
             return i
         return None
 
-    @property
+    @cached_property
     def _starts(self) -> list[int]:
         return [start for start, _ in self.insn_ranges]
 
