@@ -22,7 +22,7 @@ from ..x86.extable import ExtableEntry
 from .arraymap import ArrayMap
 from .btf import Btf
 from .btf_ext import LineInfo
-from .core import BpfProg
+from .core import BpfProg, BpfProgs
 from .disasm import BpfInsnCbs, print_bpf_insn
 from .insn import (
     BPF_ATOMIC,
@@ -233,13 +233,23 @@ def kernel_syms_search(kallsyms: Kallsyms) -> Callable[[int], str | None]:
 
 
 _INFOS: weakref.WeakKeyDictionary[BpfProg, BpfProgInfo] = weakref.WeakKeyDictionary()
+_TEXTS: weakref.WeakKeyDictionary[BpfProg, dict[int, str | None]] = weakref.WeakKeyDictionary()
 
 
-def insn_text(progs: list[BpfProg], maps: Mapping[int, object], kallsyms: Kallsyms, index: int) -> str:
-    """Instruction `index` of a program as `bpftool prog dump xlated` prints it, `7: (79) r1 = ...`. The
-    program's info is derived once (later loads do not change what a loaded program's text says)."""
-    main = progs[0].main_prog
-    info = _INFOS.get(main)
-    if info is None:
-        info = _INFOS[main] = bpf_prog_get_info(progs, maps)
-    return f"{index}: {print_bpf_insn(info.xlated, index, xlated_cbs(info, kernel_syms_search(kallsyms)))}"
+def bpf_insn_text(progs: BpfProgs, maps: Mapping[int, object], kallsyms: Kallsyms, ip: int) -> str | None:
+    """`INDEX: TEXT` of the BPF instruction whose JIT code holds `ip`, as `bpftool prog dump xlated` prints it;
+    None outside a program JITed from bytecode, or in a prologue. A program's info is derived once and each
+    address's text once: what a loaded program's text says does not change."""
+    prog = progs.bpf_prog_ksym_find(ip)
+    if prog is None or prog.jited is None:
+        return None
+    main = prog.main_prog
+    texts = _TEXTS.setdefault(main, {})
+    if ip not in texts:
+        index = prog.jited.insn_at(ip)
+        info = _INFOS.get(main)
+        if info is None:
+            info = _INFOS[main] = bpf_prog_get_info([p for p in progs if p.main_prog is main], maps)
+        texts[ip] = None if index is None else \
+            f"{index}: {print_bpf_insn(info.xlated, index, xlated_cbs(info, kernel_syms_search(kallsyms)))}"
+    return texts[ip]

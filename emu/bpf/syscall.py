@@ -34,7 +34,6 @@ from .insn import BPF_HELPER_CALL, BPF_PSEUDO_KFUNC_CALL, decode
 from .jit import JitImage, do_jit
 from .jit_extable import NotJitForm, arena_access
 from .maps import BPF_MAP_TYPE_ARENA, BPF_MAP_TYPE_ARRAY, MAP_TYPE_NAMES
-from .prog_info import insn_text
 from .stream import BPF_STDERR, BpfStreamStage
 
 JitView = tuple[list[tuple[BpfFunc, str]], list[ExtableEntry], list[Diagnostic]]
@@ -106,7 +105,6 @@ class BpfSubsystem:
         self.arena: Arena | None = None  # the arena programs loaded from now on use
         self.progs = BpfProgs()
         self._frame_texts: dict[tuple[int, bool], str] = {}
-        self._insn_texts: dict[int, str | None] = {}
         self.ktime_ns = 1_000_000_000  # the helpers' deterministic clock
         self.prandom = random.Random(0)  # bpf_get_prandom_u32(), the same numbers every run
         self.trace_pipe: list[str] = []  # /sys/kernel/tracing/trace_pipe, bpf_trace_printk()'s lines
@@ -205,17 +203,7 @@ class BpfSubsystem:
         for prog in progs:
             self.progs.add(prog)
         self._frame_texts.clear()
-        self._insn_texts.clear()
 
-    def bpf_insn_text(self, ip: int) -> str | None:
-        """`INDEX: TEXT` of the BPF instruction whose JIT code holds `ip`, as bpftool's xlated dump prints it;
-        None outside a program JITed from bytecode or in a prologue. Memoized until the next load."""
-        if ip not in self._insn_texts:
-            prog = self.progs.bpf_prog_ksym_find(ip)
-            index = prog.jited.insn_at(ip) if prog is not None and prog.jited is not None else None
-            self._insn_texts[ip] = None if prog is None or index is None else insn_text(
-                [p for p in self.progs if p.main_prog is prog.main_prog], self.maps, self.kallsyms, index)
-        return self._insn_texts[ip]
 
     def trace_printk(self, cpu: int, text: str) -> None:
         """A trace_pipe line as the kernel prints it: task-pid, [cpu], the function, the text."""

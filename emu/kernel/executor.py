@@ -17,6 +17,7 @@ import unicorn
 from ..bpf.helpers import CONFORMANCE_HELPERS, HELPERS
 from ..bpf.jit_extable import PT_REGS_NAMES
 from ..bpf.kfuncs import KFUNCS, KfuncCall, NativeKfunc, ProgramExit, map_kfunc_page
+from ..bpf.prog_info import bpf_insn_text
 from ..bpf.syscall import BpfSubsystem
 from ..errors import EmuError
 from ..mm.layout import (
@@ -462,7 +463,7 @@ class Executor:
             address=address if address is not None else 0, error_code=ErrorCode(error_code), user_mode=False,
             walk_before=self.walk(address) if address is not None else None, started=started, rcx=rcx,
             string_op=bool(insn and insn.string_op), insn=insn.text if insn else "", source=self.lines.debug_line(rip),
-            bpf_insn=self.bpf.bpf_insn_text(rip))
+            bpf_insn=bpf_insn_text(self.bpf.progs, self.bpf.maps, self.kallsyms, rip))
         self.events.append(event)
         state.result.faults.append(event)
         return event

@@ -37,7 +37,14 @@ from ..bpf.core import BpfProg
 from ..bpf.disasm import print_bpf_insn
 from ..bpf.insn import BPF_LD_IMM64
 from ..bpf.jit_extable import DONT_CLEAR, FIXUP_ARENA_REG_SHIFT, FIXUP_REG_SHIFT, PT_REGS_NAMES
-from ..bpf.prog_info import BpfProgInfo, ProgLine, bpf_prog_get_info, kernel_syms_search, xlated_cbs
+from ..bpf.prog_info import (
+    BpfProgInfo,
+    ProgLine,
+    bpf_insn_text,
+    bpf_prog_get_info,
+    kernel_syms_search,
+    xlated_cbs,
+)
 from ..bpf.syscall import BpfSubsystem
 from ..errors import EmuError
 from ..kernel.lines import LineTable
@@ -283,7 +290,7 @@ def bpf_here(bpf: BpfSubsystem, lines: LineTable, ip: int) -> BpfHere | None:
     source = None
     if where is not None and where[0] in lines.sources:
         source = f"; {lines.source(*where)} [{os.path.basename(where[0])}:{where[1]}]"
-    return BpfHere(prog.ksym, bpf.bpf_insn_text(ip), probe, source)
+    return BpfHere(prog.ksym, bpf_insn_text(bpf.progs, bpf.maps, bpf.kallsyms, ip), probe, source)
 
 
 def program_info(bpf: BpfSubsystem, prog: BpfProg, obj=None, linked=None) -> BpfProgInfo:
