@@ -235,3 +235,19 @@ def test_the_readmes_dump_examples_are_what_the_commands_print(capsys):
         args[3] = str(BPF_C.parent.parent / args[3])
         assert main(args) == 0
         assert text in capsys.readouterr().out
+
+
+def test_kernel_files_load_first_and_a_kfunc_call_is_named_by_kallsyms(capsys):
+    obj = str(build("arena_kfunc"))
+    assert main(["prog", "dump", "xlated", obj, "--prog", "kfunc_copy_and_sum"]) == 2
+    assert capsys.readouterr().err == ("arena-emu: extern (func ksym) 'bpf_kfunc_arena_copy': not found in kernel "
+                                       "or module BTFs\n")
+    stubs = str(BPF_C.parent.parent / "kernel_stubs" / "arena_kfuncs.S")
+    assert main(["prog", "dump", "xlated", stubs, obj, "--prog", "kfunc_copy_and_sum"]) == 0
+    calls = re.findall(r"\(85\) call (\S+)", capsys.readouterr().out)
+    m = Machine()
+    m.load(stubs)
+    base = 0xFFFF_FFFF_8100_0000  # stands in for __bpf_call_base: the imm is the distance from kernel text
+    assert calls == ["bpf_arena_alloc_pages#-8192",
+                     f"bpf_kfunc_arena_copy#{m.symbol('bpf_kfunc_arena_copy') - base}",
+                     f"bpf_kfunc_arena_list_sum#{m.symbol('bpf_kfunc_arena_list_sum') - base}"]

@@ -170,7 +170,9 @@ def _parser() -> argparse.ArgumentParser:
                     "AT&T syntax) per function. Not bpftool's: each x86 instruction with an exception-table entry "
                     "ends in `; extable: fixup ..., dst REG, arena reg REG, off N` (what ex_handler_bpf() reads).")
     dump.add_argument("mode", choices=("xlated", "jited"), help="what to dump")
-    dump.add_argument("file", metavar="OBJ", help="BPF object (.bpf.o) or its C (.bpf.c, built first)")
+    dump.add_argument("files", nargs="+", metavar="FILE",
+                      help="kernel code the object's kfuncs live in, if any (.S, .o, .c, loaded first, as `run` "
+                           "loads them), then the BPF object (.bpf.o) or its C (.bpf.c, built first)")
     dump.add_argument("--prog", metavar="NAME", help="the program (default: the object's only one)")
     dump.add_argument("--linum", action="store_true", help="add each C line's file, line and column (bpftool linum)")
     dump.add_argument("--opcodes", action="store_true", help="the bytes of each instruction (bpftool opcodes)")
@@ -360,18 +362,21 @@ def _cmd_build(ns: argparse.Namespace) -> int:
 
 
 def _cmd_prog(ns: argparse.Namespace) -> int:
-    """`prog dump`: the object loaded on a fresh machine, one program dumped."""
-    path = _sources([ns.file])[0]
+    """`prog dump`: the kernel files and the object loaded on a fresh machine, one program dumped."""
+    *kernel, path = _sources(ns.files)
+    named = ns.files[-1]
     if not Path(path).is_file():
-        raise EmuError(f"cannot read {ns.file}: no such file")
+        raise EmuError(f"cannot read {named}: no such file")
     if not is_bpf_object(path):
-        raise EmuError(f"{ns.file}: not a BPF object (an ELF file for EM_BPF, as clang -target bpf makes)")
+        raise EmuError(f"{named}: not a BPF object (an ELF file for EM_BPF, as clang -target bpf makes)")
     m = Machine()
+    if kernel:
+        m.load(*kernel)
     obj = m.load_bpf(path)
     name = ns.prog
     if name is None:
         if len(obj.programs) != 1:
-            raise EmuError(f"{ns.file} has {len(obj.programs)} programs: name one with --prog "
+            raise EmuError(f"{named} has {len(obj.programs)} programs: name one with --prog "
                            f"({', '.join(obj.programs)})")
         name = next(iter(obj.programs))
     dump = prog_dump(m.bpf, obj, name, ns.mode, opcodes=ns.opcodes, linum=ns.linum)
