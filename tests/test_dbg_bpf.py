@@ -24,7 +24,9 @@ def _tag(d: Debugger) -> str:
 
 
 def test_bpf_names_the_instruction_and_c_line_the_x86_code_came_from(d):
-    assert d.execute("bpf") == f"in the prologue of bpf_prog_{_tag(d)}_dump_me, before its first BPF instruction"
+    assert d.execute("bpf").splitlines() == [
+        "; int dump_me(void *ctx) [dump.bpf.c:23]",
+        f"in the prologue of bpf_prog_{_tag(d)}_dump_me, before its first BPF instruction"]
     d.execute("break dump.bpf.c:31")
     d.execute("c")
     assert d.execute("bpf").splitlines() == ["; total = 5; [dump.bpf.c:31]", "  11: (18) r1 = 0x10000001000"]
@@ -75,3 +77,13 @@ def test_a_fault_story_names_the_bpf_instruction_as_the_xlated_dump_prints_it():
     dumped = prog_dump(m.bpf, obj, "use_after_free", "xlated").text.splitlines()
     assert f"{int(index):4d}: {text}" in dumped
     assert obj.run("use_after_free").to_json()["faults"][0]["bpf_insn"] == fault.bpf_insn
+
+
+def test_bpf_takes_an_address(d):
+    d.execute("break dump.bpf.c:31")
+    d.execute("c")
+    assert d.execute("bpf $pc+0x11").splitlines() == ["; total = 5; [dump.bpf.c:31]",
+                                                     "  15: (7b) *(u64 *)(r1 +0) = r2\t[STX|PROBE_MEM32|DW]"]
+    assert d.execute("bpf bump").splitlines() == [
+        "; static __noinline __u64 bump(__u64 __arena *p, __u64 by) [dump.bpf.c:17]",
+        f"in the prologue of bpf_prog_{_tag(d)}_bump, before its first BPF instruction"]

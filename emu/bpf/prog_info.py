@@ -6,8 +6,8 @@ helpers and kfuncs carry their target relative to __bpf_call_base (fixup_bpf_cal
 bpf-to-bpf calls their pc-relative offset in `off` and the subprogram's index in `imm` (jit_subprogs()'s last
 step), then bpf_insn_prepare_dump(): the arena probe forms turned back into plain loads, stores and atomics,
 map pointers into `map[id:N]`. This machine's verifier does fewer rewrites than the kernel's (see verifier.py):
-what its JIT emits inline instead (div/mod fixups, may_goto, cast_user, inlined bpf_loop, map helpers that the
-kernel would inline) stays one instruction here, so indices are the object's.
+what its JIT emits inline instead (div/mod fixups, may_goto, inlined bpf_loop, map helpers that the kernel would
+inline) stays one instruction here, and no dead code is removed, so indices are the object's.
 """
 
 from __future__ import annotations

@@ -286,7 +286,10 @@ def bpf_here(bpf: BpfSubsystem, lines: LineTable, ip: int) -> BpfHere | None:
     probe = None
     if index is not None and "PROBE" in prog.insns[index].name:
         probe = prog.insns[index].name
-    where = lines.containing(ip)
+    at = ip
+    if index is None:  # a prologue is its function's first line, as bpf_prog_fill_jited_linfo() says
+        at = next((b for b, e in prog.jited.insn_ranges if b >= ip and e > b), ip)
+    where = lines.containing(at)
     source = None
     if where is not None and where[0] in lines.sources:
         source = f"; {lines.source(*where)} [{os.path.basename(where[0])}:{where[1]}]"

@@ -159,11 +159,12 @@ def info_line(d: Inferior, spec: str) -> str:
             f"{end:#x}{d.label(end)}.")
 
 
-@command("bpf", "bpf: the BPF instruction (bpftool's xlated text) and C line the current x86 code was JITed from")
-def _bpf(d: Inferior, _rest: str, _fmt: str):
-    if not d.has_registers:
+@command("bpf", "bpf [ADDR]: the BPF instruction (bpftool's xlated text) and C line the x86 code at ADDR (default "
+                "$pc) was JITed from")
+def _bpf(d: Inferior, rest: str, _fmt: str):
+    if not rest and not d.has_registers:
         raise CommandError("The program is not being run.")
-    rip = d.cpu.reg("rip")
+    rip = d.value(rest) if rest else d.cpu.reg("rip")
     here = bpf_here(d.m.bpf, d.m.line_table, rip)
     if here is not None:
         return here.lines()
