@@ -32,6 +32,7 @@ class BpfProg:
     stream_error_cnt: int = 0
     jited: JitImage | None = None  # a program JITed from bytecode: its instructions' x86 ranges, its extable
     insns: tuple[Insn, ...] = ()  # the whole program's bytecode as the JIT got it (indices as jited.insn_ranges')
+    insn_texts: dict[int, str | None] = field(default_factory=dict)  # prog_info's texts by address, once each
 
     @property
     def main_prog(self) -> BpfProg:

@@ -233,7 +233,6 @@ def kernel_syms_search(kallsyms: Kallsyms) -> Callable[[int], str | None]:
 
 
 _INFOS: weakref.WeakKeyDictionary[BpfProg, BpfProgInfo] = weakref.WeakKeyDictionary()
-_TEXTS: weakref.WeakKeyDictionary[BpfProg, dict[int, str | None]] = weakref.WeakKeyDictionary()
 
 
 def bpf_insn_text(progs: BpfProgs, maps: Mapping[int, object], kallsyms: Kallsyms, ip: int) -> str | None:
@@ -243,9 +242,9 @@ def bpf_insn_text(progs: BpfProgs, maps: Mapping[int, object], kallsyms: Kallsym
     prog = progs.bpf_prog_ksym_find(ip)
     if prog is None or prog.jited is None:
         return None
-    main = prog.main_prog
-    texts = _TEXTS.setdefault(main, {})
+    texts = prog.insn_texts
     if ip not in texts:
+        main = prog.main_prog
         index = prog.jited.insn_at(ip)
         info = _INFOS.get(main)
         if info is None:
