@@ -251,3 +251,14 @@ def test_kernel_files_load_first_and_a_kfunc_call_is_named_by_kallsyms(capsys):
     assert calls == ["bpf_arena_alloc_pages#-8192",
                      f"bpf_kfunc_arena_copy#{m.symbol('bpf_kfunc_arena_copy') - base}",
                      f"bpf_kfunc_arena_list_sum#{m.symbol('bpf_kfunc_arena_list_sum') - base}"]
+
+
+def test_xlated_json_opcodes_of_an_ld_imm64_run_twelve_bytes_from_its_imm_as_bpftools():
+    code = b"".join(i.encode() for i in [Insn(0x18, 1, 0, 0, 0x1000), Insn(0, 0, 0, 0, 0x100), Insn(0x95)])
+    m = Machine()
+    info = program_info(m.bpf, m.load_bpf_insns(code, "ld"))
+    first = dump_xlated(info, kernel_syms_search(m.bpf.kallsyms), opcodes=True).json[0]
+    assert first == {"disasm": "(18) r1 = 0x10000001000",
+                     "opcodes": {"code": "0x18", "src_reg": "0x0", "dst_reg": "0x1", "off": ["0x00", "0x00"],
+                                 "imm": ["0x00", "0x10", "0x00", "0x00", "0x00", "0x00", "0x00", "0x00",
+                                         "0x00", "0x01", "0x00", "0x00"]}}

@@ -189,7 +189,7 @@ def dump_xlated(info: BpfProgInfo, symbol_at: Callable[[int], str | None], opcod
             lines.append("       " + _hex(raw[:8]) + (" " + _hex(raw[8:]) if double else ""))
             doc["opcodes"] = {"code": f"{insns[i].code:#04x}", "src_reg": f"{insns[i].src:#x}",
                               "dst_reg": f"{insns[i].dst:#x}", "off": _hex_json(raw[2:4]),
-                              "imm": _hex_json(raw[4:8] + raw[12:16] if double else raw[4:8])}
+                              "imm": _hex_json(raw[4:16] if double else raw[4:8])}  # 12 bytes from imm on
         docs.append(doc)
         i += 2 if double else 1
     return Dump("\n".join(lines) + "\n", docs)
