@@ -70,6 +70,7 @@ class CPU:
         enable_long_mode_paging(self.uc, cr3)
         self.exc: ExceptionState | _Closed = ExceptionState(self.uc)
         self.running = False
+        self._uncounted_code = False  # translations made without Unicorn's count hook may be cached
         self._stale: dict[int, int] = {}
         self._stale_runs: list[tuple[int, array, array]] = []  # PTE writes not merged into _stale yet
         self.kfunc_done_at: int | None = None  # a native kfunc whose body already ran: its hook skips once
@@ -163,15 +164,27 @@ class CPU:
         self.maybe_stale.pop(va & ~0xFFF, None)
         rip, rdi = self.reg("rip"), self.reg("rdi")
         self.set_reg("rdi", va)
-        self.uc.emu_start(INVLPG_ADDR, INVLPG_ADDR + 3)
+        self._emu_start(INVLPG_ADDR, INVLPG_ADDR + 3, 0, 0)
         self.set_reg("rdi", rdi)
         self.set_reg("rip", rip)
 
     def run(self, begin: int, until: int, count: int, timeout_us: int = 0) -> None:
         """Run from `begin` until RIP reaches `until`, at most `count` instructions started
-        (0: no count, and Unicorn runs without its per-instruction counter)."""
+        (0: no count, and Unicorn runs without its per-instruction counter), for at most
+        `timeout_us` (0: no time limit)."""
         self.running = True
         try:
-            self.uc.emu_start(begin, until, timeout=timeout_us, count=count)
+            self._emu_start(begin, until, timeout_us, count)
         finally:
             self.running = False
+
+    def _emu_start(self, begin: int, until: int, timeout_us: int, count: int) -> None:
+        """emu_start, with cached code fit for counting. Unicorn counts with a code hook that
+        only code translated while it exists carries: a run without `count` deletes the hook
+        (and drops every translation), and code it then translates would run uncounted in a
+        later counted run, which would overrun its count. So a counted run after an uncounted
+        one drops the translations first."""
+        if count and self._uncounted_code:
+            self.uc.ctl_flush_tb()
+        self._uncounted_code = not count
+        self.uc.emu_start(begin, until, timeout=timeout_us, count=count)
