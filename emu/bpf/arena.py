@@ -8,6 +8,7 @@ page tables at kern_vm_start + (u32)user_address.
 
 from __future__ import annotations
 
+import functools
 import operator
 from array import array
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from ..mm.layout import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from ..mm.physmem import FrameKind, OutOfMemory, PhysMem
 from ..policy import MAP_ALWAYS, SCRATCH, Policy
 from ..x86.pgtable import (
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
     _PAGE_PRESENT,
     PAGE_KERNEL,
     PAGE_KERNEL_RO,
@@ -91,6 +94,41 @@ def _table_runs(va: int, page_cnt: int) -> Iterator[tuple[int, int]]:
         n = min(page_cnt, PTRS_PER_TABLE - index("PTE", va))
         yield va, n
         va, page_cnt = va + n * PAGE_SIZE, page_cnt - n
+
+
+_ACCESSED_DIRTY = _PAGE_ACCESSED | _PAGE_DIRTY
+
+
+@functools.cache
+def _progression(n: int) -> tuple[int, int, int]:
+    """n little-endian 64-bit lanes read as one integer: lanes of 1, lanes 0, PAGE_SIZE,
+    2 * PAGE_SIZE, ..., and lanes of every bit but the accessed and dirty ones."""
+    return (int.from_bytes(array("Q", [1]) * n, "little"),
+            int.from_bytes(array("Q", range(0, n * PAGE_SIZE, PAGE_SIZE)), "little"),
+            int.from_bytes(array("Q", [~_ACCESSED_DIRTY & (1 << 64) - 1]) * n, "little"))
+
+
+def _frame_runs(ptes: array) -> list[range]:
+    """The frames a table's PTEs map, as runs of consecutive PFNs. Pages allocated at once map
+    consecutive frames with the same flags (but the accessed and dirty bits the CPU set): that
+    case is checked with one big-integer comparison of the whole table, `first * ones + steps`
+    (with every lane of both sides below 2**64, equal integers mean equal lanes), not a Python
+    step per PTE."""
+    first = ptes[0] & ~_ACCESSED_DIRTY
+    ones, steps, mask = _progression(len(ptes))
+    if first & _PAGE_PRESENT and first + (len(ptes) - 1) * PAGE_SIZE < 1 << 64 and \
+            int.from_bytes(ptes, "little") & mask == first * ones + steps:
+        pfn = (first & PTE_PFN_MASK) >> PAGE_SHIFT
+        return [range(pfn, pfn + len(ptes))]
+    present = compress(ptes, map(operator.and_, ptes, repeat(_PAGE_PRESENT)))
+    return [range(pfn, pfn + 1) for pfn in map(operator.rshift, map(operator.and_, present, repeat(PTE_PFN_MASK)),
+                                                repeat(PAGE_SHIFT))]
+
+
+def _without(run: range, pfn: int) -> tuple[range, ...]:
+    if pfn not in run:
+        return (run,)
+    return run[:pfn - run.start], run[pfn - run.start + 1:]
 
 
 def _round_up_4g(value: int) -> int:
@@ -241,25 +279,25 @@ class Arena:
         if self.policy.flush_before_release:
             self.rt.range_tree_set(pgoff, page_cnt)
         self.zap_pages(full_uaddr, page_cnt)
-        self.mm.mem.free_frames(frames)
+        self.mm.mem.free_frame_runs(frames)
 
     def _freed_pte(self) -> int:
         """What a freed page's PTE becomes: none, or under map-always the garbage page again."""
         return mk_pte(self.garbage_pfn, PAGE_KERNEL) if self.garbage_pfn is not None else 0
 
-    def _clear_ptes(self, va: int, page_cnt: int, value: int = 0) -> list[int]:
+    def _clear_ptes(self, va: int, page_cnt: int, value: int = 0) -> list[range]:
         """Set the PTEs of a range to `value` (none), one table at a time; returns the frames
-        they mapped, the arena's shared scratch or garbage page excepted."""
-        frames: list[int] = []
+        they mapped, as runs of consecutive PFNs, the arena's shared scratch or garbage page
+        excepted."""
+        frames: list[range] = []
         for start, n in _table_runs(va, page_cnt):
             ptes = self.mm.pgtables.get_ptes(start, n)
             if any(ptes) or value:
-                present = compress(ptes, map(operator.and_, ptes, repeat(_PAGE_PRESENT)))
-                frames += map(operator.rshift, map(operator.and_, present, repeat(PTE_PFN_MASK)), repeat(PAGE_SHIFT))
+                frames += _frame_runs(ptes)
                 self.mm.pgtables.set_ptes(start, array("Q", [value]) * n)
         for shared in (self.scratch_pfn, self.garbage_pfn):
-            if shared is not None and shared in frames:
-                frames = [pfn for pfn in frames if pfn != shared]
+            if shared is not None:
+                frames = [part for run in frames for part in _without(run, shared) if part]
         return frames
 
     def arena_map_free(self) -> None:
@@ -267,7 +305,7 @@ class Arena:
         clear the kernel range and drop user space's mappings."""
         self.zap_pages(self.user_vm_start, self.page_cnt_max)
         pages = KERN_VM_SZ >> PAGE_SHIFT
-        self.mm.mem.free_frames(self._clear_ptes(self.kern_vm, pages))
+        self.mm.mem.free_frame_runs(self._clear_ptes(self.kern_vm, pages))
         self.mm.flush_tlb_kernel_range(self.kern_vm, self.kern_vm + KERN_VM_SZ)
         for pfn in (self.scratch_pfn, self.garbage_pfn):
             if pfn is not None:

@@ -10,10 +10,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import mmap
-import operator
 import struct
-from collections import deque
-from itertools import repeat
 
 from ..errors import EmuError
 from .layout import PAGE_SHIFT, PAGE_SIZE
@@ -93,20 +90,18 @@ class PhysMem:
         self._kinds[start:start + fresh] = bytes([kind]) * fresh
         return reused + list(range(start, start + fresh))
 
-    def free_frames(self, pfns: list[int]) -> None:
-        """free_frame() on each, checked all at once: a whole arena's pages are freed in one call."""
-        if not pfns:
-            return
+    def free_frame_runs(self, runs: list[range]) -> None:
+        """free_frame() on each frame of each run of consecutive PFNs: a whole arena's pages are
+        freed in a few slice operations, checked as they go (a frame not allocated, or freed
+        twice, is named as free_frame() names it, and nothing of its run is freed)."""
         kinds = self._kinds
-        if min(pfns) <= 0 or max(pfns) >= self.nr_frames or len(set(pfns)) != len(pfns) or \
-                FrameKind.FREE in (operator.itemgetter(*pfns)(kinds) if len(pfns) > 1 else (kinds[pfns[0]],)):
-            for pfn in pfns:  # find the culprit, as free_frame() names it
-                self.free_frame(pfn)
-        if pfns[-1] - pfns[0] + 1 == len(pfns) and pfns == list(range(pfns[0], pfns[-1] + 1)):
-            kinds[pfns[0]:pfns[-1] + 1] = bytes([FrameKind.FREE]) * len(pfns)  # one run, as alloc gave it
-        else:
-            deque(map(kinds.__setitem__, pfns, repeat(FrameKind.FREE)), maxlen=0)
-        self._free += pfns
+        for run in runs:
+            if run.start <= 0 or run.stop > self.nr_frames or FrameKind.FREE in kinds[run.start:run.stop]:
+                for pfn in run:
+                    if not 0 < pfn < self.nr_frames or kinds[pfn] == FrameKind.FREE:
+                        raise EmuError(f"freeing frame {pfn:#x} that is not allocated")
+            kinds[run.start:run.stop] = bytes(len(run))  # FrameKind.FREE
+            self._free += run
 
     def free_frame(self, pfn: int) -> None:
         if not 0 < pfn < self.nr_frames or self._kinds[pfn] == FrameKind.FREE:
