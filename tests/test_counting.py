@@ -6,6 +6,7 @@ import time
 from emu import Machine
 from emu.machine import COUNTED_PREFIX
 from emu.tools.cli import main
+from emu.x86.cpu import StopTimer
 
 LOOP = "SYM_FUNC_START(loop)\n xor %eax, %eax\n1: dec %rdi\n jnz 1b\n ret\nSYM_FUNC_END(loop)\n"  # 2n + 2
 
@@ -77,3 +78,22 @@ def test_the_cli_says_when_instructions_were_not_counted(capsys, tmp_path):
     assert json.loads(capsys.readouterr().out)["insns"] is None
     assert main(["run", str(f), "--entry", "loop", "--arg", "100000", "--budget", "300000", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["insns"] == 200_002
+
+
+class _Engine:
+    def __init__(self) -> None:
+        self.stops = 0
+
+    def emu_stop(self) -> None:
+        self.stops += 1
+
+
+def test_the_time_limit_stops_a_run_once_and_a_cancelled_one_stops_nothing():
+    uc = _Engine()
+    timer = StopTimer(uc, 0.01)
+    timer._timer.join()
+    assert uc.stops == 1
+    timer = StopTimer(uc, 0.01)
+    timer.cancel()
+    timer._timer.join()
+    assert uc.stops == 1

@@ -349,8 +349,8 @@ class Executor:
         while True:
             error = None
             try:
-                c.run(begin, CALL_RETURN_ADDR, remaining or 0, timeout_us=0 if remaining is not None else
-                      max(1, int((state.deadline - time.monotonic()) * 1e6)))
+                c.run(begin, CALL_RETURN_ADDR, remaining or 0, time_limit=0.0 if remaining is not None else
+                      max(1e-6, state.deadline - time.monotonic()))
             except unicorn.UcError as e:
                 error = e
             started = c.exc.instructions_started
