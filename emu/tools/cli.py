@@ -20,7 +20,17 @@ from ..asm.exprs import ExprError, evaluate
 from ..bpf.stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
 from ..corpus import bpf_prog, source_candidates
 from ..errors import AsmError, EmuError
-from ..machine import BUDGET, COUNTED_PREFIX, DEFAULT_RAM, DEFAULT_TIME_LIMIT, OOPS, RETURNED, CallResult, Machine
+from ..machine import (
+    BUDGET,
+    COUNTED_PREFIX,
+    DEFAULT_BUDGET,
+    DEFAULT_RAM,
+    DEFAULT_TIME_LIMIT,
+    OOPS,
+    RETURNED,
+    CallResult,
+    Machine,
+)
 from ..mm.layout import MASK64
 from ..policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from ..policy import OOPS as OOPS_POLICY
@@ -110,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     debug.add_argument("files", nargs="+", metavar="FILE", help="assembly source (.S)")
     debug.add_argument("--entry", required=True, metavar="SYM", help="function to call")
     debug.add_argument("--arg", action="append", default=[], metavar="N", help="argument (repeat, up to 6)")
-    debug.add_argument("--budget", type=_budget, metavar="N", help=BUDGET_HELP)
+    debug.add_argument("--budget", type=_budget, default=DEFAULT_BUDGET, metavar="N",
+                       help=f"instruction budget (default {DEFAULT_BUDGET}; the debugger counts every instruction)")
     debug.add_argument("--syntax", choices=("att", "intel"), default="att", help="assembly syntax")
     debug.add_argument("-x", dest="script", metavar="FILE", help="run the commands in FILE first")
     debug.add_argument("-ex", dest="commands", action="append", default=[], metavar="CMD",

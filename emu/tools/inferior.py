@@ -18,7 +18,7 @@ import unicorn
 from ..asm.exprs import ExprError, evaluate
 from ..errors import EmuError
 from ..kernel.events import FaultEvent
-from ..machine import BUDGET, ERROR, OOPS, RETURNED, STOPPED, CallResult, Machine
+from ..machine import BUDGET, DEFAULT_BUDGET, ERROR, OOPS, RETURNED, STOPPED, CallResult, Machine
 from ..mm.layout import MASK64, PAGE_MASK
 from ..policy import Policy
 from ..x86.decode import disasm, disasm_one
@@ -109,7 +109,7 @@ class Inferior:
         """Build the machine, load the files and stop at the entry (gdb's `run`, then stopped)."""
         if hasattr(self, "m"):
             self.m.close()  # `run` again: the old machine's engines go now, not at the next collection
-        self.m = Machine(policy=self.policy, cpus=self.ncpus, budget=self.budget)
+        self.m = Machine(policy=self.policy, cpus=self.ncpus, budget=self.budget or DEFAULT_BUDGET)
         self.m.load(*self.files, syntax=self.syntax)
         scope = self._scope()
         try:
