@@ -7,6 +7,7 @@ from emu import Machine
 from emu.machine import COUNTED_PREFIX
 from emu.tools.cli import main
 from emu.x86.cpu import StopTimer
+from emu.x86.fault import OopsHandler
 
 LOOP = "SYM_FUNC_START(loop)\n xor %eax, %eax\n1: dec %rdi\n jnz 1b\n ret\nSYM_FUNC_END(loop)\n"  # 2n + 2
 
@@ -97,3 +98,14 @@ def test_the_time_limit_stops_a_run_once_and_a_cancelled_one_stops_nothing():
     timer.cancel()
     timer._timer.join()
     assert uc.stops == 1
+
+
+def test_a_fault_restarted_in_the_counted_start_keeps_its_observed_retry():
+    hole = 0xFFFF_C900_4000_0000
+    with Machine() as m:
+        m.load_source("SYM_FUNC_START(rd)\n mov (%rdi), %rax\n1: dec %rsi\n jnz 1b\n ret\n")
+        m.oops_handlers.append(OopsHandler("mapper", "mapped", lambda a, _w, _ip: m.map(a & ~0xFFF) or True))
+        r = m.call("rd", hole, COUNTED_PREFIX)
+        assert (r.status, r.insns) == ("returned", None)
+        (f,) = r.faults
+        assert (f.resolution, f.action, f.retry) == ("mapped", "restart", "completed")
