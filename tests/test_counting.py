@@ -93,11 +93,22 @@ def test_the_time_limit_stops_a_run_once_and_a_cancelled_one_stops_nothing():
     uc = _Engine()
     timer = StopTimer(uc, 0.01)
     timer._timer.join()
-    assert uc.stops == 1
+    assert (uc.stops, timer.fired) == (1, True)
     timer = StopTimer(uc, 0.01)
     timer.cancel()
     timer._timer.join()
-    assert uc.stops == 1
+    assert (uc.stops, timer.fired) == (1, False)
+
+
+def test_the_time_limit_holds_in_the_counted_start_too():
+    """A hundred thousand instructions that each take a fault would take seconds: the time
+    limit stops them, and the count so far is exact."""
+    with Machine(time_limit=0.2) as m:
+        m.load_source("SYM_FUNC_START(f)\n1: mov (%rsi), %rax\n _ASM_EXTABLE(1b, 2f)\n2: jmp 1b\n")
+        r = m.call("f", 0, 0xFFFF_C900_7000_0000)
+        assert r.status == "budget" and 0 < len(r.faults) < COUNTED_PREFIX // 2
+        assert r.error.startswith("no instruction budget, and the time limit of 0.2 s ran out at 0xffffffff8100000")
+        assert abs(r.insns - 2 * len(r.faults)) <= 1  # each round: the load (its fault fixed up) and the jmp
 
 
 def test_a_fault_restarted_in_the_counted_start_keeps_its_observed_retry():

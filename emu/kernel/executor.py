@@ -277,7 +277,7 @@ class Executor:
         state.deadline = time.monotonic() + self.time_limit
         if state.budget is None and count is None and state.counted:
             if state.used < COUNTED_PREFIX:
-                self._run(state, state.cpu.reg("rip"), COUNTED_PREFIX - state.used, stepping=True)
+                self._run(state, state.cpu.reg("rip"), COUNTED_PREFIX - state.used, stepping=True, timed=True)
                 if state.result.status != STOPPED or state.stop is not None or state.held is not None:
                     return self._settle(state)
             self._stop_counting(state)
@@ -341,16 +341,18 @@ class Executor:
         if state.result.status != OOPS and event.action == RESTART:
             self._run(state, c.reg("rip"), 1, stepping=True)
 
-    def _run(self, state: CallState, begin: int, limit: int | None, stepping: bool) -> None:
+    def _run(self, state: CallState, begin: int, limit: int | None, stepping: bool, timed: bool = False) -> None:
         """Run slices until the call returns, oopses or stops; `limit` None: no instruction
-        count at all (Unicorn then runs at full speed, and the time limit stops a runaway)."""
+        count at all (Unicorn then runs at full speed, and the time limit stops a runaway).
+        `timed`: the time limit holds for a counted run too (a counted start, whose hundred
+        thousand instructions may each take a fault)."""
         c, result = state.cpu, state.result
         remaining = limit
         while True:
             error = None
             try:
-                c.run(begin, CALL_RETURN_ADDR, remaining or 0, time_limit=0.0 if remaining is not None else
-                      max(1e-6, state.deadline - time.monotonic()))
+                timed_out = c.run(begin, CALL_RETURN_ADDR, remaining or 0, time_limit=0.0 if remaining is not None
+                                  and not timed else max(1e-6, state.deadline - time.monotonic()))
             except unicorn.UcError as e:
                 error = e
             started = c.exc.instructions_started
@@ -391,15 +393,16 @@ class Executor:
                 result.status, result.ret = RETURNED, c.reg("rax")
                 break
             state.started_base -= started - used
-            if state.stop is not None or state.held is not None or stepping:
+            if state.stop is not None or state.held is not None or (stepping and not timed_out):
                 result.status = STOPPED
                 break
             result.status = BUDGET
-            if state.budget:
-                why = f"instruction budget of {state.budget} exhausted"
-            else:
-                past = "" if state.budget == 0 else f" past the first {COUNTED_PREFIX:,} instructions"
+            if timed_out or not state.budget:
+                past = f" past the first {COUNTED_PREFIX:,} instructions" if not (state.counted or state.budget == 0) \
+                    else ""
                 why = f"no instruction budget{past}, and the time limit of {self.time_limit:g} s ran out"
+            else:
+                why = f"instruction budget of {state.budget} exhausted"
             result.error = f"{why} at {rip:#x} <{self.symbolize(rip)}>"
             break
 

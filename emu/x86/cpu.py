@@ -169,10 +169,10 @@ class CPU:
         self.set_reg("rdi", rdi)
         self.set_reg("rip", rip)
 
-    def run(self, begin: int, until: int, count: int, time_limit: float = 0.0) -> None:
+    def run(self, begin: int, until: int, count: int, time_limit: float = 0.0) -> bool:
         """Run from `begin` until RIP reaches `until`, at most `count` instructions started
         (0: no count, and Unicorn runs without its per-instruction counter), for at most
-        `time_limit` seconds (0: no limit)."""
+        `time_limit` seconds (0: no limit). True when the time limit stopped it."""
         self.running = True
         timer = StopTimer(self.uc, time_limit) if time_limit else None
         try:
@@ -181,6 +181,7 @@ class CPU:
             self.running = False
             if timer is not None:
                 timer.cancel()
+        return timer is not None and timer.fired
 
     def _emu_start(self, begin: int, until: int, count: int) -> None:
         """emu_start, with cached code fit for counting. Unicorn counts with a code hook that
@@ -203,6 +204,7 @@ class StopTimer:
     def __init__(self, uc: unicorn.Uc | _Closed, seconds: float):
         self._lock = threading.Lock()
         self._armed = True
+        self.fired = False
         self._timer = threading.Timer(seconds, self._fire, args=(uc,))
         self._timer.daemon = True
         self._timer.start()
@@ -210,6 +212,7 @@ class StopTimer:
     def _fire(self, uc: unicorn.Uc) -> None:
         with self._lock:
             if self._armed:
+                self.fired = True
                 uc.emu_stop()
 
     def cancel(self) -> None:
