@@ -87,7 +87,9 @@ class CallState:
     budget: int | None = 0  # None: COUNTED_PREFIX counted, then a time limit; 0: none counted
     used: int = 0  # of the budget
     counted: bool = True  # every instruction of the call so far was counted: `insns` is exact
-    deadline: float = 0.0  # time.monotonic() at which an uncounted run stops
+    deadline: float = 0.0  # time.monotonic() at which this resume's time limit runs out
+    watch_deadline: bool = False  # the hooks look at the clock (a counted start, which has no timer)
+    timed_out: bool = False  # a hook found the deadline passed and stopped the run
     stop: str | None = None  # why a debugger stop happened (a breakpoint, a caught fault, an interrupt)
     held: tuple[FaultEvent, Decision | None] | None = None  # a fault caught before its handler ran (or applied)
     # a native kfunc stopped at a preemption point: (kfunc, body, slot)
@@ -344,17 +346,22 @@ class Executor:
     def _run(self, state: CallState, begin: int, limit: int | None, stepping: bool, timed: bool = False) -> None:
         """Run slices until the call returns, oopses or stops; `limit` None: no instruction
         count at all (Unicorn then runs at full speed, and the time limit stops a runaway).
-        `timed`: the time limit holds for a counted run too (a counted start, whose hundred
-        thousand instructions may each take a fault)."""
+        `timed`: the time limit holds for a counted run too: a counted start, whose hundred
+        thousand instructions may each take a fault. There the hooks look at the clock, since
+        Python runs only in them, and a timer thread would cost every short call its start-up
+        (about 0.2 ms, as much as the call)."""
         c, result = state.cpu, state.result
         remaining = limit
+        state.watch_deadline = timed and remaining is not None
         while True:
-            error = None
+            error, fired = None, False
+            state.timed_out = False
             try:
-                timed_out = c.run(begin, CALL_RETURN_ADDR, remaining or 0, time_limit=0.0 if remaining is not None
-                                  and not timed else max(1e-6, state.deadline - time.monotonic()))
+                fired = c.run(begin, CALL_RETURN_ADDR, remaining or 0, time_limit=0.0 if remaining is not None
+                                  else max(1e-6, state.deadline - time.monotonic()))
             except unicorn.UcError as e:
                 error = e
+            timed_out = fired or state.timed_out
             started = c.exc.instructions_started
             used = started if remaining is None else min(started, remaining)
             state.used += used
@@ -437,6 +444,14 @@ class Executor:
                 c.uc.emu_stop()
             return
         self._kfunc_return(c, k, value)
+        self._check_deadline(c)
+
+    def _check_deadline(self, c: CPU) -> None:
+        """In a counted start, after a hook's work: stop the run if the time limit ran out."""
+        state = self._running
+        if state.watch_deadline and time.monotonic() > state.deadline:
+            state.timed_out = True
+            c.uc.emu_stop()
 
     def _kfunc_return(self, c: CPU, k: NativeKfunc, value: int | None) -> None:
         result = k.result(value)
@@ -536,6 +551,7 @@ class Executor:
             self._hold(c, event, decision)
             return
         self._apply(c, event, decision)
+        self._check_deadline(c)
 
     def _hold(self, c: CPU, event: FaultEvent, decision: Decision | None) -> None:
         self._running.held = (event, decision)
