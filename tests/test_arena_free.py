@@ -25,31 +25,38 @@ def test_consecutive_frames_with_one_set_of_flags_are_one_run():
     assert _frame_runs(table) == [range(0x1234, 0x1234 + 512)]
 
 
-@pytest.mark.parametrize(("table", "runs"), [
-    (ptes((5, PAGE_KERNEL), (0, 0), (7, PAGE_KERNEL)), [range(5, 6), range(7, 8)]),  # a hole
-    (ptes((0, 0), (6, PAGE_KERNEL), (7, PAGE_KERNEL)), [range(6, 7), range(7, 8)]),  # none first
-    (ptes((5, PAGE_KERNEL), (6, PAGE_KERNEL_RO), (7, PAGE_KERNEL)), [range(5, 6), range(6, 7), range(7, 8)]),
-    (ptes((7, PAGE_KERNEL), (6, PAGE_KERNEL)), [range(7, 8), range(6, 7)]),  # reused frames come back reversed
-    (ptes((9, PAGE_KERNEL), (9, PAGE_KERNEL)), [range(9, 10), range(9, 10)]),  # one page mapped twice
+def test_reused_frames_come_back_downwards_and_are_one_run_too():
+    table = ptes(*[(0x2000 - i, PAGE_KERNEL) for i in range(512)])
+    table[3] |= DIRTY
+    assert _frame_runs(table) == [range(0x2000 - 511, 0x2001)]
+
+
+@pytest.mark.parametrize(("table", "frames"), [
+    (ptes((5, PAGE_KERNEL), (0, 0), (7, PAGE_KERNEL)), [[5, 7]]),  # a hole
+    (ptes((0, 0), (6, PAGE_KERNEL), (7, PAGE_KERNEL)), [[6, 7]]),  # none first
+    (ptes((5, PAGE_KERNEL), (6, PAGE_KERNEL_RO), (7, PAGE_KERNEL)), [[5, 6, 7]]),  # flags differ
+    (ptes((7, PAGE_KERNEL), (9, PAGE_KERNEL), (8, PAGE_KERNEL)), [[7, 9, 8]]),
+    (ptes((9, PAGE_KERNEL), (9, PAGE_KERNEL)), [[9, 9]]),  # one page mapped twice
     (ptes((0, 0), (0, 0)), []),
 ])
-def test_anything_else_is_a_run_per_present_pte(table, runs):
-    assert _frame_runs(table) == runs
+def test_any_other_table_is_a_list_of_its_present_frames(table, frames):
+    assert _frame_runs(table) == frames
 
 
-def test_runs_free_their_frames_and_a_bad_run_is_named_and_not_freed():
+def test_groups_free_their_frames_and_a_bad_group_is_named_and_not_freed():
     mem = PhysMem(1 << 20)
-    pfns = mem.alloc_frames(FrameKind.ARENA, 8)
-    assert pfns == list(range(1, 9))
-    mem.free_frame_runs([range(1, 4), range(6, 7)])
-    assert [mem.kind(p) for p in pfns] == [FrameKind.FREE] * 3 + [FrameKind.ARENA] * 2 + [FrameKind.FREE] + \
-        [FrameKind.ARENA] * 2
-    assert mem.frames_in_use() == 4
-    with pytest.raises(EmuError, match="freeing frame 0x6 that is not allocated"):
-        mem.free_frame_runs([range(4, 8)])
-    assert [mem.kind(p) for p in (4, 5, 7)] == [FrameKind.ARENA] * 3
-    with pytest.raises(EmuError, match="freeing frame 0x100 that is not allocated"):
-        mem.free_frame_runs([range(0x100, 0x101)])  # beyond RAM
+    pfns = mem.alloc_frames(FrameKind.ARENA, 12)
+    assert pfns == list(range(1, 13))
+    mem.free_frames([range(1, 4), [6], [10, 9]])
+    free, arena = FrameKind.FREE, FrameKind.ARENA
+    assert [mem.kind(p) for p in pfns] == [free] * 3 + [arena] * 2 + [free] + [arena] * 2 + [free] * 2 + [arena] * 2
+    assert mem.frames_in_use() == 6
+    for group, bad in (([4, 5, 6], 6), (range(4, 8), 6), ([7, 8, 7], 7), (range(0x100, 0x101), 0x100), ([11, 0], 0)):
+        with pytest.raises(EmuError, match=f"^freeing frame {bad:#x} that is not allocated$"):
+            mem.free_frames([group])
+    assert [mem.kind(p) for p in (4, 5, 7, 8, 11, 12)] == [arena] * 6
+    mem.free_frames([[12, 11], range(7, 9)])
+    assert mem.frames_in_use() == 2
 
 
 @pytest.mark.arena(max_entries=1024)

@@ -108,27 +108,34 @@ def _progression(n: int) -> tuple[int, int, int]:
             int.from_bytes(array("Q", [~_ACCESSED_DIRTY & (1 << 64) - 1]) * n, "little"))
 
 
-def _frame_runs(ptes: array) -> list[range]:
-    """The frames a table's PTEs map, as runs of consecutive PFNs. Pages allocated at once map
-    consecutive frames with the same flags (but the accessed and dirty bits the CPU set): that
-    case is checked with one big-integer comparison of the whole table, `first * ones + steps`
-    (with every lane of both sides below 2**64, equal integers mean equal lanes), not a Python
-    step per PTE."""
-    first = ptes[0] & ~_ACCESSED_DIRTY
-    ones, steps, mask = _progression(len(ptes))
-    if first & _PAGE_PRESENT and first + (len(ptes) - 1) * PAGE_SIZE < 1 << 64 and \
-            int.from_bytes(ptes, "little") & mask == first * ones + steps:
+def _frame_runs(ptes: array) -> list[range | list[int]]:
+    """The frames a table's PTEs map: a run of consecutive PFNs, or a list of them. Pages
+    allocated at once map consecutive frames with the same flags (but the accessed and dirty
+    bits the CPU set), upwards for never-used frames and downwards for reused ones (the free
+    list gives back its last first). That case is checked with one big-integer comparison of
+    the whole table, `first * ones +/- steps` (with every lane of both sides in [0, 2**64),
+    equal integers mean equal lanes), not a Python step per PTE."""
+    first, n = ptes[0] & ~_ACCESSED_DIRTY, len(ptes)
+    if first & _PAGE_PRESENT:
+        ones, steps, mask = _progression(n)
+        table = int.from_bytes(ptes, "little") & mask
         pfn = (first & PTE_PFN_MASK) >> PAGE_SHIFT
-        return [range(pfn, pfn + len(ptes))]
+        if first + (n - 1) * PAGE_SIZE < 1 << 64 and table == first * ones + steps:
+            return [range(pfn, pfn + n)]
+        if pfn >= n - 1 and table == first * ones - steps:
+            return [range(pfn - n + 1, pfn + 1)]
     present = compress(ptes, map(operator.and_, ptes, repeat(_PAGE_PRESENT)))
-    return [range(pfn, pfn + 1) for pfn in map(operator.rshift, map(operator.and_, present, repeat(PTE_PFN_MASK)),
-                                                repeat(PAGE_SHIFT))]
+    pfns = list(map(operator.rshift, map(operator.and_, present, repeat(PTE_PFN_MASK)), repeat(PAGE_SHIFT)))
+    return [pfns] if pfns else []
 
 
-def _without(run: range, pfn: int) -> tuple[range, ...]:
-    if pfn not in run:
-        return (run,)
-    return run[:pfn - run.start], run[pfn - run.start + 1:]
+def _without(frames: range | list[int], pfn: int) -> range | list[int]:
+    """The frames but `pfn` (the arena's shared page, which a free leaves alone)."""
+    if pfn not in frames:
+        return frames
+    if isinstance(frames, range):
+        return [*frames[:pfn - frames.start], *frames[pfn - frames.start + 1:]]
+    return [f for f in frames if f != pfn]
 
 
 def _round_up_4g(value: int) -> int:
@@ -279,17 +286,16 @@ class Arena:
         if self.policy.flush_before_release:
             self.rt.range_tree_set(pgoff, page_cnt)
         self.zap_pages(full_uaddr, page_cnt)
-        self.mm.mem.free_frame_runs(frames)
+        self.mm.mem.free_frames(frames)
 
     def _freed_pte(self) -> int:
         """What a freed page's PTE becomes: none, or under map-always the garbage page again."""
         return mk_pte(self.garbage_pfn, PAGE_KERNEL) if self.garbage_pfn is not None else 0
 
-    def _clear_ptes(self, va: int, page_cnt: int, value: int = 0) -> list[range]:
+    def _clear_ptes(self, va: int, page_cnt: int, value: int = 0) -> list[range | list[int]]:
         """Set the PTEs of a range to `value` (none), one table at a time; returns the frames
-        they mapped, as runs of consecutive PFNs, the arena's shared scratch or garbage page
-        excepted."""
-        frames: list[range] = []
+        they mapped, a group per table, the arena's shared scratch or garbage page excepted."""
+        frames: list[range | list[int]] = []
         for start, n in _table_runs(va, page_cnt):
             ptes = self.mm.pgtables.get_ptes(start, n)
             if any(ptes) or value:
@@ -297,7 +303,7 @@ class Arena:
                 self.mm.pgtables.set_ptes(start, array("Q", [value]) * n)
         for shared in (self.scratch_pfn, self.garbage_pfn):
             if shared is not None:
-                frames = [part for run in frames for part in _without(run, shared) if part]
+                frames = [_without(group, shared) for group in frames]
         return frames
 
     def arena_map_free(self) -> None:
@@ -305,7 +311,7 @@ class Arena:
         clear the kernel range and drop user space's mappings."""
         self.zap_pages(self.user_vm_start, self.page_cnt_max)
         pages = KERN_VM_SZ >> PAGE_SHIFT
-        self.mm.mem.free_frame_runs(self._clear_ptes(self.kern_vm, pages))
+        self.mm.mem.free_frames(self._clear_ptes(self.kern_vm, pages))
         self.mm.flush_tlb_kernel_range(self.kern_vm, self.kern_vm + KERN_VM_SZ)
         for pfn in (self.scratch_pfn, self.garbage_pfn):
             if pfn is not None:

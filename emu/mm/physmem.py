@@ -11,6 +11,9 @@ import ctypes
 import enum
 import mmap
 import struct
+from collections import deque
+from collections.abc import Iterable
+from itertools import repeat
 
 from ..errors import EmuError
 from .layout import PAGE_SHIFT, PAGE_SIZE
@@ -37,6 +40,15 @@ class OutOfMemory(EmuError):
 
 
 MAX_RAM = 64 << 30  # a frame-kind byte per page is kept: 16 MiB of bookkeeping at most
+
+
+def _name_the_bad_frame(kinds: bytearray, pfns: Iterable[int]) -> None:
+    """Raise for the first frame of `pfns` that free_frame() would refuse."""
+    seen: set[int] = set()
+    for pfn in pfns:
+        if not 0 < pfn < len(kinds) or kinds[pfn] == FrameKind.FREE or pfn in seen:
+            raise EmuError(f"freeing frame {pfn:#x} that is not allocated")
+        seen.add(pfn)
 
 
 class PhysMem:
@@ -90,18 +102,27 @@ class PhysMem:
         self._kinds[start:start + fresh] = bytes([kind]) * fresh
         return reused + list(range(start, start + fresh))
 
-    def free_frame_runs(self, runs: list[range]) -> None:
-        """free_frame() on each frame of each run of consecutive PFNs: a whole arena's pages are
-        freed in a few slice operations, checked as they go (a frame not allocated, or freed
-        twice, is named as free_frame() names it, and nothing of its run is freed)."""
+    def free_frames(self, groups: list[range | list[int]]) -> None:
+        """free_frame() on every frame of each group, checked and freed a group at a time: a
+        run of consecutive frames (a range) with slice operations, a list with a few bulk
+        ones; a whole arena's pages go in one call. A frame not allocated, or freed twice, is
+        named as free_frame() names it, and nothing of its group is freed."""
         kinds = self._kinds
-        for run in runs:
-            if run.start <= 0 or run.stop > self.nr_frames or FrameKind.FREE in kinds[run.start:run.stop]:
-                for pfn in run:
-                    if not 0 < pfn < self.nr_frames or kinds[pfn] == FrameKind.FREE:
-                        raise EmuError(f"freeing frame {pfn:#x} that is not allocated")
-            kinds[run.start:run.stop] = bytes(len(run))  # FrameKind.FREE
-            self._free += run
+        for group in groups:
+            if not group:
+                continue
+            if isinstance(group, range):
+                bad = group.start <= 0 or group.stop > self.nr_frames or FrameKind.FREE in kinds[group.start:group.stop]
+            else:
+                bad = min(group) <= 0 or max(group) >= self.nr_frames or len(set(group)) != len(group) or \
+                    FrameKind.FREE in bytes(map(kinds.__getitem__, group))
+            if bad:
+                _name_the_bad_frame(kinds, group)
+            if isinstance(group, range):
+                kinds[group.start:group.stop] = bytes(len(group))  # FrameKind.FREE
+            else:
+                deque(map(kinds.__setitem__, group, repeat(FrameKind.FREE)), maxlen=0)
+            self._free += group
 
     def free_frame(self, pfn: int) -> None:
         if not 0 < pfn < self.nr_frames or self._kinds[pfn] == FrameKind.FREE:
