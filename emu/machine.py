@@ -29,7 +29,7 @@ from .bpf.syscall import BpfSubsystem
 from .errors import EmuError
 from .kernel.call import BUDGET, ERROR, OOPS, RETURNED, STOPPED, CallResult
 from .kernel.events import FaultEvent
-from .kernel.executor import Executor
+from .kernel.executor import COUNTED_PREFIX, Executor
 from .kernel.kallsyms import Kallsyms
 from .kernel.lines import LineTable
 from .kernel.module import Loader
@@ -45,12 +45,12 @@ from .x86.pgtable import PAGE_KERNEL, PageTables, PageWalk
 from .x86.tlb import Tlb
 from .x86.unwind_orc import OrcTable
 
-__all__ = ["BUDGET", "DEFAULT_BUDGET", "DEFAULT_RAM", "ERROR", "OOPS", "RETURNED", "STOPPED", "CallResult",
-           "Machine"]
+__all__ = ["BUDGET", "COUNTED_PREFIX", "DEFAULT_BUDGET", "DEFAULT_RAM", "ERROR", "OOPS", "RETURNED", "STOPPED",
+           "CallResult", "Machine"]
 
 DEFAULT_RAM = 64 << 20
-DEFAULT_BUDGET = 10_000_000
-DEFAULT_TIME_LIMIT = 60.0  # seconds, for calls with no instruction budget
+DEFAULT_BUDGET = 10_000_000  # the pytest fixture's: a test suite wants counts that do not depend on load
+DEFAULT_TIME_LIMIT = 10.0  # seconds, for what a call runs uncounted
 
 
 def _delegate(path: str) -> Any:
@@ -64,14 +64,19 @@ def _no_kfence(_addr: int, _is_write: bool, _ip: int) -> tuple[bool, str]:
 
 
 class Machine:
-    """One emulated machine. Cheap to build: every test can have its own."""
+    """One emulated machine. Cheap to build: every test can have its own.
 
-    def __init__(self, *, ram: int = DEFAULT_RAM, cpus: int = 1, budget: int = DEFAULT_BUDGET,
+    `budget` N counts every instruction of a call and stops it at N; 0 counts none and
+    `time_limit` stops a runaway. None (the default) counts a call's first COUNTED_PREFIX
+    instructions exactly and runs the rest uncounted, at Unicorn's full speed, under
+    `time_limit`; such a call's `insns` is None."""
+
+    def __init__(self, *, ram: int = DEFAULT_RAM, cpus: int = 1, budget: int | None = None,
                  time_limit: float = DEFAULT_TIME_LIMIT,
                  comm: str = "arena-emu", policy: str | Policy = DEFAULT_POLICY, knobs: tuple[str, ...] = ()):
         if not 1 <= cpus <= 8:
             raise EmuError(f"a machine has 1 to 8 CPUs, not {cpus}")
-        if budget < 0:
+        if budget is not None and budget < 0:
             raise EmuError(f"the instruction budget must be positive (or 0 for none), not {budget}")
         self.policy = policy if isinstance(policy, Policy) else Policy.parse(policy, knobs)
         self.mem = PhysMem(ram)
@@ -115,7 +120,7 @@ class Machine:
     events: list[FaultEvent] = _delegate("executor.events")
     results: dict[int, CallResult] = _delegate("executor.results")
     oops_handlers: list[OopsHandler] = _delegate("executor.oops_handlers")
-    budget: int = _delegate("executor.budget")
+    budget: int | None = _delegate("executor.budget")
     time_limit: float = _delegate("executor.time_limit")
     comm: str = _delegate("executor.comm")
     maps: dict[int, Arena | Map] = _delegate("bpf.maps")
@@ -245,7 +250,8 @@ class Machine:
 
     def call(self, entry: str | int, *args: int, cpu: int = 0, budget: int | None = None) -> CallResult:
         """Call a function with integer arguments and run it until it returns, oopses,
-        or uses up its instruction budget. Never raises for what the guest does."""
+        or uses up its instruction budget (`budget`, else the machine's) or its time limit.
+        Never raises for what the guest does."""
         self.start_call(entry, *args, cpu=cpu, budget=budget)
         try:
             return self.executor.resume(cpu=cpu)

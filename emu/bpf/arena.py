@@ -8,6 +8,7 @@ page tables at kern_vm_start + (u32)user_address.
 
 from __future__ import annotations
 
+import functools
 import operator
 from array import array
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from ..mm.layout import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from ..mm.physmem import FrameKind, OutOfMemory, PhysMem
 from ..policy import MAP_ALWAYS, SCRATCH, Policy
 from ..x86.pgtable import (
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
     _PAGE_PRESENT,
     PAGE_KERNEL,
     PAGE_KERNEL_RO,
@@ -91,6 +94,48 @@ def _table_runs(va: int, page_cnt: int) -> Iterator[tuple[int, int]]:
         n = min(page_cnt, PTRS_PER_TABLE - index("PTE", va))
         yield va, n
         va, page_cnt = va + n * PAGE_SIZE, page_cnt - n
+
+
+_ACCESSED_DIRTY = _PAGE_ACCESSED | _PAGE_DIRTY
+
+
+@functools.cache
+def _progression(n: int) -> tuple[int, int, int]:
+    """n little-endian 64-bit lanes read as one integer: lanes of 1, lanes 0, PAGE_SIZE,
+    2 * PAGE_SIZE, ..., and lanes of every bit but the accessed and dirty ones."""
+    return (int.from_bytes(array("Q", [1]) * n, "little"),
+            int.from_bytes(array("Q", range(0, n * PAGE_SIZE, PAGE_SIZE)), "little"),
+            int.from_bytes(array("Q", [~_ACCESSED_DIRTY & (1 << 64) - 1]) * n, "little"))
+
+
+def _frame_runs(ptes: array) -> list[range | list[int]]:
+    """The frames a table's PTEs map: a run of consecutive PFNs, or a list of them. Pages
+    allocated at once map consecutive frames with the same flags (but the accessed and dirty
+    bits the CPU set), upwards for never-used frames and downwards for reused ones (the free
+    list gives back its last first). That case is checked with one big-integer comparison of
+    the whole table, `first * ones +/- steps` (with every lane of both sides in [0, 2**64),
+    equal integers mean equal lanes), not a Python step per PTE."""
+    first, n = ptes[0] & ~_ACCESSED_DIRTY, len(ptes)
+    if first & _PAGE_PRESENT:
+        ones, steps, mask = _progression(n)
+        table = int.from_bytes(ptes, "little") & mask
+        pfn = (first & PTE_PFN_MASK) >> PAGE_SHIFT
+        if first + (n - 1) * PAGE_SIZE < 1 << 64 and table == first * ones + steps:
+            return [range(pfn, pfn + n)]
+        if pfn >= n - 1 and table == first * ones - steps:
+            return [range(pfn - n + 1, pfn + 1)]
+    present = compress(ptes, map(operator.and_, ptes, repeat(_PAGE_PRESENT)))
+    pfns = list(map(operator.rshift, map(operator.and_, present, repeat(PTE_PFN_MASK)), repeat(PAGE_SHIFT)))
+    return [pfns] if pfns else []
+
+
+def _without(frames: range | list[int], pfn: int) -> range | list[int]:
+    """The frames but `pfn` (the arena's shared page, which a free leaves alone)."""
+    if pfn not in frames:
+        return frames
+    if isinstance(frames, range):
+        return [*frames[:pfn - frames.start], *frames[pfn - frames.start + 1:]]
+    return [f for f in frames if f != pfn]
 
 
 def _round_up_4g(value: int) -> int:
@@ -247,19 +292,18 @@ class Arena:
         """What a freed page's PTE becomes: none, or under map-always the garbage page again."""
         return mk_pte(self.garbage_pfn, PAGE_KERNEL) if self.garbage_pfn is not None else 0
 
-    def _clear_ptes(self, va: int, page_cnt: int, value: int = 0) -> list[int]:
+    def _clear_ptes(self, va: int, page_cnt: int, value: int = 0) -> list[range | list[int]]:
         """Set the PTEs of a range to `value` (none), one table at a time; returns the frames
-        they mapped, the arena's shared scratch or garbage page excepted."""
-        frames: list[int] = []
+        they mapped, a group per table, the arena's shared scratch or garbage page excepted."""
+        frames: list[range | list[int]] = []
         for start, n in _table_runs(va, page_cnt):
             ptes = self.mm.pgtables.get_ptes(start, n)
             if any(ptes) or value:
-                present = compress(ptes, map(operator.and_, ptes, repeat(_PAGE_PRESENT)))
-                frames += map(operator.rshift, map(operator.and_, present, repeat(PTE_PFN_MASK)), repeat(PAGE_SHIFT))
+                frames += _frame_runs(ptes)
                 self.mm.pgtables.set_ptes(start, array("Q", [value]) * n)
         for shared in (self.scratch_pfn, self.garbage_pfn):
-            if shared is not None and shared in frames:
-                frames = [pfn for pfn in frames if pfn != shared]
+            if shared is not None:
+                frames = [_without(group, shared) for group in frames]
         return frames
 
     def arena_map_free(self) -> None:

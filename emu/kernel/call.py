@@ -17,10 +17,15 @@ class CallResult:
     entry: str
     status: str
     ret: int | None = None
-    insns: int | None = 0  # None: the call ran without an instruction budget, uncounted
+    insns: int | None = 0  # None: not counted (no budget, or past the counted prefix of a call with none)
     faults: list[FaultEvent] = field(default_factory=list)
     oops: str | None = None
     error: str | None = None
+
+    @property
+    def after(self) -> str:
+        """How many instructions the call ran, for text output: a number only when counted."""
+        return "after an uncounted number of instructions" if self.insns is None else f"after {self.insns} instructions"
 
     @property
     def ret_signed(self) -> int | None:

@@ -9,6 +9,7 @@ table and the BPF subsystem are handed to it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -66,6 +67,11 @@ from .lines import LineTable
 _CLEARED_AT_CALL = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
                     "r15", "rbp")
 
+# A call with no budget of its own counts this many instructions, exactly, then runs on uncounted
+# at full speed: a short call reports its count, a long one does not pay for counting (Unicorn's
+# count is a C callback per instruction, a tenth of its free speed).
+COUNTED_PREFIX = 100_000
+
 # Unicorn's error when a translation names memory beyond guest RAM, and the access it was.
 _UNMAPPED = {unicorn.UC_ERR_READ_UNMAPPED: 0, unicorn.UC_ERR_WRITE_UNMAPPED: X86_PF_WRITE,
              unicorn.UC_ERR_FETCH_UNMAPPED: X86_PF_INSTR}
@@ -79,8 +85,12 @@ class CallState:
     pending: FaultEvent | None = None  # a restarted instruction not yet seen again
     after_stop: tuple[FaultEvent, Decision] | None = None  # a bad access decided in a memory hook
     kfunc_error: str | None = None  # a native kfunc refused to go on
-    budget: int = 0
+    budget: int | None = 0  # None: COUNTED_PREFIX counted, then a time limit; 0: none counted
     used: int = 0  # of the budget
+    counted: bool = True  # every instruction of the call so far was counted: `insns` is exact
+    deadline: float = 0.0  # time.monotonic() at which this resume's time limit runs out
+    watch_deadline: bool = False  # the hooks look at the clock (a counted start, which has no timer)
+    timed_out: bool = False  # a hook found the deadline passed and stopped the run
     stop: str | None = None  # why a debugger stop happened (a breakpoint, a caught fault, an interrupt)
     held: tuple[FaultEvent, Decision | None] | None = None  # a fault caught before its handler ran (or applied)
     # a native kfunc stopped at a preemption point: (kfunc, body, slot)
@@ -91,7 +101,8 @@ class CallState:
 
 class Executor:
     def __init__(self, cpus: int, memory: KernelMemory, kallsyms: Kallsyms, extable: ExceptionTable,
-                 lines: LineTable, orc: OrcTable, bpf: BpfSubsystem, comm: str, budget: int, time_limit: float):
+                 lines: LineTable, orc: OrcTable, bpf: BpfSubsystem, comm: str, budget: int | None,
+                 time_limit: float):
         self.memory, self.kallsyms, self.extable, self.lines, self.bpf = memory, kallsyms, extable, lines, bpf
         self.orc = orc
         self.comm, self.budget, self.time_limit = comm, budget, time_limit
@@ -209,7 +220,7 @@ class Executor:
         if len(args) > len(ARG_REGS):
             raise EmuError(f"at most {len(ARG_REGS)} arguments are passed in registers, got {len(args)}")
         budget = self.budget if budget is None else budget
-        if budget < 0:
+        if budget is not None and budget < 0:
             raise EmuError(f"the instruction budget must be positive (or 0 for none), not {budget}")
         addr, name = locate(entry)
         c = self.cpus[cpu]
@@ -217,7 +228,8 @@ class Executor:
         self.memory.mem.write_u64(self.memory.pgtables.translate_mapped(rsp), CALL_RETURN_ADDR)  # stack, not code
         c.set_regs(dict.fromkeys(_CLEARED_AT_CALL, 0) | dict(zip(ARG_REGS, args, strict=False))
                    | {"rsp": rsp, "rflags": 0x2, "rip": addr})
-        self.call_state = self.calls[cpu] = CallState(c, CallResult(name, STOPPED), budget=budget)
+        self.call_state = self.calls[cpu] = CallState(c, CallResult(name, STOPPED), budget=budget,
+                                                      counted=budget != 0)
         self.results[cpu] = self.call_state.result
         return self.call_state.result
 
@@ -265,6 +277,13 @@ class Executor:
             if count is not None or state.result.status != STOPPED:
                 return self._settle(state)
             state.stop = None
+        state.deadline = time.monotonic() + self.time_limit
+        if state.budget is None and count is None and state.counted:
+            if state.used < COUNTED_PREFIX:
+                self._run(state, state.cpu.reg("rip"), COUNTED_PREFIX - state.used, stepping=True, timed=True)
+                if state.result.status != STOPPED or state.stop is not None or state.held is not None:
+                    return self._settle(state)
+            self._stop_counting(state)
         if not state.budget:  # no instruction budget: a wall-clock limit stops a runaway
             self._run(state, state.cpu.reg("rip"), count, stepping=count is not None)
             return self._settle(state)
@@ -272,6 +291,17 @@ class Executor:
         limit = left if count is None else min(count, left)
         self._run(state, state.cpu.reg("rip"), limit, stepping=limit < left)
         return self._settle(state)
+
+    def _stop_counting(self, state: CallState) -> None:
+        """A call with no budget of its own ran through its counted prefix: it goes on uncounted.
+        A restarted instruction not seen again yet is judged where the count ends, the last
+        point at which it can be."""
+        state.counted = False
+        if state.pending is not None:
+            c = state.cpu
+            state.pending.retry = observe_retry(state.pending, Observation(
+                rip=c.reg("rip"), started=state.started_base, rcx=c.reg("rcx"), fault_address=None))
+            state.pending = None
 
     def interrupt(self, why: str = "interrupted") -> None:
         """Stop the running call at its next instruction (Ctrl-C, a breakpoint's hook)."""
@@ -292,7 +322,7 @@ class Executor:
 
     def _settle(self, state: CallState) -> CallResult:
         result = state.result
-        result.insns = state.started_base if state.budget else None
+        result.insns = state.started_base if state.counted else None
         if result.status != STOPPED:
             c = state.cpu
             if state.pending is not None:
@@ -314,18 +344,25 @@ class Executor:
         if state.result.status != OOPS and event.action == RESTART:
             self._run(state, c.reg("rip"), 1, stepping=True)
 
-    def _run(self, state: CallState, begin: int, limit: int | None, stepping: bool) -> None:
+    def _run(self, state: CallState, begin: int, limit: int | None, stepping: bool, timed: bool = False) -> None:
         """Run slices until the call returns, oopses or stops; `limit` None: no instruction
-        count at all (Unicorn then runs at full speed, and the time limit stops a runaway)."""
+        count at all (Unicorn then runs at full speed, and the time limit stops a runaway).
+        `timed`: the time limit holds for a counted run too: a counted start, whose hundred
+        thousand instructions may each take a fault. There the hooks look at the clock, since
+        Python runs only in them, and a timer thread would cost every short call its start-up
+        (about 0.2 ms, as much as the call)."""
         c, result = state.cpu, state.result
         remaining = limit
+        state.watch_deadline = timed and remaining is not None
         while True:
-            error = None
+            error, fired = None, False
+            state.timed_out = False
             try:
-                c.run(begin, CALL_RETURN_ADDR, remaining or 0,
-                      timeout_us=int(self.time_limit * 1e6) if remaining is None else 0)
+                fired = c.run(begin, CALL_RETURN_ADDR, remaining or 0, time_limit=0.0 if remaining is not None
+                                  else max(1e-6, state.deadline - time.monotonic()))
             except unicorn.UcError as e:
                 error = e
+            timed_out = fired or state.timed_out
             started = c.exc.instructions_started
             used = started if remaining is None else min(started, remaining)
             state.used += used
@@ -364,13 +401,17 @@ class Executor:
                 result.status, result.ret = RETURNED, c.reg("rax")
                 break
             state.started_base -= started - used
-            if state.stop is not None or state.held is not None or stepping:
+            if state.stop is not None or state.held is not None or (stepping and not timed_out):
                 result.status = STOPPED
                 break
             result.status = BUDGET
-            result.error = (f"instruction budget of {state.budget} exhausted" if state.budget else
-                            f"no instruction budget, and the time limit of {self.time_limit:g} s ran out") + \
-                f" at {rip:#x} <{self.symbolize(rip)}>"
+            if timed_out or not state.budget:
+                past = f" past the first {COUNTED_PREFIX:,} instructions" if not (state.counted or state.budget == 0) \
+                    else ""
+                why = f"no instruction budget{past}, and the time limit of {self.time_limit:g} s ran out"
+            else:
+                why = f"instruction budget of {state.budget} exhausted"
+            result.error = f"{why} at {rip:#x} <{self.symbolize(rip)}>"
             break
 
     # -- native kfuncs --------------------------------------------------------
@@ -404,6 +445,14 @@ class Executor:
                 c.uc.emu_stop()
             return
         self._kfunc_return(c, k, value)
+        self._check_deadline(c)
+
+    def _check_deadline(self, c: CPU) -> None:
+        """In a counted start, after a hook's work: stop the run if the time limit ran out."""
+        state = self._running
+        if state.watch_deadline and time.monotonic() > state.deadline:
+            state.timed_out = True
+            c.uc.emu_stop()
 
     def _kfunc_return(self, c: CPU, k: NativeKfunc, value: int | None) -> None:
         result = k.result(value)
@@ -504,6 +553,7 @@ class Executor:
             self._hold(c, event, decision)
             return
         self._apply(c, event, decision)
+        self._check_deadline(c)
 
     def _hold(self, c: CPU, event: FaultEvent, decision: Decision | None) -> None:
         self._running.held = (event, decision)

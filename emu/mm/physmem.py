@@ -10,9 +10,9 @@ from __future__ import annotations
 import ctypes
 import enum
 import mmap
-import operator
 import struct
 from collections import deque
+from collections.abc import Iterable
 from itertools import repeat
 
 from ..errors import EmuError
@@ -40,6 +40,15 @@ class OutOfMemory(EmuError):
 
 
 MAX_RAM = 64 << 30  # a frame-kind byte per page is kept: 16 MiB of bookkeeping at most
+
+
+def _name_the_bad_frame(kinds: bytearray, pfns: Iterable[int]) -> None:
+    """Raise for the first frame of `pfns` that free_frame() would refuse."""
+    seen: set[int] = set()
+    for pfn in pfns:
+        if not 0 < pfn < len(kinds) or kinds[pfn] == FrameKind.FREE or pfn in seen:
+            raise EmuError(f"freeing frame {pfn:#x} that is not allocated")
+        seen.add(pfn)
 
 
 class PhysMem:
@@ -93,20 +102,27 @@ class PhysMem:
         self._kinds[start:start + fresh] = bytes([kind]) * fresh
         return reused + list(range(start, start + fresh))
 
-    def free_frames(self, pfns: list[int]) -> None:
-        """free_frame() on each, checked all at once: a whole arena's pages are freed in one call."""
-        if not pfns:
-            return
+    def free_frames(self, groups: list[range | list[int]]) -> None:
+        """free_frame() on every frame of each group, checked and freed a group at a time: a
+        run of consecutive frames (a range) with slice operations, a list with a few bulk
+        ones; a whole arena's pages go in one call. A frame not allocated, or freed twice, is
+        named as free_frame() names it, and nothing of its group is freed."""
         kinds = self._kinds
-        if min(pfns) <= 0 or max(pfns) >= self.nr_frames or len(set(pfns)) != len(pfns) or \
-                FrameKind.FREE in (operator.itemgetter(*pfns)(kinds) if len(pfns) > 1 else (kinds[pfns[0]],)):
-            for pfn in pfns:  # find the culprit, as free_frame() names it
-                self.free_frame(pfn)
-        if pfns[-1] - pfns[0] + 1 == len(pfns) and pfns == list(range(pfns[0], pfns[-1] + 1)):
-            kinds[pfns[0]:pfns[-1] + 1] = bytes([FrameKind.FREE]) * len(pfns)  # one run, as alloc gave it
-        else:
-            deque(map(kinds.__setitem__, pfns, repeat(FrameKind.FREE)), maxlen=0)
-        self._free += pfns
+        for group in groups:
+            if not group:
+                continue
+            if isinstance(group, range):
+                bad = group.start <= 0 or group.stop > self.nr_frames or FrameKind.FREE in kinds[group.start:group.stop]
+            else:
+                bad = min(group) <= 0 or max(group) >= self.nr_frames or len(set(group)) != len(group) or \
+                    FrameKind.FREE in bytes(map(kinds.__getitem__, group))
+            if bad:
+                _name_the_bad_frame(kinds, group)
+            if isinstance(group, range):
+                kinds[group.start:group.stop] = bytes(len(group))  # FrameKind.FREE
+            else:
+                deque(map(kinds.__setitem__, group, repeat(FrameKind.FREE)), maxlen=0)
+            self._free += group
 
     def free_frame(self, pfn: int) -> None:
         if not 0 < pfn < self.nr_frames or self._kinds[pfn] == FrameKind.FREE:

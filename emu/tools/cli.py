@@ -21,7 +21,17 @@ from ..bpf.elf import is_bpf_object
 from ..bpf.stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
 from ..corpus import bpf_prog, source_candidates
 from ..errors import AsmError, EmuError
-from ..machine import BUDGET, DEFAULT_BUDGET, DEFAULT_RAM, OOPS, RETURNED, CallResult, Machine
+from ..machine import (
+    BUDGET,
+    COUNTED_PREFIX,
+    DEFAULT_BUDGET,
+    DEFAULT_RAM,
+    DEFAULT_TIME_LIMIT,
+    OOPS,
+    RETURNED,
+    CallResult,
+    Machine,
+)
 from ..mm.layout import MASK64
 from ..policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from ..policy import OOPS as OOPS_POLICY
@@ -55,6 +65,10 @@ def _size(text: str) -> int:
     if value <= 0 or value % 4096:
         raise argparse.ArgumentTypeError(f"size must be a positive multiple of 4096: '{text}'")
     return value
+
+
+BUDGET_HELP = (f"count every instruction and stop at N (default: count the first {COUNTED_PREFIX:,}, then run "
+               f"uncounted at full speed under a {DEFAULT_TIME_LIMIT:g} s time limit; 0: count none)")
 
 
 def _budget(text: str) -> int:
@@ -95,8 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--map", action="append", default=[], metavar="ADDR[,SIZE]",
                      help="back ADDR (page-aligned) with zeroed writable pages first, SIZE bytes rounded up to "
                           "whole pages (default one page; repeatable)")
-    run.add_argument("--budget", type=_budget, default=DEFAULT_BUDGET, metavar="N",
-                     help=f"instruction budget (default {DEFAULT_BUDGET}; 0: none, a time limit instead)")
+    run.add_argument("--budget", type=_budget, metavar="N", help=BUDGET_HELP)
     run.add_argument("--ram", type=_size, default=DEFAULT_RAM, metavar="SIZE", help="guest RAM (default 64M)")
     run.add_argument("--syntax", choices=("att", "intel"), default="att", help="assembly syntax (default att)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
@@ -110,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     debug.add_argument("--entry", required=True, metavar="SYM", help="function to call")
     debug.add_argument("--arg", action="append", default=[], metavar="N", help="argument (repeat, up to 6)")
     debug.add_argument("--budget", type=_budget, default=DEFAULT_BUDGET, metavar="N",
-                       help=f"instruction budget (default {DEFAULT_BUDGET}; 0: none, a time limit instead)")
+                       help=f"instruction budget (default {DEFAULT_BUDGET}; the debugger counts every instruction)")
     debug.add_argument("--syntax", choices=("att", "intel"), default="att", help="assembly syntax")
     debug.add_argument("-x", dest="script", metavar="FILE", help="run the commands in FILE first")
     debug.add_argument("-ex", dest="commands", action="append", default=[], metavar="CMD",
@@ -281,11 +294,11 @@ def _print_result(result: CallResult, args: list[int]) -> None:
     for event in result.faults:
         print(event.story())
     if result.status == RETURNED:
-        print(f"returned {result.ret:#x} ({result.ret_signed}) after {result.insns} instructions, "
+        print(f"returned {result.ret:#x} ({result.ret_signed}) {result.after}, "
               f"{len(result.faults)} fault(s)")
     elif result.status == OOPS:
         print(result.oops)
-        print(f"oops after {result.insns} instructions")
+        print(f"oops {result.after}")
     else:
         print(f"stopped: {result.error}")
 

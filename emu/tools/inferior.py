@@ -318,7 +318,7 @@ class Inferior:
         reason = self._stop_reason
         who = f"CPU {self.current}" if len(self.m.cpus) > 1 else "Inferior 1"
         if result.status == RETURNED:
-            out.append(f"[{who} returned {result.ret:#x} ({result.ret_signed}) after {result.insns} instructions]")
+            out.append(f"[{who} returned {result.ret:#x} ({result.ret_signed}) {result.after}]")
             return out
         if result.status == OOPS:
             out.append(result.oops)
