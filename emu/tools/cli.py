@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import __version__
 from ..asm.exprs import ExprError, evaluate
 from ..bpf.stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
-from ..corpus import bpf_prog, source_candidates
+from ..corpus import bpf_prog, source_candidates, stub
 from ..errors import AsmError, EmuError
 from ..machine import BUDGET, DEFAULT_BUDGET, DEFAULT_RAM, OOPS, RETURNED, CallResult, Machine
 from ..mm.layout import MASK64
@@ -29,6 +29,7 @@ from .conformance import parse_hex, run_plugin
 from .debugger import Debugger
 from .explore import Entry, Schedule, explore, sample, schedules
 from .explore import Scenario as SmpScenario
+from .loading import is_bpf_object
 from .repl import Session, banner, use_color
 from .scenario import load_scenarios
 from .symfile import write_symbol_file
@@ -271,7 +272,7 @@ def _print_result(result: CallResult, args: list[int]) -> None:
 def _cmd_run(ns: argparse.Namespace) -> int:
     m = Machine(ram=ns.ram, budget=ns.budget, policy=Policy.parse(ns.policy, ns.knob))
     files = _sources(ns.files)
-    objects = [f for f in files if _is_bpf_object(f)]
+    objects = [f for f in files if is_bpf_object(f)]
     m.load(*[f for f in files if f not in objects], syntax=ns.syntax)
     _map_args(m, ns.map)
     if objects:
@@ -295,19 +296,9 @@ def _names_bpf_object(name: str) -> bool:
     if name.endswith(".bpf.c"):
         return True
     try:
-        return any(_is_bpf_object(str(c)) for c in source_candidates(name) if c.is_file())
+        return any(is_bpf_object(str(c)) for c in source_candidates(name) if c.is_file())
     except EmuError:
         return False
-
-
-def _is_bpf_object(path: str) -> bool:
-    """An ELF file for EM_BPF (247): what clang -target bpf makes."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(20)
-    except OSError:
-        return False
-    return head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 247
 
 
 def _run_bpf_object(ns: argparse.Namespace, m: Machine, objects: list[str]) -> int:
@@ -359,8 +350,10 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     runs = []
     for policy in (SCRATCH, OOPS_POLICY):
         m = Machine(policy=policy)
-        m.load(bpf_prog("scratch.S"))
-        runs.append((m, m.call("arena_arg_unpopulated"), _read_streams(m, "arena_arg_unpopulated")))
+        m.load(stub("arena_kfuncs.S"))
+        obj = m.load_bpf(bpf_prog("scratch.bpf.o"))  # shipped built: the demo needs no compiler
+        result: CallResult = obj.run("arena_arg_unpopulated")
+        runs.append((m, result, _read_streams(m, "arena_arg_unpopulated")))
     if ns.json:
         print(json.dumps([dict(r.to_json(), policy=str(m.policy), streams=st) for m, r, st in runs], indent=2))
         return 0

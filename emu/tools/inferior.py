@@ -25,6 +25,7 @@ from ..x86.decode import disasm, disasm_one
 from ..x86.fault import Decision
 from ..x86.pgtable import flag_names, pte_pfn, pte_present
 from ..x86.traps import X86_TRAP_PF
+from .loading import load_files
 
 SLICE = 200_000  # instructions run between checks for Ctrl-C during `continue`
 GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
@@ -110,7 +111,7 @@ class Inferior:
         if hasattr(self, "m"):
             self.m.close()  # `run` again: the old machine's engines go now, not at the next collection
         self.m = Machine(policy=self.policy, cpus=self.ncpus, budget=self.budget or DEFAULT_BUDGET)
-        self.m.load(*self.files, syntax=self.syntax)
+        load_files(self.m, self.files, self.syntax)
         scope = self._scope()
         try:
             args = [evaluate(a, scope) for a in self.arg_exprs]

@@ -1,0 +1,33 @@
+"""What the files named to `run`, `debug`, `explore` or a scenario become in a machine: the kernel
+code (assembly, x86-64 objects) linked as one unit first, then at most one BPF object, loaded as
+libbpf loads it, whose programs are then called by name like any function."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..bpf.object_load import LoadedObject
+from ..errors import EmuError
+from ..machine import Machine
+
+EM_BPF = 247
+
+
+def is_bpf_object(path: str) -> bool:
+    """An ELF file for EM_BPF: what clang -target bpf makes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return False
+    return head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == EM_BPF
+
+
+def load_files(m: Machine, paths: Sequence[str], syntax: str = "att") -> LoadedObject | None:
+    """Load the kernel files, then the BPF object if one is named (after them: its kfuncs resolve
+    against them); returns the object."""
+    objects = [p for p in paths if is_bpf_object(p)]
+    if len(objects) > 1:
+        raise EmuError(f"one BPF object at a time, not {len(objects)}: {', '.join(objects)}")
+    m.load(*(p for p in paths if p not in objects), syntax=syntax)
+    return m.load_bpf(objects[0]) if objects else None
