@@ -29,7 +29,7 @@ from .conformance import parse_hex, run_plugin
 from .debugger import Debugger
 from .explore import Entry, Schedule, explore, sample, schedules
 from .explore import Scenario as SmpScenario
-from .loading import is_bpf_object
+from .loading import built, is_bpf_object
 from .repl import Session, banner, use_color
 from .scenario import load_scenarios
 from .symfile import write_symbol_file
@@ -229,14 +229,7 @@ def _arguments(m: Machine, args: list[str]) -> list[int]:
 def _sources(files: list[str]) -> list[str]:
     """The files as named, or the shipped bpf_progs/ and kernel_stubs/ copies of them; C is built
     first: a BPF program (`.bpf.c`) for the BPF target, kernel C (`.c`) with the kernel's flags."""
-    out = []
-    for f in files:
-        path = str(next((c for c in source_candidates(f) if c.is_file()), f))
-        if path.endswith(".bpf.c"):
-            out.append(str(build_bpf(path)))
-        else:
-            out.append(str(build_kernel(path)) if path.endswith(".c") else path)
-    return out
+    return [built(str(next((c for c in source_candidates(f) if c.is_file()), f))) for f in files]
 
 
 def _read_streams(m: Machine, entry: str) -> dict[str, str] | None:

@@ -1,6 +1,6 @@
-"""What the files named to `run`, `debug`, `explore` or a scenario become in a machine: the kernel
-code (assembly, x86-64 objects) linked as one unit first, then at most one BPF object, loaded as
-libbpf loads it, whose programs are then called by name like any function."""
+"""What the files named to `run`, `debug`, `explore`, a scenario or the plugin's `load` become in a
+machine: C built first, the kernel code (assembly, x86-64 objects) linked as one unit, then at most
+one BPF object, loaded as libbpf loads it, whose programs are then called by name like any function."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from ..bpf.object_load import LoadedObject
 from ..errors import EmuError
 from ..machine import Machine
+from .build import build_bpf, build_kernel
 
 EM_BPF = 247
 
@@ -21,6 +22,14 @@ def is_bpf_object(path: str) -> bool:
     except OSError:
         return False
     return head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == EM_BPF
+
+
+def built(path: str) -> str:
+    """The file to load for `path`: a BPF program in C (`.bpf.c`) built for the BPF target, kernel C
+    (`.c`) with the kernel's flags, anything else as it is (each build cached by content)."""
+    if path.endswith(".bpf.c"):
+        return str(build_bpf(path))
+    return str(build_kernel(path)) if path.endswith(".c") else path
 
 
 def load_files(m: Machine, paths: Sequence[str], syntax: str = "att") -> LoadedObject | None:
