@@ -29,7 +29,7 @@ from ..bpf.btf_ext import BPF_INSN_SZ
 from ..bpf.object_file import BpfObject
 from ..corpus import corpus_dir
 from ..errors import EmuError
-from .build import BPF_CFLAGS, INCLUDE, bpf_compiler, build_bpf
+from .build import BPF_CFLAGS, INCLUDE, Compiler, bpf_compiler, build_bpf
 
 MANIFEST = "objects.json"
 
@@ -40,7 +40,7 @@ class Provenance:
 
     source: str  # sha256 of NAME.bpf.c, then of each shipped header
     flags: tuple[str, ...]
-    compiler: str  # the compiler's version line
+    compiler: str  # which compiler and its version line
     object: str  # sha256 of NAME.bpf.o
 
     def to_json(self) -> dict:
@@ -95,7 +95,7 @@ def rebuild(folder: Path) -> dict[str, Provenance]:
     manifest = {}
     for src in sources(folder):
         obj = build(src, object_of(src))
-        manifest[obj.name] = Provenance(source_digest(src), BPF_CFLAGS, compiler.version, _digest(obj))
+        manifest[obj.name] = Provenance(source_digest(src), BPF_CFLAGS, _identity(compiler), _digest(obj))
     (folder / MANIFEST).write_text(json.dumps({k: v.to_json() for k, v in manifest.items()}, indent=2) + "\n")
     return manifest
 
@@ -120,6 +120,11 @@ def stale_without_compiler(folder: Path) -> list[str]:
     return problems
 
 
+def _identity(compiler: Compiler) -> str:
+    """The compiler as the manifest names it: zig's clang and a clang of the same version may differ."""
+    return f"{compiler.name}: {compiler.version}"
+
+
 def section_bytes(path: Path) -> dict[str, bytes]:
     with open(path, "rb") as f:
         return {s.name: s.data() for s in ELFFile(f).iter_sections() if s.header.sh_type != "SHT_NOBITS"}
@@ -136,12 +141,12 @@ def stale_against_compiler(folder: Path) -> list[str]:
         for src in sources(folder):
             fresh = build(src, Path(tmp) / object_of(src).name)
             got = manifest.get(fresh.name)
-            if got is None or got.compiler != compiler.version or not object_of(src).is_file():
+            if got is None or got.compiler != _identity(compiler) or not object_of(src).is_file():
                 continue
             old, new = section_bytes(object_of(src)), section_bytes(fresh)
             differ = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
             if differ:
-                problems.append(f"{object_of(src)}: stale, {compiler.version} now builds other bytes in "
+                problems.append(f"{object_of(src)}: stale, {_identity(compiler)} now builds other bytes in "
                                 f"{', '.join(differ)}")
     return problems
 
