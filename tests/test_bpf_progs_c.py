@@ -189,3 +189,22 @@ def test_the_free_race_in_c_loses_the_store_to_the_released_frame():
     assert outcome.cpus == (("returned", 0), ("returned", 0), ("returned", 0))
     assert (outcome.reports, outcome.probe) == (0, 0)  # CPU 2 stored 7, the new page reads 0
     assert m.mem.read_u64(old << 12) == 7 and m.mem.kind(old) == FrameKind.FREE  # the 7 went to the freed page
+
+
+def test_the_debugger_stops_at_a_c_line_of_a_shipped_object_and_steps_into_its_kfunc():
+    from emu.tools.debugger import Debugger
+
+    d = Debugger([stub("arena_kfuncs.S"), bpf_prog("off_by_one.bpf.o")], "off_by_one")
+    d.execute("set context off")
+    call = line("off_by_one", "last = bpf_kfunc_arena_read_u64(")
+    start = d.m.line_addresses("off_by_one.bpf.c", call)[0]
+    assert d.execute(f"break off_by_one.bpf.c:{call}") == f"Breakpoint 1 at {start:#x}: file off_by_one.bpf.c, " \
+        f"line {call}."
+    d.execute("continue")
+    assert d.cpu.reg("rip") == start and len(d.m.events) == 1  # the store to the third page, skipped
+    assert d.execute("step") == "13\t\tpush\t%rbp"
+    frames = d.execute("bt").splitlines()
+    assert frames[0] == f"#0  {d.m.symbol('bpf_kfunc_arena_read_u64'):#018x} in bpf_kfunc_arena_read_u64+0x0/0x10 () " \
+        "at arena_kfuncs.S:13"
+    assert re.fullmatch(rf"#1  0x[0-9a-f]{{16}} in bpf_prog_[0-9a-f]{{16}}_off_by_one\+0x[0-9a-f]+/0x[0-9a-f]+ \(\) "
+                        rf"at off_by_one\.bpf\.c:{call}", frames[1])

@@ -35,6 +35,8 @@ from .scenario import load_scenarios
 from .symfile import write_symbol_file
 
 EXIT = {RETURNED: 0, OOPS: 1, "error": 2, BUDGET: 3}
+FILES_HELP = ("kernel code (.S, x86-64 .o, kernel .c: built first), then at most one BPF object (.bpf.o, or its "
+              ".bpf.c: built first)")
 
 
 def _int(text: str) -> int:
@@ -82,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="assemble files, call a function, print what happened",
                          description="Assemble FILEs as one link, call ENTRY with integer arguments in the "
                                      "SysV registers, and run it to its return, an oops, or the budget.")
-    run.add_argument("files", nargs="+", metavar="FILE", help="assembly source (.S)")
+    run.add_argument("files", nargs="+", metavar="FILE", help=FILES_HELP)
     run.add_argument("--entry", metavar="SYM", help="function to call (a BPF object's programs run with --prog)")
     run.add_argument("--prog", action="append", default=[], metavar="NAME",
                      help="with a BPF object (.bpf.o): a program to run as BPF_PROG_TEST_RUN runs it, in order "
@@ -105,8 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                            description="Assemble FILEs, set up a call to ENTRY and stop at its first instruction. "
                                        "Commands come from -x FILE and -ex CMD first, then from the terminal "
                                        "(or standard input, when it is not one).")
-    debug.add_argument("files", nargs="+", metavar="FILE", help="assembly source (.S)")
-    debug.add_argument("--entry", required=True, metavar="SYM", help="function to call")
+    debug.add_argument("files", nargs="+", metavar="FILE", help=FILES_HELP)
+    debug.add_argument("--entry", required=True, metavar="SYM", help="function to call (or a BPF object's program)")
     debug.add_argument("--arg", action="append", default=[], metavar="N", help="argument (repeat, up to 6)")
     debug.add_argument("--budget", type=_budget, default=DEFAULT_BUDGET, metavar="N",
                        help=f"instruction budget (default {DEFAULT_BUDGET}; 0: none, a time limit instead)")
@@ -133,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
                                          "every schedule of up to --bound steps (or --samples random ones), and "
                                          "print each distinct outcome with a schedule that replays it. "
                                          "--schedule runs one schedule and prints its faults.")
-    explore.add_argument("files", nargs="+", metavar="FILE", help="assembly source (.S)")
+    explore.add_argument("files", nargs="+", metavar="FILE", help=FILES_HELP)
     explore.add_argument("--cpus", type=_positive, default=2, metavar="N", help="CPUs (default 2)")
     for i in range(8):
         explore.add_argument(f"--entry{i}", metavar="SYM",
