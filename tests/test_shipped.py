@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from bpf_build import build
 
+from emu.errors import EmuError
 from emu.tools import shipped
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +61,7 @@ def test_the_same_compiler_builds_the_shipped_bytes():
 
 def test_an_object_the_recorded_compiler_no_longer_builds_is_named_with_its_sections(copy):
     build("use_after_free")
-    compiler = shipped._identity(shipped.bpf_compiler())
+    compiler = shipped.compiler_identity(shipped.bpf_compiler())
     manifest = json.loads((copy / "objects.json").read_text())
     manifest["scratch.bpf.o"]["compiler"] = compiler  # as if this compiler had built what follows
     (copy / "objects.json").write_text(json.dumps(manifest))
@@ -86,3 +87,11 @@ def test_demo_and_compare_run_the_shipped_objects_with_no_compiler(tmp_path):
                              text=True, env=env, cwd=tmp_path, timeout=120)
     assert compare.returncode == 0, compare.stderr
     assert "lost-write                 write lost, 2 reports" in compare.stdout
+
+
+def test_a_removed_source_and_a_broken_manifest_are_named(copy):
+    (copy / "smp.bpf.c").unlink()
+    assert shipped.stale_without_compiler(copy) == [f"{copy}/smp.bpf.o: in objects.json but its source is gone"]
+    (copy / "objects.json").write_text("[1]")
+    with pytest.raises(EmuError, match=rf"^cannot read {copy}/objects.json: "):
+        shipped.stale_without_compiler(copy)

@@ -85,7 +85,7 @@ def read_manifest(folder: Path) -> dict[str, Provenance]:
     try:
         doc = json.loads(path.read_text())
         return {name: Provenance(e["source"], tuple(e["flags"]), e["compiler"], e["object"]) for name, e in doc.items()}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise EmuError(f"cannot read {path}: {e}") from None
 
 
@@ -95,7 +95,7 @@ def rebuild(folder: Path) -> dict[str, Provenance]:
     manifest = {}
     for src in sources(folder):
         obj = build(src, object_of(src))
-        manifest[obj.name] = Provenance(source_digest(src), BPF_CFLAGS, _identity(compiler), _digest(obj))
+        manifest[obj.name] = Provenance(source_digest(src), BPF_CFLAGS, compiler_identity(compiler), _digest(obj))
     (folder / MANIFEST).write_text(json.dumps({k: v.to_json() for k, v in manifest.items()}, indent=2) + "\n")
     return manifest
 
@@ -120,7 +120,7 @@ def stale_without_compiler(folder: Path) -> list[str]:
     return problems
 
 
-def _identity(compiler: Compiler) -> str:
+def compiler_identity(compiler: Compiler) -> str:
     """The compiler as the manifest names it: zig's clang and a clang of the same version may differ."""
     return f"{compiler.name}: {compiler.version}"
 
@@ -141,12 +141,12 @@ def stale_against_compiler(folder: Path) -> list[str]:
         for src in sources(folder):
             fresh = build(src, Path(tmp) / object_of(src).name)
             got = manifest.get(fresh.name)
-            if got is None or got.compiler != _identity(compiler) or not object_of(src).is_file():
+            if got is None or got.compiler != compiler_identity(compiler) or not object_of(src).is_file():
                 continue
             old, new = section_bytes(object_of(src)), section_bytes(fresh)
             differ = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
             if differ:
-                problems.append(f"{object_of(src)}: stale, {_identity(compiler)} now builds other bytes in "
+                problems.append(f"{object_of(src)}: stale, {compiler_identity(compiler)} now builds other bytes in "
                                 f"{', '.join(differ)}")
     return problems
 
