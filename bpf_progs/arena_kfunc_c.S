@@ -1,7 +1,7 @@
 /*
- * BPF programs calling the C kfuncs of kernel_stubs/arena_kfuncs_c.c, as
- * arena_kfunc.S calls the assembly ones: load the built object beside this file
- * (`arena-emu run kernel_stubs/arena_kfuncs_c.c bpf_progs/arena_kfunc_c.S ...`).
+ * BPF programs calling the C kfuncs of kernel_stubs/arena_kfuncs_c.c (`arena-emu run
+ * kernel_stubs/arena_kfuncs_c.c bpf_progs/arena_kfunc_c.S ...`). Kept beside arena_kfunc_c.bpf.c:
+ * the kernel-C and gdb symbol-file tests step through and name this exact code.
  */
 	BPF_ARENA(arena, 16)
 	BPF_KSYM(bpf_kfunc_c_arena_read_u64)

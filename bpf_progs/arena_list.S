@@ -2,10 +2,10 @@
  * A linked list in the arena, after tools/testing/selftests/bpf/progs/arena_list.c.
  * struct node { struct node __arena *next; u64 value; } - 16 bytes; `next`
  * holds a user-space pointer (cast_user), 0 ends the list, and a walk turns
- * each one back into an arena offset (cast_kern, a 32-bit mov).
- *
- * User space can build the list through its own mapping of the arena and
- * BPF walks it, as the selftest does; or arena_list_build() builds it.
+ * each one back into an arena offset (cast_kern, a 32-bit mov). User space can build
+ * the list through its own mapping of the arena and BPF walks it, as the selftest does.
+ * Kept beside arena_list.bpf.c: here arena_list_build(n) and arena_list_sum(head) take
+ * register arguments, as the README's and the plugin docs' examples call them.
  */
 	BPF_ARENA(arena, 16)
 

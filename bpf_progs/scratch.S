@@ -1,9 +1,9 @@
 /*
- * Kernel functions touching arena pages no one allocated, called from BPF
- * programs: the scenarios of the scratch-page work (dc11a4dba246, f64c723741c9)
- * and its hazards. Each program runs under every policy (`arena-emu compare`).
- *
- * Arena pointers handed to kfuncs are rebased as the verifier does for an
+ * Kernel functions touching arena pages no one allocated, called from BPF programs: the
+ * scenarios of the scratch-page work (dc11a4dba246, f64c723741c9) and its hazards. The demo
+ * and `compare` run scratch.bpf.c; this assembly stays because the debugger's, REPL's and gdb
+ * server's tests step through its exact instructions, and touch_pages(n) (bench/) takes a
+ * register argument. Arena pointers handed to kfuncs are rebased as the verifier does for an
  * *__arena argument: `mov %eXX, %eXX; add %r12, %rXX` (kern_vm_start + (u32)p).
  * Page k of the arena is at user address ARENA_USER_VM_START + k * 4096.
  */

@@ -1,9 +1,9 @@
 /*
- * Races between CPUs around the scratch page (DESIGN.md hazards 3 and 5),
- * one program per CPU. `arena-emu explore` interleaves them; the schedules
- * named in the comments reach the outcome each race is about.
- *
- * Pages: 1 for hazard 3, 2 for the double fault, 3 for the free race (three CPUs).
+ * Races between CPUs around the scratch page (DESIGN.md hazards 3 and 5), one program per
+ * CPU; pages 1 (hazard 3), 2 (the double fault), 3 (the free race, three CPUs). Kept beside
+ * smp.bpf.c because a schedule counts instructions (`2:7`, `1:11`): written by hand, these
+ * keep their counts for the README's `explore` examples and tests/test_smp.py.
+ * `arena-emu explore` interleaves them; the schedules in the comments reach each outcome.
  */
 	BPF_ARENA(arena, 16)
 	BPF_KSYM(bpf_kfunc_arena_read_u64)

@@ -1,9 +1,9 @@
 /*
  * The kernel's arena fault reports (tools/testing/selftests/bpf/progs/stream.c):
  * a load and a store at user_vm_start + 0x7fff, a page no one allocated, and
- * a store from a subprogram. Each access is fixed up by ex_handler_bpf() and
- * reported to the main program's stderr; the programs return 0.
- *
+ * a store from a subprogram, fixed up by ex_handler_bpf() and reported to the main
+ * program's stderr; the programs return 0. Kept beside stream.bpf.c as the JIT-style
+ * dialect's example (README, "BPF programs"), whose reports quote these lines.
  * As the x86 JIT emits them: R1 = rdi, R0 = rax, kern_vm_start in r12, and
  * every arena pointer a 32-bit offset (cast_kern is a 32-bit mov).
  */

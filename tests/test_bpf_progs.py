@@ -1,6 +1,5 @@
 """The programs in bpf_progs/: what the kernel does with each of their arena faults."""
 
-import pytest
 
 from emu import Machine
 from emu.bpf.stream import BPF_PROG_STREAM_ERROR_CNT, BPF_STDERR, BPF_STDOUT
@@ -75,33 +74,6 @@ def test_a_fault_in_a_subprogram_reports_to_the_main_program_with_both_frames():
     assert sub.streams[BPF_STDERR].pending() == 0  # the subprogram's own streams are not used
 
 
-def test_use_after_free_reads_zero():
-    m = loaded("arena_alloc.S")
-    r = m.call("alloc_write_free_read")
-    assert r.ret == 42 << 32  # 42 before the free, 0 after
-    [e] = r.faults
-    assert (e.address, e.error_code.access, e.cleared) == (m.arena.kern_vm_start + 0xFFFF_E000, "read", "rax")
-    assert "ERROR: Arena READ access at unmapped address 0xffffe000\n" in stderr(m, "alloc_write_free_read")
-    assert m.arena.rt.runs() == [(0, 2)]
-
-
-def test_accesses_just_outside_a_two_page_allocation_are_dropped_and_read_zero():
-    """verifier_arena.c basic_alloc2, with the arena at the top of its 4 GiB window."""
-    m = loaded("arena_alloc.S")
-    r = m.call("two_pages_and_outside")
-    assert r.ret == 0x0201_0000
-    kvm = m.arena.kern_vm_start
-    assert [(e.address - kvm, e.error_code.access, e.cleared) for e in r.faults] == [
-        (0xFFFF_DFFC, "write", None), (0x1_0000_0000, "write", None),
-        (0xFFFF_DFFC, "read", "rax"), (0x1_0000_0000, "read", "rdx")]
-    text = stderr(m, "two_pages_and_outside")
-    assert [line for line in text.splitlines() if line.startswith("ERROR")] == [
-        "ERROR: Arena WRITE access at unmapped address 0xffffdffc",
-        "ERROR: Arena WRITE access at unmapped address 0x100000000",
-        "ERROR: Arena READ access at unmapped address 0xffffdffc",
-        "ERROR: Arena READ access at unmapped address 0x100000000"]
-
-
 def test_a_list_built_and_walked_in_the_arena():
     m = loaded("arena_list.S")
     head = m.call("arena_list_build", 20).ret
@@ -118,37 +90,6 @@ def test_a_list_whose_next_pointer_leads_to_an_unallocated_page_ends_there():
     assert r.ret == 1 + 2
     assert [(e.address, e.cleared) for e in r.faults] == [
         (m.arena.kern_vm_start + 0x2620_5008, "rdx"), (m.arena.kern_vm_start + 0x2620_5000, "rbx")]
-
-
-@pytest.mark.parametrize("prog", ["atomic_add_unallocated", "atomic_xadd_unallocated"])
-def test_an_atomic_on_an_unallocated_page_is_a_write_and_clears_nothing(prog):
-    m = loaded("arena_atomics.S")
-    r = m.call(prog)
-    assert r.ret == 7
-    [e] = r.faults
-    assert (e.error_code.access, e.cleared, e.action) == ("write", None, "skip")
-    assert e.steps[0].startswith("a read-modify-write access: x86 reports it as a write")
-    assert stderr(m, prog).startswith("ERROR: Arena WRITE access at unmapped address 0x7f7d2620500")
-
-
-def test_a_kfunc_reads_an_arena_pointer_rebased_by_the_verifier():
-    m = loaded("arena_kfunc.S")
-    r = m.call("kfunc_read_allocated")
-    assert (r.status, r.ret, r.faults) == ("returned", 0x1234, [])
-
-
-def test_a_kfunc_fault_on_an_unallocated_arena_page_oopses_under_the_oops_policy():
-    m = loaded("arena_kfunc.S", policy="oops")
-    r = m.call("kfunc_read_unallocated")
-    kaddr = m.arena.kern_vm_start + 0x2620_1000
-    assert r.status == "oops"
-    assert r.oops.splitlines()[:3] == [
-        f"BUG: unable to handle page fault for address: {kaddr:016x}",
-        "#PF: supervisor read access in kernel mode",
-        "#PF: error_code(0x0000) - not-present page"]
-    assert "RIP: 0010:bpf_kfunc_arena_read_u64+0x4/0x10" in r.oops
-    assert f" {m.progs.by_name['kfunc_read_unallocated'].ksym}+0x24/0x28\n" in r.oops
-    assert stderr(m, "kfunc_read_unallocated") == ""  # no extable, no BPF report
 
 
 def test_the_stream_error_limit_stops_reports_after_512():

@@ -157,3 +157,17 @@ def test_run_gives_an_xdp_program_its_packet(capsys):
 
     code, out, _ = run(capsys, "run", str(build("xdp_parse")), "--data", "01 02 03 04", "--json")
     assert (code, json.loads(out)["ret"]) == (0, 2)
+
+
+def test_a_bpf_compile_error_is_the_compilers_own_with_status_2(capsys, tmp_path):
+    from bpf_build import build
+
+    build("use_after_free")  # skips only if no compiler exists at all
+    src = tmp_path / "bad.bpf.c"
+    src.write_text('#include "bpf_arena_common.h"\n\nSEC("syscall")\nint bad(void *ctx)\n'
+                   '{\n\treturn undefined_thing;\n}\n')
+    for argv in (["build", str(src)], ["run", str(src)]):
+        code, out, err = run(capsys, *argv)
+        assert (code, out) == (2, "")
+        assert err.startswith("bad.bpf.c:6:9: error: use of undeclared identifier 'undefined_thing'\n"), err
+        assert err.endswith("1 error generated.\n") and "Traceback" not in err

@@ -133,3 +133,19 @@ def test_x(load, request):
     line = out[out.index("MESSAGE"):].splitlines()[0]
     assert line.startswith("MESSAGE cannot read bpf_progs/nope.S: no such file (looked at bpf_progs/nope.S, ")
     assert line.count(", ") == 2 and line.endswith("/bpf_progs/nope.S)")
+
+
+def test_load_builds_c_and_gives_back_the_bpf_object(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))  # this tree's plugin
+    pytester.makepyfile(test_x='''
+from emu.testing import assert_fault_at
+
+def test_x(load):
+    obj = load("kernel_stubs/arena_kfuncs.S", "bpf_progs/scratch.bpf.c")
+    result = obj.run("arena_arg_unpopulated")
+    assert (result.ret, [f.resolution for f in result.faults]) == (0, ["scratch"])
+    obj = load("bpf_progs/stream.bpf.c")
+    assert_fault_at(obj.run("stream_arena_read_fault"), "stream.bpf.c:21", resolution="extable", action="skip")
+''')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()

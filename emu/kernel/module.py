@@ -145,8 +145,7 @@ class Loader:
             if li is not None and end > start:
                 x86_lines[start] = (li.file_name, li.line_num)
                 sources.setdefault(li.file_name, {})[li.line_num] = li.line
-        texts = {f: read_source(f) or "\n".join(by_line.get(n, "") for n in range(1, max(by_line) + 1))
-                 for f, by_line in sources.items()}
+        texts = {f: read_source(f) or self._btf_source(f, by_line) for f, by_line in sources.items()}
         image = Image(sections, [(p.name, p.start, "text", False, "<bpf>") for p in progs], list(jited.extable),
                       x86_lines, sources=texts)
         self._install(image, {(p.name, p.start): p.ksym for p in progs}, debuginfo=bool(x86_lines))
@@ -154,6 +153,13 @@ class Loader:
         for listener in self.loaded:
             listener()
         return progs[0]
+
+    def _btf_source(self, file: str, by_line: dict[int, str]) -> str:
+        """A file not on disk, from the line texts .BTF.ext carries: this program's, over those of
+        the programs of the same file loaded before it (each is loaded on its own)."""
+        known = {n: text for n, text in enumerate(self.lines.sources.get(file, []), 1) if text}
+        known.update(by_line)
+        return "\n".join(known.get(n, "") for n in range(1, max(known) + 1))
 
     def regions(self) -> list[tuple[str, int, int]]:
         """Where each kind of loaded section lies: (text, rodata, data or bss, start, end); text

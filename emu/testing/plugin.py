@@ -23,6 +23,7 @@ from ..kernel.events import EventText  # noqa: E402
 from ..machine import DEFAULT_BUDGET, Machine  # noqa: E402
 from ..policy import DEFAULT_POLICY, POLICIES, Policy  # noqa: E402
 from ..tools.build import build_bpf  # noqa: E402
+from ..tools.loading import built, is_bpf_object, load_files  # noqa: E402
 
 DEFAULT_ARENA_PAGES = 16
 
@@ -116,13 +117,18 @@ def arena(machine: Machine, request: pytest.FixtureRequest):
 
 class Loader:
     """load(path, ...) assembles files as one link; load.source(text) assembles a string.
-    A path is taken as given, else from the project's bpf_progs/ or kernel_stubs/."""
+    A path is taken as given, else from the project's bpf_progs/ or kernel_stubs/. C is built
+    first (kernel `.c`, BPF `.bpf.c`); a BPF object is loaded after the kernel files, as libbpf
+    loads it, and returned instead of their image."""
 
     def __init__(self, machine: Machine, root: Path):
         self.machine, self.root = machine, root
 
-    def __call__(self, *paths: str | Path) -> Image:
-        return self.machine.load(*(str(self._find(p)) for p in paths))
+    def __call__(self, *paths: str | Path) -> Image | LoadedObject:
+        files = [built(str(self._find(p))) for p in paths]
+        objects = [f for f in files if is_bpf_object(f)]
+        image = self.machine.load(*(f for f in files if f not in objects))
+        return load_files(self.machine, objects) or image
 
     def source(self, text: str, name: str = "<inline>.S") -> Image:
         return self.machine.load_source(text, name=name)

@@ -19,7 +19,7 @@ from .. import __version__
 from ..asm.exprs import ExprError, evaluate
 from ..bpf.elf import is_bpf_object
 from ..bpf.stream import BPF_STDERR, BPF_STDOUT, STREAM_NAMES
-from ..corpus import bpf_prog, source_candidates
+from ..corpus import bpf_prog, source_candidates, stub
 from ..errors import AsmError, EmuError
 from ..machine import (
     BUDGET,
@@ -40,12 +40,15 @@ from .conformance import parse_hex, run_plugin
 from .debugger import Debugger
 from .explore import Entry, Schedule, explore, sample, schedules
 from .explore import Scenario as SmpScenario
+from .loading import built
 from .prog_dump import prog_dump
 from .repl import Session, banner, use_color
 from .scenario import load_scenarios
 from .symfile import write_symbol_file
 
 EXIT = {RETURNED: 0, OOPS: 1, "error": 2, BUDGET: 3}
+FILES_HELP = ("kernel code (.S, x86-64 .o, kernel .c: built first), then at most one BPF object (.bpf.o, or its "
+              ".bpf.c: built first)")
 
 
 def _int(text: str) -> int:
@@ -97,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="assemble files, call a function, print what happened",
                          description="Assemble FILEs as one link, call ENTRY with integer arguments in the "
                                      "SysV registers, and run it to its return, an oops, or the budget.")
-    run.add_argument("files", nargs="+", metavar="FILE", help="assembly source (.S)")
+    run.add_argument("files", nargs="+", metavar="FILE", help=FILES_HELP)
     run.add_argument("--entry", metavar="SYM", help="function to call (a BPF object's programs run with --prog)")
     run.add_argument("--prog", action="append", default=[], metavar="NAME",
                      help="with a BPF object (.bpf.o): a program to run as BPF_PROG_TEST_RUN runs it, in order "
@@ -119,8 +122,8 @@ def _parser() -> argparse.ArgumentParser:
                            description="Assemble FILEs, set up a call to ENTRY and stop at its first instruction. "
                                        "Commands come from -x FILE and -ex CMD first, then from the terminal "
                                        "(or standard input, when it is not one).")
-    debug.add_argument("files", nargs="+", metavar="FILE", help="assembly source (.S)")
-    debug.add_argument("--entry", required=True, metavar="SYM", help="function to call")
+    debug.add_argument("files", nargs="+", metavar="FILE", help=FILES_HELP)
+    debug.add_argument("--entry", required=True, metavar="SYM", help="function to call (or a BPF object's program)")
     debug.add_argument("--arg", action="append", default=[], metavar="N", help="argument (repeat, up to 6)")
     debug.add_argument("--budget", type=_budget, default=DEFAULT_BUDGET, metavar="N",
                        help=f"instruction budget (default {DEFAULT_BUDGET}; the debugger counts every instruction)")
@@ -147,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
                                          "every schedule of up to --bound steps (or --samples random ones), and "
                                          "print each distinct outcome with a schedule that replays it. "
                                          "--schedule runs one schedule and prints its faults.")
-    explore.add_argument("files", nargs="+", metavar="FILE", help="assembly source (.S)")
+    explore.add_argument("files", nargs="+", metavar="FILE", help=FILES_HELP)
     explore.add_argument("--cpus", type=_positive, default=2, metavar="N", help="CPUs (default 2)")
     for i in range(8):
         explore.add_argument(f"--entry{i}", metavar="SYM",
@@ -263,14 +266,7 @@ def _arguments(m: Machine, args: list[str]) -> list[int]:
 def _sources(files: list[str]) -> list[str]:
     """The files as named, or the shipped bpf_progs/ and kernel_stubs/ copies of them; C is built
     first: a BPF program (`.bpf.c`) for the BPF target, kernel C (`.c`) with the kernel's flags."""
-    out = []
-    for f in files:
-        path = str(next((c for c in source_candidates(f) if c.is_file()), f))
-        if path.endswith(".bpf.c"):
-            out.append(str(build_bpf(path)))
-        else:
-            out.append(str(build_kernel(path)) if path.endswith(".c") else path)
-    return out
+    return [built(str(next((c for c in source_candidates(f) if c.is_file()), f))) for f in files]
 
 
 def _read_streams(m: Machine, entry: str) -> dict[str, str] | None:
@@ -407,8 +403,10 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     runs = []
     for policy in (SCRATCH, OOPS_POLICY):
         m = Machine(policy=policy)
-        m.load(bpf_prog("scratch.S"))
-        runs.append((m, m.call("arena_arg_unpopulated"), _read_streams(m, "arena_arg_unpopulated")))
+        m.load(stub("arena_kfuncs.S"))
+        obj = m.load_bpf(bpf_prog("scratch.bpf.o"))  # shipped built: the demo needs no compiler
+        result: CallResult = obj.run("arena_arg_unpopulated")
+        runs.append((m, result, _read_streams(m, "arena_arg_unpopulated")))
     if ns.json:
         print(json.dumps([dict(r.to_json(), policy=str(m.policy), streams=st) for m, r, st in runs], indent=2))
         return 0

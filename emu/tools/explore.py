@@ -28,6 +28,7 @@ from ..bpf.stream import BPF_STDERR
 from ..errors import EmuError
 from ..machine import Machine
 from ..policy import DEFAULT_POLICY, Policy
+from .loading import load_files
 
 POINTS = ("fault", FREE_BEFORE_FLUSH)
 _STEP = re.compile(r"^(\d+):(\*|\d+|@\S+)$")
@@ -104,7 +105,7 @@ class Scenario:
 
     def machine(self) -> Machine:
         m = Machine(cpus=self.cpus, budget=self.budget, policy=self.policy or DEFAULT_POLICY)
-        m.load(*self.files)
+        load_files(m, self.files)
         return m
 
     def start(self) -> Machine:

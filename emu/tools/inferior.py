@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import unicorn
 
 from ..asm.exprs import ExprError, evaluate
-from ..bpf.elf import is_bpf_object
 from ..errors import EmuError
 from ..kernel.events import FaultEvent
 from ..machine import BUDGET, DEFAULT_BUDGET, ERROR, OOPS, RETURNED, STOPPED, CallResult, Machine
@@ -26,6 +25,7 @@ from ..x86.decode import disasm, disasm_one
 from ..x86.fault import Decision
 from ..x86.pgtable import flag_names, pte_pfn, pte_present
 from ..x86.traps import X86_TRAP_PF
+from .loading import load_files
 from .prog_dump import bpf_here
 
 SLICE = 200_000  # instructions run between checks for Ctrl-C during `continue`
@@ -112,11 +112,7 @@ class Inferior:
         if hasattr(self, "m"):
             self.m.close()  # `run` again: the old machine's engines go now, not at the next collection
         self.m = Machine(policy=self.policy, cpus=self.ncpus, budget=self.budget or DEFAULT_BUDGET)
-        objects = [f for f in self.files if is_bpf_object(f)]
-        if len(objects) < len(self.files):
-            self.m.load(*[f for f in self.files if f not in objects], syntax=self.syntax)
-        for path in objects:  # after the kernel files, as `run` loads them; ENTRY names one of its programs
-            self.m.load_bpf(path)
+        load_files(self.m, self.files, self.syntax)
         scope = self._scope()
         try:
             args = [evaluate(a, scope) for a in self.arg_exprs]

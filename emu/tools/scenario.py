@@ -1,10 +1,12 @@
 """Scenarios: one TOML file each in scenarios/, run by the CLI, the tests and `compare` alike.
 
-A scenario names the files to load, a program to call, and what the kernel
-version behind each policy does with it:
+A scenario names the files to load (kernel code first, then at most one BPF object, a
+built `.bpf.o` or its `.bpf.c`), a program to run (a BPF object's program runs as
+BPF_PROG_TEST_RUN runs it; any other function is called with `args`), and what the
+kernel version behind each policy does with it:
 
     title = "a kfunc reads an unallocated page for a BPF program"
-    files = ["bpf_progs/scratch.S"]
+    files = ["kernel_stubs/arena_kfuncs.S", "bpf_progs/scratch.bpf.o"]
     entry = "arena_arg_unpopulated"
     [meaning]                   # optional: return values worth a name in the table
     "0x7" = "write lost"
@@ -27,6 +29,7 @@ from ..corpus import corpus_dir, find_source
 from ..errors import EmuError
 from ..machine import RETURNED, Machine
 from ..policy import POLICIES, Policy
+from .build import build_bpf
 
 _EXPECT_KEYS = {"status", "ret", "reports", "faults"}
 
@@ -73,13 +76,24 @@ class Scenario:
     def run_on(self, m: Machine) -> Outcome:
         """Load the scenario's files into `m` and make its call."""
         here = Path(self.path).parent
-        m.load(*(str(find_source(f, here)) for f in self.files))
-        scope = m.symbol_scope()
-        try:
-            args = [evaluate(a, scope) for a in self.args]
-        except ExprError as e:
-            raise EmuError(f"{self.path}: args: {e}") from None
-        r = m.call(self.entry, *args)
+        paths = [find_source(f, here) for f in self.files]
+        objects = [p for p in paths if p.name.endswith((".bpf.o", ".bpf.c"))]
+        if len(objects) > 1:
+            raise EmuError(f"{self.path}: files: one BPF object per scenario, not {len(objects)}")
+        m.load(*(str(p) for p in paths if p not in objects))
+        obj = m.load_bpf(str(build_bpf(objects[0]) if objects[0].name.endswith(".c") else objects[0])) \
+            if objects else None
+        if obj is not None and self.entry in obj.programs:
+            if self.args:
+                raise EmuError(f"{self.path}: args: {self.entry} is a BPF program, run as BPF_PROG_TEST_RUN runs it")
+            r = obj.run(self.entry)
+        else:
+            scope = m.symbol_scope()
+            try:
+                args = [evaluate(a, scope) for a in self.args]
+            except ExprError as e:
+                raise EmuError(f"{self.path}: args: {e}") from None
+            r = m.call(self.entry, *args)
         reports = m.stream_text(BPF_STDERR).count("ERROR: ")
         return Outcome(r.status, r.ret, reports, len(r.faults))
 
