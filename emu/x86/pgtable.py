@@ -167,6 +167,59 @@ def walk(mem: PhysReader, cr3: int, va: int) -> PageWalk:
     raise AssertionError("unreachable: the PTE level is always a leaf")
 
 
+CapturedWalk = tuple[int, int, int, tuple[int, ...]]  # (va, cr3, RAM size, the entries read)
+
+
+def capture_walk(mem: PhysMem, cr3: int, va: int) -> CapturedWalk:
+    """The entries walk() would read for `va`, as plain integers: a fault keeps them and makes
+    its PageWalk from them only when someone looks (replay_walk()), after the tables changed."""
+    entries = []
+    if is_canonical(va):
+        read, end = mem.read_u64, mem.size - 8
+        table = cr3 & PTE_PFN_MASK
+        for shift in (39, 30, 21, 12):
+            slot = table + ((va >> shift) & 511) * 8
+            if slot > end:
+                break
+            entry = read(slot)
+            entries.append(entry)
+            if not entry & _PAGE_PRESENT or shift == 12 or (shift != 39 and entry & _PAGE_PSE):
+                break
+            table = entry & PTE_PFN_MASK
+    return va, cr3, mem.size, tuple(entries)
+
+
+class _Captured:
+    """A PhysReader that gives back a capture's entries in the order walk() reads them."""
+
+    def __init__(self, size: int, entries: tuple[int, ...]):
+        self.size, self._entries = size, iter(entries)
+
+    def read_u64(self, pa: int) -> int:
+        return next(self._entries)
+
+    def contains(self, pa: int, length: int = 1) -> bool:
+        return pa >= 0 and pa + length <= self.size
+
+
+def captured_pa(captured: CapturedWalk) -> int | None:
+    """The physical address a capture_walk() reached (walk(...).pa), None where it stopped short."""
+    va, _, _, entries = captured
+    if not entries:
+        return None
+    last, shift = entries[-1], (39, 30, 21, 12)[len(entries) - 1]
+    if not last & _PAGE_PRESENT or not (shift == 12 or (shift != 39 and last & _PAGE_PSE)):
+        return None
+    mask = (1 << shift) - 1
+    return (last & PTE_PFN_MASK & ~mask) | (va & mask)
+
+
+def replay_walk(captured: CapturedWalk) -> PageWalk:
+    """The PageWalk of a capture_walk(): walk() itself, over the entries it read then."""
+    va, cr3, size, entries = captured
+    return walk(_Captured(size, entries), cr3, va)
+
+
 def translate(mem: PhysReader, cr3: int, va: int) -> int | None:
     """walk(...).pa without recording the walk: the fault path reads stacks and code through
     this, a few words per fault, and building the stages costs five times as much."""
@@ -217,11 +270,11 @@ class PageTables:
         """Physical address of the PTE for `va`, allocating tables when `create`."""
         if not is_canonical(va):
             raise EmuError(f"non-canonical address {va:#x}")
-        table = self.root
-        for level in ("PGD", "PUD", "PMD"):
-            slot = table + index(level, va) * 8
-            entry = self.mem.read_u64(slot)
-            if not pte_present(entry):
+        table, read = self.root, self.mem.read_u64
+        for level, shift in (("PGD", 39), ("PUD", 30), ("PMD", 21)):
+            slot = table + ((va >> shift) & 511) * 8
+            entry = read(slot)
+            if not entry & _PAGE_PRESENT:
                 if not create:
                     return None
                 entry = (self.mem.alloc_frame(FrameKind.PGTABLE) << 12) | _PAGE_TABLE
@@ -229,7 +282,7 @@ class PageTables:
             elif entry & _PAGE_PSE:
                 raise EmuError(f"{va:#x} is inside a {level} large page; 4 KiB operations need a PTE")
             table = entry & PTE_PFN_MASK
-        return table + index("PTE", va) * 8
+        return table + ((va >> 12) & 511) * 8
 
     def get_ptes(self, va: int, n: int) -> array:
         """The n PTEs from `va` on, all in one PTE table (zeros where no table exists)."""
@@ -294,7 +347,9 @@ class PageTables:
         return walk(self.mem, self.root, va)
 
     def translate(self, va: int) -> int | None:
-        return translate(self.mem, self.root, va)
+        """translate() over guest RAM, whose size capture_walk() checks without a call per level:
+        the fault path's stack walks translate a page or two per fault."""
+        return captured_pa(capture_walk(self.mem, self.root, va))
 
     def translate_mapped(self, va: int) -> int:
         """translate() of an address that must be mapped: a stack, a section just installed."""
