@@ -8,7 +8,7 @@ from emu import Machine
 from emu.bpf.stream import BPF_STDERR
 from emu.corpus import bpf_prog
 from emu.kernel.events import FaultEvent, fault_taken, render_step
-from emu.mm.physmem import PhysMem
+from emu.mm.physmem import PhysMem, _Words
 from emu.x86.fault import Decision, undecided
 from emu.x86.pgtable import (
     _PAGE_PSE,
@@ -54,6 +54,12 @@ def tables() -> tuple[PhysMem, PageTables]:
     mem.write_u64(pmd_table + 8 * 4, (1 << 40) | 0x67)
     assert walk(mem, pt.root, 0x80_0000).stopped == "PTE table 0x10000000000 outside guest RAM"
     return mem, pt
+
+
+def test_guest_ram_as_words_reads_little_endian_u64s_on_any_host():
+    mem = PhysMem(1 << 16)
+    mem.write_u64(0x1238, 0x0102_0304_0506_0708)
+    assert mem.words[0x1238 >> 3] == _Words(mem)[0x1238 >> 3] == 0x0102_0304_0506_0708 == mem.read_u64(0x1238)
 
 
 VAS = st.one_of(

@@ -175,13 +175,13 @@ def capture_walk(mem: PhysMem, cr3: int, va: int) -> CapturedWalk:
     its PageWalk from them only when someone looks (replay_walk()), after the tables changed."""
     entries = []
     if is_canonical(va):
-        read, end = mem.read_u64, mem.size - 8
+        words, end = mem.words, mem.size - 8
         table = cr3 & PTE_PFN_MASK
         for shift in (39, 30, 21, 12):
             slot = table + ((va >> shift) & 511) * 8
             if slot > end:
                 break
-            entry = read(slot)
+            entry = words[slot >> 3]
             entries.append(entry)
             if not entry & _PAGE_PRESENT or shift == 12 or (shift != 39 and entry & _PAGE_PSE):
                 break
@@ -270,10 +270,10 @@ class PageTables:
         """Physical address of the PTE for `va`, allocating tables when `create`."""
         if not is_canonical(va):
             raise EmuError(f"non-canonical address {va:#x}")
-        table, read = self.root, self.mem.read_u64
+        table, words = self.root, self.mem.words
         for level, shift in (("PGD", 39), ("PUD", 30), ("PMD", 21)):
             slot = table + ((va >> shift) & 511) * 8
-            entry = read(slot)
+            entry = words[slot >> 3]
             if not entry & _PAGE_PRESENT:
                 if not create:
                     return None
