@@ -53,6 +53,11 @@ def tables() -> tuple[PhysMem, PageTables]:
     mem.write_u64(pmd_table + 8 * 3, 0x60_0000 | PAGE_KERNEL | _PAGE_PSE)
     mem.write_u64(pmd_table + 8 * 4, (1 << 40) | 0x67)
     assert walk(mem, pt.root, 0x80_0000).stopped == "PTE table 0x10000000000 outside guest RAM"
+    # and at the PUD level: a 1 GiB page, and a PMD table beyond guest RAM
+    pud_table = walk(mem, pt.root, 0x40_0000).stages[1].entry & ~0xFFF
+    mem.write_u64(pud_table + 8 * 1, 0x4000_0000 | PAGE_KERNEL | _PAGE_PSE)
+    mem.write_u64(pud_table + 8 * 2, (1 << 41) | 0x67)
+    assert walk(mem, pt.root, 0x8000_0000).stopped == "PMD table 0x20000000000 outside guest RAM"
     return mem, pt
 
 
@@ -65,7 +70,7 @@ def test_guest_ram_as_words_reads_little_endian_u64s_on_any_host():
 VAS = st.one_of(
     st.integers(0, (1 << 64) - 1),
     st.sampled_from([0xFFFF_C900_0000_0000, 0xFFFF_C900_0000_3FF8, 0xFFFF_C900_0000_4000, 0x40_0123, 0x60_0000,
-                     0x7F_FFF8, 0x80_0000, 0x8000_0000_0000, 0]),
+                     0x7F_FFF8, 0x80_0000, 0x8000_0000_0000, 0, 0x4000_1234, 0x8000_0000, 0x7FFF_FFF8]),
     st.integers(0x40_0000, 0xA0_0000))
 
 

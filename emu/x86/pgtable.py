@@ -172,21 +172,28 @@ CapturedWalk = tuple[int, int, int, tuple[int, ...]]  # (va, cr3, RAM size, the 
 
 def capture_walk(mem: PhysMem, cr3: int, va: int) -> CapturedWalk:
     """The entries walk() would read for `va`, as plain integers: a fault keeps them and makes
-    its PageWalk from them only when someone looks (replay_walk()), after the tables changed."""
-    entries = []
-    if is_canonical(va):
-        words, end = mem.words, mem.size - 8
-        table = cr3 & PTE_PFN_MASK
-        for shift in (39, 30, 21, 12):
-            slot = table + ((va >> shift) & 511) * 8
-            if slot > end:
-                break
-            entry = words[slot >> 3]
-            entries.append(entry)
-            if not entry & _PAGE_PRESENT or shift == 12 or (shift != 39 and entry & _PAGE_PSE):
-                break
-            table = entry & PTE_PFN_MASK
-    return va, cr3, mem.size, tuple(entries)
+    its PageWalk from them only when someone looks (replay_walk()), after the tables changed.
+    Spelled out level by level: a fault captures two or three walks, and the loop cost twice."""
+    size = mem.size
+    if (va >> 47) not in (0, 0x1_FFFF):
+        return va, cr3, size, ()
+    words, end = mem.words, size - 8
+    slot = (cr3 & PTE_PFN_MASK) | ((va >> 36) & 0xFF8)
+    if slot > end:
+        return va, cr3, size, ()
+    pgd = words[slot >> 3]
+    slot = (pgd & PTE_PFN_MASK) | ((va >> 27) & 0xFF8)
+    if not pgd & _PAGE_PRESENT or slot > end:
+        return va, cr3, size, (pgd,)
+    pud = words[slot >> 3]
+    slot = (pud & PTE_PFN_MASK) | ((va >> 18) & 0xFF8)
+    if not pud & _PAGE_PRESENT or pud & _PAGE_PSE or slot > end:
+        return va, cr3, size, (pgd, pud)
+    pmd = words[slot >> 3]
+    slot = (pmd & PTE_PFN_MASK) | ((va >> 9) & 0xFF8)
+    if not pmd & _PAGE_PRESENT or pmd & _PAGE_PSE or slot > end:
+        return va, cr3, size, (pgd, pud, pmd)
+    return va, cr3, size, (pgd, pud, pmd, words[slot >> 3])
 
 
 class _Captured:
