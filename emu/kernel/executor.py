@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import unicorn
 
@@ -466,10 +467,11 @@ class Executor:
                                        self.lines.debug_line(rip))
         return site
 
-    def _new_event(self, c: CPU, vector: int, code: int, address: int | None, rip: int, rcx: int) -> FaultEvent:
+    def _new_event(self, c: CPU, vector: int, code: int, address: int | None, rip: int, rcx: int,
+                   state: CallState | None = None) -> FaultEvent:
         """The event of a fault just taken: plain facts only (its walk as the entries read); its
         story, walks and report text are made when read."""
-        state = self._running
+        state = state or self._running
         started = state.started_base + c.exc.instructions_started
         if state.pending is not None:
             state.pending.retry = (rip, started, rcx, address, False)  # judged by observe_retry() when read
@@ -484,27 +486,27 @@ class Executor:
         state.result.faults.append(event)
         return event
 
-    def _fresh_context(self, c: CPU, regs: tuple[int, int] | None = None) -> None:
-        """A new fault's context; its stack walk starts from `regs` (RIP, RBP at the fault), or
-        from the CPU's registers as they are when it is walked."""
-        index = c.index
-        walk = (lambda: self._frames(index, *regs)) if regs else (lambda: self.stack_frames(index))
-        self._running.fault = FaultContext(index, walk)
+    def _fresh_context(self, c: CPU) -> None:
+        """A new context for a fault handled after the CPU stopped: its stack walk starts from the
+        CPU's registers as they are when it is walked. (The exception hook starts it from RIP and
+        RBP at the fault.)"""
+        self._running.fault = FaultContext(c.index, partial(self.stack_frames, c.index))
 
     def _on_exception(self, c: CPU, vector: int) -> None:
         """UC_HOOK_INTR: the CPU took an exception; play exc_page_fault() or die(), unless a
         debugger catches it first."""
         code, rip, rcx, rbp, cr2 = c.exc.take_exception()
-        self._fresh_context(c, (rip, rbp))
+        state = self._running
+        state.fault = FaultContext(c.index, partial(self._frames, c.index, rip, rbp))
         if vector != X86_TRAP_PF:
-            event = self._new_event(c, vector, code, None, rip, rcx)
+            event = self._new_event(c, vector, code, None, rip, rcx, state)
         elif code & (X86_PF_WRITE | X86_PF_INSTR) or not self._rmw_at(rip) or not any(
                 ea <= cr2 < ea + m.size for m in self._rmw_at(rip) for ea in [effective_address(m, c.reg)]):
-            event = self._new_event(c, vector, code, cr2, rip, rcx)
+            event = self._new_event(c, vector, code, cr2, rip, rcx, state)
         else:
-            event = self._new_event(c, vector, code | X86_PF_WRITE, cr2, rip, rcx)
+            event = self._new_event(c, vector, code | X86_PF_WRITE, cr2, rip, rcx, state)
             steps_of(event).append("a read-modify-write access: x86 reports it as a write "
-                                "(Unicorn's core faulted on its read half)")
+                                   "(Unicorn's core faulted on its read half)")
         if self.catch is not None and self.catch(event, None):
             self._hold(c, event, None)
             return
@@ -566,7 +568,8 @@ class Executor:
         code = X86_PF_PROT | X86_PF_RSVD | access
         self._fresh_context(c)
         address, pa = self._virtual_address_of(c, access)
-        event = self._new_event(c, X86_TRAP_PF, code, address, *c.reg_values(("rip", "rcx")))
+        rip, rcx = c.reg_values(("rip", "rcx"))
+        event = self._new_event(c, X86_TRAP_PF, code, address, rip, rcx)
         decision = exc_page_fault(self, address, event.error_code, event.rip, user_mode=False)
         decision.steps.insert(0, f"the translation names physical address {pa:#x}, beyond guest RAM "
                                  f"({self.memory.mem.size:#x} bytes): reserved bits set")
