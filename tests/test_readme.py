@@ -45,7 +45,8 @@ def test_the_demo_transcript_is_what_the_demo_prints():
 def test_each_command_transcript_is_what_the_command_prints(monkeypatch):
     """A ```sh block of one `arena-emu` command followed by a ```text block: the text is in its output."""
     root = Path(__file__).resolve().parent.parent
-    pairs = re.findall(r"```sh\n(arena-emu (?:run|compare|debug|explore|prog)[^\n]*)\n```\n```text\n(.*?)```", README, re.S)
+    pairs = re.findall(r"```sh\n(arena-emu (?:run|compare|debug|explore|prog)[^\n]*)\n```\n```text\n(.*?)```",
+                       README, re.S)
     assert {shlex.split(command)[1] for command, _ in pairs} == {"run", "compare", "debug", "explore", "prog"}
     for command, transcript in pairs:
         out = subprocess.run([sys.executable, "-m", "emu.tools.cli", *shlex.split(command)[1:]], capture_output=True,

@@ -84,11 +84,16 @@ class BpfStreamStage:
     elems: list[bytes] = field(default_factory=list)
 
     def bpf_stream_printk(self, text: str) -> None:
-        self.elems.append(text.encode()[:MAX_BPRINTF_BUF - 1])
+        self.elems.append(printk_bytes(text))
 
     @property
     def text(self) -> str:
         return b"".join(self.elems).decode(errors="replace")
+
+
+def printk_bytes(text: str) -> bytes:
+    """What one bpf_stream_printk() of `text` stages: its bytes, cut to the bprintf buffer."""
+    return text.encode()[:MAX_BPRINTF_BUF - 1]
 
 
 class FormatError(ValueError):

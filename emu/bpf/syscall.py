@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ..asm.declarations import ArenaDecl, BpfFunc
 from ..asm.image import Image
 from ..errors import AsmError, Diagnostic, EmuError
+from ..kernel.events import Step
 from ..kernel.kallsyms import Kallsyms
 from ..kernel.lines import LineTable
 from ..mm.layout import MASK64, PAGE_MASK, PAGE_SIZE
@@ -34,7 +35,7 @@ from .insn import BPF_HELPER_CALL, BPF_PSEUDO_KFUNC_CALL, decode
 from .jit import JitImage, do_jit
 from .jit_extable import NotJitForm, arena_access
 from .maps import BPF_MAP_TYPE_ARENA, BPF_MAP_TYPE_ARRAY, MAP_TYPE_NAMES
-from .stream import BPF_STDERR, BpfStreamStage
+from .stream import BPF_STDERR, BpfStreamStage, printk_bytes
 
 JitView = tuple[list[tuple[BpfFunc, str]], list[ExtableEntry], list[Diagnostic]]
 
@@ -104,7 +105,7 @@ class BpfSubsystem:
         self.arenas: dict[str, Arena] = {}
         self.arena: Arena | None = None  # the arena programs loaded from now on use
         self.progs = BpfProgs()
-        self._frame_texts: dict[tuple[int, bool], str] = {}
+        self._frame_texts: dict[tuple[int, bool], bytes] = {}
         self.ktime_ns = 1_000_000_000  # the helpers' deterministic clock
         self.prandom = random.Random(0)  # bpf_get_prandom_u32(), the same numbers every run
         self.trace_pipe: list[str] = []  # /sys/kernel/tracing/trace_pipe, bpf_trace_printk()'s lines
@@ -229,7 +230,7 @@ class BpfSubsystem:
             f"ERROR: Arena {'WRITE' if is_write else 'READ'} access at unmapped address {addr:#x}\n")
 
     def bpf_arena_handle_page_fault(self, ctx: FaultContext, addr: int, is_write: bool,
-                                    fault_ip: int) -> tuple[bool, str]:
+                                    fault_ip: int) -> tuple[bool, Step]:
         """bpf_arena_handle_page_fault() as merged (dc11a4dba246): the BPF program on the kernel
         stack, its arena's recovery range, the scratch page over a none PTE, no TLB flush, a
         report with the page-aligned user address, and the instruction restarts."""
@@ -238,14 +239,14 @@ class BpfSubsystem:
             return False, "no BPF program on the stack"
         arena = prog.arena
         if arena is None:
-            return False, f"{prog.name} has no arena"
+            return False, ("{} has no arena", prog.name)
         off = arena.handle_page_fault(addr)
         if off is None:
-            return False, f"{addr:#x} is outside {arena.name}'s [kern_vm_start, +4 GiB + 32 KiB)"
+            return False, ("{:#x} is outside {}'s [kern_vm_start, +4 GiB + 32 KiB)", addr, arena.name)
         ctx.report = self.bpf_stream_stage(
             ctx, prog, BPF_STDERR, f"ERROR: Arena {'WRITE' if is_write else 'READ'} access at unmapped address "
                                    f"{off + clear_lo32(arena.user_vm_start):#x}\n")
-        return True, f"{prog.name} is on the stack; scratch page at {addr & PAGE_MASK:#x}, no TLB flush"
+        return True, ("{} is on the stack; scratch page at {:#x}, no TLB flush", prog.name, addr & PAGE_MASK)
 
     def bpf_prog_find_from_stack(self, ctx: FaultContext) -> BpfProg | None:
         """bpf_prog_find_from_stack(): the first BPF program, as its main program, in a
@@ -257,41 +258,41 @@ class BpfSubsystem:
         return None
 
     def bpf_stream_stage(self, ctx: FaultContext, prog: BpfProg, stream_id: int,
-                         message: str) -> tuple[str | None, str]:
+                         message: str) -> tuple[list[bytes] | None, Step]:
         """bpf_stream_stage(): the message and a stack dump, committed whole, unless the
-        program has used up its error reports or the stream its capacity."""
+        program has used up its error reports or the stream its capacity. Returns the elements
+        committed (None when refused) and what became of them, for the fault's story."""
         if prog.bpf_prog_stream_error_limit():
-            return None, f"not reported: {prog.name} reached its limit of error reports"
+            return None, ("not reported: {} reached its limit of error reports", prog.name)
         ss = BpfStreamStage()
         ss.bpf_stream_printk(message)
         self.bpf_stream_dump_stack(ctx, ss)
         ret = prog.streams[stream_id].push_staged(ss.elems)
         if ret:
-            return None, f"not reported: bpf_stream_stage_commit() = {ret} (the stream is full)"
-        text = ss.text
-        return text, f"reported to {prog.name}'s stderr ({len(text)} bytes)"
+            return None, ("not reported: bpf_stream_stage_commit() = {} (the stream is full)", ret)
+        return ss.elems, (_reported, prog.name, ss)
 
     def bpf_stream_dump_stack(self, ctx: FaultContext, ss: BpfStreamStage) -> None:
         """bpf_stream_dump_stack(): the faulting frame, then a frame-pointer walk of the guest
         stack. (The kernel's own fault-path frames above it run in Python here, not shown.)"""
         ss.bpf_stream_printk(f"CPU: {ctx.cpu} UID: 0 PID: {self.pid} Comm: {self.comm}\n")
-        ss.bpf_stream_printk("Call trace:\n")
+        ss.elems.append(b"Call trace:\n")
         for i, ip in enumerate(ctx.frames()):
-            ss.bpf_stream_printk(self._stream_frame(ip, i == 0))
-        ss.bpf_stream_printk("\n")
+            ss.elems.append(self._stream_frame(ip, i == 0))
+        ss.elems.append(b"\n")
 
-    def _stream_frame(self, ip: int, faulting: bool) -> str:
-        """One frame of a stream's call trace: its symbol, and for BPF code its source line
-        (of the call, for a return address). Memoized until the next load: every report of
-        a faulting loop prints the same frames."""
+    def _stream_frame(self, ip: int, faulting: bool) -> bytes:
+        """One frame of a stream's call trace, as bpf_stream_printk() stages it: its symbol, and
+        for BPF code its source line (of the call, for a return address). Memoized until the
+        next load: every report of a faulting loop prints the same frames."""
         key = (ip, faulting)
-        text = self._frame_texts.get(key)
-        if text is None:
+        elem = self._frame_texts.get(key)
+        if elem is None:
             text = f"{self.kallsyms.format(ip)}\n"
             if self.progs.bpf_prog_ksym_find(ip) is not None:
                 text += self.bpf_prog_get_file_line(ip if faulting else ip - 1)
-            self._frame_texts[key] = text
-        return text
+            elem = self._frame_texts[key] = printk_bytes(text)
+        return elem
 
     def bpf_prog_get_file_line(self, ip: int) -> str:
         """bpf_prog_get_file_line(): `  <source line> @ <file>:<line>` for a BPF frame."""
@@ -300,3 +301,8 @@ class BpfSubsystem:
             return ""
         file, line = where
         return f"  {self.lines.source(file, line)} @ {os.path.basename(file)}:{line}\n"
+
+
+def _reported(name: str, ss: BpfStreamStage) -> str:
+    """The story's line for a committed report, made when read."""
+    return f"reported to {name}'s stderr ({len(ss.text)} bytes)"

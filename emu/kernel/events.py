@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from ..x86.pgtable import PageWalk, flag_names
+from ..x86.pgtable import CapturedWalk, PageWalk, flag_names, replay_walk
 from ..x86.traps import TRAP_NAMES, ErrorCode
 
 # What happened to the faulting instruction.
@@ -53,6 +54,82 @@ def observe_retry(event: FaultEvent, now: Observation) -> str | None:
     return COMPLETED  # it retired, and execution came back to it later
 
 
+# A line of a fault's story: its text, or (template, *args) for str.format, or (function, *args),
+# made text when first read. A fault appends several; most are never read, and formatting them
+# cost more than the rest of the fault. Arguments that are tuples are Steps themselves.
+Step = str | tuple[Any, ...]
+
+
+def render_step(step: Step) -> str:
+    if isinstance(step, str):
+        return step
+    head, *args = step
+    args = [render_step(a) if type(a) is tuple else a for a in args]
+    return head.format(*args) if type(head) is str else head(*args)
+
+
+class Steps:
+    """A `steps` field: a list of Steps, each made text the first time the list is read, in place,
+    so what a reader gets is a plain list of strings it may append to."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj: object, owner: type | None = None) -> list[str]:
+        if obj is None:
+            return ()  # type: ignore[return-value]  # the dataclass's default: made a fresh list in __set__
+        steps = obj.__dict__[self.slot]
+        for i, step in enumerate(steps):
+            if type(step) is not str:
+                steps[i] = render_step(step)
+        return steps
+
+    def __set__(self, obj: object, value: Iterable[Step]) -> None:
+        obj.__dict__[self.slot] = value if type(value) is list else list(value)
+
+
+def steps_of(obj: object) -> list[Step]:
+    """The Steps of a FaultEvent or a Decision as kept, to append to without making them text."""
+    steps: list[Step] = obj.__dict__["_steps"]
+    return steps
+
+
+class _Walk:
+    """A walk field: a PageWalk, or the entries a fault captured, made a PageWalk when read."""
+
+    def __init__(self, slot: str = ""):
+        self.slot = slot
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj: object, owner: type | None = None) -> PageWalk | None:
+        if obj is None:
+            return None
+        value = obj.__dict__[self.slot]
+        if type(value) is tuple:
+            value = obj.__dict__[self.slot] = replay_walk(value)
+        return value
+
+    def __set__(self, obj: object, value: PageWalk | CapturedWalk | None) -> None:
+        obj.__dict__[self.slot] = value
+
+
+class _Stream:
+    """`stream`: the text a fault wrote to a stream, kept as the elements pushed, joined when read."""
+
+    def __get__(self, obj: object, owner: type | None = None) -> str | None:
+        if obj is None:
+            return None
+        value = obj.__dict__["_stream"]
+        if type(value) is list:
+            value = obj.__dict__["_stream"] = b"".join(value).decode(errors="replace")
+        return value
+
+    def __set__(self, obj: object, value: str | list[bytes] | None) -> None:
+        obj.__dict__["_stream"] = value
+
+
 class EventText(str):
     """A fault event's resolution, action, handler or retry: a plain string that knows its event,
     so a failing `assert fault.resolution == "scratch"` can show the whole story (the pytest plugin's
@@ -82,13 +159,15 @@ class _Text(Generic[_T]):
         if obj is None:
             return self.default  # what the dataclass takes as the field's default
         value: _T = obj.__dict__[self.slot]
+        if type(value) is tuple:  # `retry`: the next stop's Observation fields, judged when read
+            value = obj.__dict__[self.slot] = observe_retry(obj, Observation(*value))
         if value is None:
             return value
         text = EventText(value)
         text.event = obj
         return text
 
-    def __set__(self, obj: FaultEvent, value: _T) -> None:
+    def __set__(self, obj: FaultEvent, value: _T | tuple[int, int, int, int | None, bool]) -> None:
         obj.__dict__[self.slot] = value
 
 
@@ -104,21 +183,21 @@ class FaultEvent:
     address: int  # CR2 for #PF; for other vectors the decoded operand address, if any
     error_code: ErrorCode
     user_mode: bool
-    walk_before: PageWalk | None
+    walk_before: PageWalk | None  # a _Walk too, set below: a required field cannot be one here
     started: int
     rcx: int
     string_op: bool
     insn: str = ""  # the faulting instruction, disassembled
-    steps: list[str] = field(default_factory=list)  # the fault path as it ran
+    steps: Steps = Steps()  # the fault path as it ran
     resolution: _Text[str] = _Text("")  # "spurious", "extable", "oops", ...
     handler: _Text[str] = _Text("")
     action: _Text[str] = _Text("")
     resume_at: int | None = None
-    walk_after: PageWalk | None = None
+    walk_after: _Walk = _Walk()
     retry: _Text[str | None] = _Text(None)
     report: str | None = None  # the oops text, when the call stopped
     cleared: _Text[str | None] = _Text(None)  # the register ex_handler_bpf() zeroed
-    stream: str | None = None  # what this fault wrote to a BPF program's stderr
+    stream: _Stream = _Stream()  # what this fault wrote to a BPF program's stderr
     source: str | None = None  # FILE:LINE of the faulting instruction, for compiled code with debug info
     bpf_insn: str | None = None  # `INDEX: TEXT` of the BPF instruction the JIT made the faulting code of
 
@@ -208,7 +287,26 @@ class FaultEvent:
         return f"<FaultEvent {self.summary()}>"
 
 
+# After the dataclass made its __init__, which then sets it through the descriptor.
+FaultEvent.walk_before = _Walk("_walk_before")  # type: ignore[assignment]
+
+
 def _pte_text(w: PageWalk) -> str:
     if w.stages and w.stages[-1].level == "PTE":
         return f"{w.pte:#018x} ({flag_names(w.pte)})" if w.pte else "0 (none)"
     return f"no PTE ({w.stopped})" if w.stopped else w.dump_pagetable()
+
+
+def fault_taken(seq: int, cpu: int, vector: int, rip: int, where: str, address: int, error_code: ErrorCode,
+                walk_before: PageWalk | CapturedWalk | None, started: int, rcx: int, string_op: bool, insn: str,
+                source: str | None, bpf_insn: str | None) -> FaultEvent:
+    """A FaultEvent as a CPU's exception hook makes one, before its handler ran: what
+    FaultEvent(...) makes, without a Python call per field (this runs for every fault)."""
+    event = object.__new__(FaultEvent)
+    event.__dict__ = {
+        "seq": seq, "cpu": cpu, "vector": vector, "rip": rip, "where": where, "address": address,
+        "error_code": error_code, "user_mode": False, "_walk_before": walk_before, "started": started, "rcx": rcx,
+        "string_op": string_op, "insn": insn, "_steps": [], "_resolution": "", "_handler": "", "_action": "",
+        "resume_at": None, "_walk_after": None, "_retry": None, "report": None, "_cleared": None, "_stream": None,
+        "source": source, "bpf_insn": bpf_insn}
+    return event

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import unicorn
 
@@ -45,7 +46,7 @@ from ..x86.decode import (
 from ..x86.dumpstack import OPCODE_BUFSIZE, PROLOGUE_SIZE, oops_report
 from ..x86.extable import ExceptionTable, ExtableEntry
 from ..x86.fault import Decision, FaultContext, OopsHandler, exc_page_fault, fixup_exception
-from ..x86.pgtable import PAGE_KERNEL, PAGE_KERNEL_ROX, PageWalk
+from ..x86.pgtable import PAGE_KERNEL, PAGE_KERNEL_ROX, PageWalk, capture_walk
 from ..x86.traps import (
     TRAP_NAMES,
     X86_PF_INSTR,
@@ -55,12 +56,12 @@ from ..x86.traps import (
     X86_TRAP_GP,
     X86_TRAP_PF,
     X86_TRAP_UD,
-    ErrorCode,
+    error_code,
 )
 from ..x86.unwind import FRAMED, frame_state, show_trace, walk_stack_frames
 from ..x86.unwind_orc import OrcTable, unwind_frames
 from .call import BUDGET, ERROR, OOPS, RETURNED, STOPPED, CallResult
-from .events import FIXUP, RESTART, SKIP, STOP, FaultEvent, Observation, observe_retry
+from .events import FIXUP, RESTART, SKIP, STOP, FaultEvent, Observation, fault_taken, observe_retry, steps_of
 from .kallsyms import Kallsyms, Symbol
 from .lines import LineTable
 
@@ -120,6 +121,9 @@ class Executor:
         self.calls: dict[int, CallState] = {}  # every started call, by CPU
         self._die_counter = 0
         self._insn_cache: dict[int, Insn | None] = {}
+        # rip -> (insn text, string op, FILE:LINE, the BPF instruction the JIT made it of)
+        self._sites: dict[int, tuple[str, bool, str | None, str | None]] = {}
+        self._frame_states: dict[int, str] = {}  # rip -> frame_state() there
         self._rmw_cache: dict[int, tuple[MemRef, ...]] = {}
         memory.code_changed.append(self.clear_decode_caches)
         memory.install(MACHINE_PAGE, MACHINE_PAGE_CODE, PAGE_KERNEL_ROX, FrameKind.TEXT)
@@ -142,6 +146,8 @@ class Executor:
         """Code may have changed (a load, a write, a PTE): decode again."""
         self._insn_cache.clear()
         self._rmw_cache.clear()
+        self._sites.clear()
+        self._frame_states.clear()
 
     def code_loaded(self) -> None:
         self.clear_decode_caches()
@@ -199,8 +205,11 @@ class Executor:
 
     def _frames(self, cpu: int, rip: int, rbp: int) -> list[int]:
         hi = stack_top(cpu)
-        insn, loc = self._insn_at(rip), self.kallsyms.lookup(rip)
-        state = frame_state(insn.text if insn else None, loc is not None and loc.offset == 0)
+        state = self._frame_states.get(rip)
+        if state is None:
+            insn, loc = self._insn_at(rip), self.kallsyms.lookup(rip)
+            state = self._frame_states[rip] = frame_state(insn.text if insn else None,
+                                                          loc is not None and loc.offset == 0)
         if not self.orc and state == FRAMED:  # the common case, and the fault path's: no rsp needed
             return [rip] + [ret for _, ret in walk_stack_frames(self.memory.stack_reader(), rbp, hi - THREAD_SIZE,
                                                                 hi)]
@@ -499,48 +508,57 @@ class Executor:
             self._rmw_cache[rip] = read_modify_write_operands(code, rip) if code else ()
         return self._rmw_cache[rip]
 
-    def _new_event(self, c: CPU, vector: int, error_code: int, address: int | None, rip: int,
-                   rcx: int) -> FaultEvent:
-        state = self._running
+    def _site(self, rip: int) -> tuple[str, bool, str | None, str | None]:
+        """What a fault at `rip` records of its instruction, found once per address (code and lines
+        change only through a load or a write, which clear it)."""
+        site = self._sites.get(rip)
+        if site is None:
+            insn = self._insn_at(rip)
+            site = self._sites[rip] = (insn.text if insn else "", bool(insn and insn.string_op),
+                                       self.lines.debug_line(rip),
+                                       bpf_insn_text(self.bpf.progs, self.bpf.maps, self.kallsyms, rip))
+        return site
+
+    def _new_event(self, c: CPU, vector: int, code: int, address: int | None, rip: int, rcx: int,
+                   state: CallState | None = None) -> FaultEvent:
+        """The event of a fault just taken: plain facts only (its walk as the entries read); its
+        story, walks and report text are made when read."""
+        state = state or self._running
         started = state.started_base + c.exc.instructions_started
         if state.pending is not None:
-            state.pending.retry = observe_retry(state.pending, Observation(rip, started, rcx, address))
+            state.pending.retry = (rip, started, rcx, address, False)  # judged by observe_retry() when read
             state.pending = None
-        insn = self._insn_at(rip)
-        event = FaultEvent(
-            seq=len(self.events) + 1, cpu=c.index, vector=vector, rip=rip, where=self.symbolize(rip),
-            address=address if address is not None else 0, error_code=ErrorCode(error_code), user_mode=False,
-            walk_before=self.walk(address) if address is not None else None, started=started, rcx=rcx,
-            string_op=bool(insn and insn.string_op), insn=insn.text if insn else "", source=self.lines.debug_line(rip),
-            bpf_insn=bpf_insn_text(self.bpf.progs, self.bpf.maps, self.kallsyms, rip))
+        insn, string_op, source, bpf_insn = self._site(rip)
+        event = fault_taken(
+            len(self.events) + 1, c.index, vector, rip, self.kallsyms.format(rip),
+            address if address is not None else 0, error_code(code),
+            capture_walk(self.memory.mem, self.memory.pgtables.root, address) if address is not None else None,
+            started, rcx, string_op, insn, source, bpf_insn)
         self.events.append(event)
         state.result.faults.append(event)
         return event
 
-    def _fresh_context(self, c: CPU, regs: tuple[int, int] | None = None) -> None:
-        """A new fault's context; its stack walk starts from `regs` (RIP, RBP at the fault), or
-        from the CPU's registers as they are when it is walked."""
-        index = c.index
-        walk = (lambda: self._frames(index, *regs)) if regs else (lambda: self.stack_frames(index))
-        self._running.fault = FaultContext(index, walk)
+    def _fresh_context(self, c: CPU) -> None:
+        """A new context for a fault handled after the CPU stopped: its stack walk starts from the
+        CPU's registers as they are when it is walked. (The exception hook starts it from RIP and
+        RBP at the fault.)"""
+        self._running.fault = FaultContext(c.index, partial(self.stack_frames, c.index))
 
     def _on_exception(self, c: CPU, vector: int) -> None:
         """UC_HOOK_INTR: the CPU took an exception; play exc_page_fault() or die(), unless a
         debugger catches it first."""
-        error_code, rip, rcx, rbp, cr2 = c.exc.take_exception()
-        self._fresh_context(c, (rip, rbp))
-        rmw = False
-        if vector == X86_TRAP_PF:
-            rmw = not error_code & (X86_PF_WRITE | X86_PF_INSTR) and any(
-                ea <= cr2 < ea + m.size for m in self._rmw_at(rip) for ea in [effective_address(m, c.reg)])
-            if rmw:
-                error_code |= X86_PF_WRITE
-            event = self._new_event(c, vector, error_code, cr2, rip, rcx)
+        code, rip, rcx, rbp, cr2 = c.exc.take_exception()
+        state = self._running
+        state.fault = FaultContext(c.index, partial(self._frames, c.index, rip, rbp))
+        if vector != X86_TRAP_PF:
+            event = self._new_event(c, vector, code, None, rip, rcx, state)
+        elif code & (X86_PF_WRITE | X86_PF_INSTR) or not self._rmw_at(rip) or not any(
+                ea <= cr2 < ea + m.size for m in self._rmw_at(rip) for ea in [effective_address(m, c.reg)]):
+            event = self._new_event(c, vector, code, cr2, rip, rcx, state)
         else:
-            event = self._new_event(c, vector, error_code, None, rip, rcx)
-        if rmw:
-            event.steps.append("a read-modify-write access: x86 reports it as a write "
-                               "(Unicorn's core faulted on its read half)")
+            event = self._new_event(c, vector, code | X86_PF_WRITE, cr2, rip, rcx, state)
+            steps_of(event).append("a read-modify-write access: x86 reports it as a write "
+                                   "(Unicorn's core faulted on its read half)")
         if self.catch is not None and self.catch(event, None):
             self._hold(c, event, None)
             return
@@ -563,7 +581,7 @@ class Executor:
     def _decide(self, c: CPU, event: FaultEvent) -> Decision:
         if event.vector == X86_TRAP_PF:
             return exc_page_fault(self, event.address, event.error_code, event.rip, user_mode=False,
-                                  walk=event.walk_before)
+                                  walk=lambda: event.walk_before or self.walk(event.address))
         return self._trap(c, event)
 
     def _handle(self, c: CPU, event: FaultEvent, decision: Decision | None) -> None:
@@ -600,10 +618,11 @@ class Executor:
         the stop rather than in a UC_HOOK_MEM_INVALID hook: any memory hook puts
         every access on Unicorn's slow path, five times slower.)
         """
-        error_code = X86_PF_PROT | X86_PF_RSVD | access
+        code = X86_PF_PROT | X86_PF_RSVD | access
         self._fresh_context(c)
         address, pa = self._virtual_address_of(c, access)
-        event = self._new_event(c, X86_TRAP_PF, error_code, address, *c.reg_values(("rip", "rcx")))
+        rip, rcx = c.reg_values(("rip", "rcx"))
+        event = self._new_event(c, X86_TRAP_PF, code, address, rip, rcx)
         decision = exc_page_fault(self, address, event.error_code, event.rip, user_mode=False)
         decision.steps.insert(0, f"the translation names physical address {pa:#x}, beyond guest RAM "
                                  f"({self.memory.mem.size:#x} bytes): reserved bits set")
@@ -631,15 +650,19 @@ class Executor:
         return (candidates[0] if candidates else rip), 0
 
     def _apply(self, c: CPU, event: FaultEvent, d: Decision) -> None:
-        event.steps, event.resolution, event.handler, event.action = (
-            event.steps + d.steps, d.resolution, d.handler, d.action)
+        # The fields as kept (FaultEvent's descriptors make them text when read).
+        fields = event.__dict__
+        steps = fields["_steps"]
+        steps += steps_of(d)
+        fields["_resolution"], fields["_handler"], fields["_action"] = d.resolution, d.handler, d.action
         if event.vector == X86_TRAP_PF:
             # Only a handler in page_fault_oops()'s chain changes the tables; a fixup does not.
-            event.walk_after = event.walk_before if d.action in (FIXUP, SKIP) else self.walk(event.address)
+            fields["_walk_after"] = fields["_walk_before"] if d.action in (FIXUP, SKIP) else capture_walk(
+                self.memory.mem, self.memory.pgtables.root, event.address)
         report = self.fault_context().report
         if report is not None:
-            event.stream, fate = report
-            event.steps.append(f"bpf_stream_stage: {fate}")
+            fields["_stream"], fate = report
+            steps.append(("bpf_stream_stage: {}", fate))
         if d.action == FIXUP:
             event.resume_at = d.resume_at
             c.set_reg("rip", d.resume_ip)

@@ -138,12 +138,12 @@ class KernelMemory:
         """read_u64_or_none for one stack walk, translating each page once: the walk reads
         a few words of one or two pages, and nothing changes the tables while it does."""
         pages: dict[int, int | None] = {}
-        mem, translate = self.mem, self.pgtables.translate
+        words, end, translate = self.mem.words, self.mem.size - 8, self.pgtables.translate
 
         def read(va: int) -> int | None:
             page, off = va & ~(PAGE_SIZE - 1) & MASK64, va & (PAGE_SIZE - 1)
-            if off > PAGE_SIZE - 8:
+            if off & 7:  # the frame walk's words are aligned; anything else goes the long way
                 return self.read_u64_or_none(va)
             pa = pages[page] if page in pages else pages.setdefault(page, translate(page))
-            return mem.read_u64(pa + off) if pa is not None and mem.contains(pa + off, 8) else None
+            return words[(pa + off) >> 3] if pa is not None and pa + off <= end else None
         return read

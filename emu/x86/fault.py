@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from ..bpf.jit_extable import ex_handler_bpf
 from ..errors import EmuError
-from ..kernel.events import FIXUP, RESTART, SKIP, STOP
+from ..kernel.events import FIXUP, RESTART, SKIP, STOP, Step, Steps, steps_of
 from ..mm.layout import fault_in_kernel_space
 from .dumpstack import show_fault_oops
 from .extable import EX_TYPE_BPF, EX_TYPE_DEFAULT, ExtableEntry
@@ -27,19 +28,19 @@ class OopsHandler:
 
     `handle(address, is_write, ip)` returns True when it fixed the fault so the
     instruction can be retried, as kfence_handle_page_fault() does; or a pair
-    (handled, why) to say in the fault's story what it found.
+    (handled, why) to say in the fault's story what it found (a `Step`, made text when read).
     """
 
     name: str
     resolution: str
-    handle: Callable[[int, bool, int], bool | tuple[bool, str]]
+    handle: Callable[[int, bool, int], bool | tuple[bool, Step]]
 
 
 class FaultContext:
     """The context a fault was taken in, as its handlers see it (the kernel's regs and current):
     the CPU, and its stack walk, done at most once per fault because finding the BPF program
     and dumping the stack for the report both need it. `report` is the stream report the
-    handling made: (text or None when refused, what became of it)."""
+    handling made: (the elements committed, or None when refused; what became of them)."""
 
     __slots__ = ("cpu", "_walk", "_frames", "report")
 
@@ -47,7 +48,7 @@ class FaultContext:
         self.cpu = cpu
         self._walk = walk
         self._frames: list[int] | None = None
-        self.report: tuple[str | None, str] | None = None
+        self.report: tuple[list[bytes] | None, Step] | None = None
 
     def frames(self) -> list[int]:
         """RIP at the fault, then the return addresses of a frame-pointer walk of its stack."""
@@ -81,7 +82,7 @@ class Decision:
     handler: str = ""
     resume_at: int | None = None
     cleared: str | None = None  # the register ex_handler_bpf() zeroed
-    steps: list[str] = field(default_factory=list)
+    steps: Steps = Steps()  # the story's lines, made text when first read
     oops_what: str = "Oops"  # the die() string when action is STOP
     oops_err: int | None = None  # the die() error code, when not the hardware's
     oops_head: list[str] = field(default_factory=list)  # lines printed before the die header
@@ -92,6 +93,14 @@ class Decision:
         if self.resume_at is None:
             raise EmuError(f"a {self.action} decision without an address to resume at")
         return self.resume_at
+
+
+def undecided() -> Decision:
+    """Decision(resolution="", action=""), without a Python call per field: one per fault."""
+    d = object.__new__(Decision)
+    d.__dict__ = {"resolution": "", "action": "", "handler": "", "resume_at": None, "cleared": None, "_steps": [],
+                  "oops_what": "Oops", "oops_err": None, "oops_head": []}
+    return d
 
 
 def spurious_kernel_fault_check(error_code: ErrorCode, entry: int) -> bool:
@@ -116,89 +125,104 @@ def fixup_exception(k: KernelOps, ip: int, d: Decision) -> bool:
     """fixup_exception(): search the exception tables for the faulting instruction."""
     entry = k.search_exception_tables(ip)
     if entry is None:
-        d.steps.append(f"fixup_exception: no exception-table entry for {ip:#x}")
+        steps_of(d).append(("fixup_exception: no exception-table entry for {:#x}", ip))
         return False
     if entry.type == EX_TYPE_BPF:
-        d.steps.append(f"fixup_exception: EX_TYPE_BPF entry for {ip:#x} (fixup {entry.fixup:#010x}, "
-                       f"data {entry.data:#010x})")
+        steps_of(d).append(("fixup_exception: EX_TYPE_BPF entry for {:#x} (fixup {:#010x}, data {:#010x})",
+                         ip, entry.fixup, entry.data))
         done = ex_handler_bpf(entry, ip, k.pt_regs, k.bpf_prog_report_arena_violation)
         if done.address is not None:
-            d.steps.append(f"ex_handler_bpf: bpf_prog_report_arena_violation({'WRITE' if done.is_write else 'READ'}, "
-                           f"{done.address:#x}, ip={ip:#x})")
-        d.steps.append(f"ex_handler_bpf: {'clear ' + done.cleared if done.cleared else 'DONT_CLEAR'}, "
-                       f"regs->ip += {done.resume_at - ip} -> {done.resume_at:#x} (skipped, not restarted)")
+            steps_of(d).append(("ex_handler_bpf: bpf_prog_report_arena_violation({}, {:#x}, ip={:#x})",
+                             "WRITE" if done.is_write else "READ", done.address, ip))
+        steps_of(d).append(("ex_handler_bpf: {}, regs->ip += {} -> {:#x} (skipped, not restarted)",
+                         "clear " + done.cleared if done.cleared else "DONT_CLEAR", done.resume_at - ip,
+                         done.resume_at))
         d.resolution, d.action, d.handler, d.resume_at = "extable", SKIP, "ex_handler_bpf", done.resume_at
         d.cleared = done.cleared
         return True
     if entry.type != EX_TYPE_DEFAULT:
-        d.steps.append(f"fixup_exception: {entry.type_name} entry for {ip:#x} has no handler in this model")
+        steps_of(d).append(("fixup_exception: {} entry for {:#x} has no handler in this model", entry.type_name, ip))
         return False
-    d.steps.append(f"fixup_exception: {entry.type_name} entry {ip:#x} -> {entry.fixup:#x} <{k.symbolize(entry.fixup)}>")
-    d.steps.append(f"ex_handler_default: regs->ip = {entry.fixup:#x}")
+    steps_of(d).append(("fixup_exception: {} entry {:#x} -> {:#x} <{}>", entry.type_name, ip, entry.fixup,
+                     k.symbolize(entry.fixup)))
+    steps_of(d).append(("ex_handler_default: regs->ip = {:#x}", entry.fixup))
     d.resolution, d.action, d.handler, d.resume_at = "extable", FIXUP, "ex_handler_default", entry.fixup
     return True
 
 
 def page_fault_oops(k: KernelOps, address: int, error_code: ErrorCode, ip: int, user_mode: bool,
-                    walk: PageWalk, d: Decision) -> None:
+                    walk: Callable[[], PageWalk], d: Decision) -> None:
     """page_fault_oops(): the last stop. Not-present faults get the handler chain first."""
     if not user_mode:
         guard = k.stack_guard(address)
         if guard is not None:
             lo, hi = guard
-            d.steps.append("page_fault_oops: address is in the stack guard page -> handle_stack_overflow()")
+            steps_of(d).append("page_fault_oops: address is in the stack guard page -> handle_stack_overflow()")
             d.oops_head = [f"BUG: TASK stack guard page was hit at {address:016x} "
                            f"(stack is {lo:016x}..{hi - 1:016x})"]
             d.oops_what, d.oops_err = "stack guard page", 0
             d.resolution, d.action, d.handler = "oops", STOP, "handle_stack_overflow"
             return
-        if not error_code.present:
+        if not error_code.value & X86_PF_PROT:
+            is_write = bool(error_code.value & X86_PF_WRITE)
             for h in k.oops_handlers:
-                verdict = h.handle(address, error_code.write, ip)
+                verdict = h.handle(address, is_write, ip)
                 handled, why = verdict if isinstance(verdict, tuple) else (bool(verdict), "")
-                why = f": {why}" if why else ""
                 if handled:
-                    d.steps.append(f"page_fault_oops: {h.name}({address:#x}, {error_code.access}) "
-                                   f"handled it{why} -> return, the instruction restarts")
+                    steps_of(d).append(("page_fault_oops: {}({:#x}, {.access}) handled it: {} -> return, the "
+                                     "instruction restarts", h.name, address, error_code, why) if why else
+                                    ("page_fault_oops: {}({:#x}, {.access}) handled it -> return, the "
+                                     "instruction restarts", h.name, address, error_code))
                     d.resolution, d.action, d.handler = h.resolution, RESTART, h.name
                     return
-                d.steps.append(f"page_fault_oops: {h.name}() declined{why}")
-    d.steps.append("page_fault_oops: oops")
-    d.oops_head = show_fault_oops(address, error_code, user_mode, walk)
+                steps_of(d).append(("page_fault_oops: {}() declined: {}", h.name, why) if why else
+                                ("page_fault_oops: {}() declined", h.name))
+    steps_of(d).append("page_fault_oops: oops")
+    d.oops_head = show_fault_oops(address, error_code, user_mode, walk())
     d.resolution, d.action, d.handler = "oops", STOP, "page_fault_oops"
 
 
 def kernelmode_fixup_or_oops(k: KernelOps, address: int, error_code: ErrorCode, ip: int, user_mode: bool,
-                             walk: PageWalk, d: Decision) -> None:
+                             walk: Callable[[], PageWalk], d: Decision) -> None:
     if fixup_exception(k, ip, d):
         return
     page_fault_oops(k, address, error_code, ip, user_mode, walk, d)
 
 
-def do_kern_addr_fault(k: KernelOps, address: int, error_code: ErrorCode, ip: int, walk: PageWalk,
+_SPURIOUS_CODES = (X86_PF_WRITE | X86_PF_PROT, X86_PF_INSTR | X86_PF_PROT)
+
+
+def do_kern_addr_fault(k: KernelOps, address: int, error_code: ErrorCode, ip: int, walk: Callable[[], PageWalk],
                        d: Decision) -> None:
-    if spurious_kernel_fault(error_code, walk):
-        d.steps.append("spurious_kernel_fault: the tables permit this access (stale TLB entry) -> return")
+    if error_code.value in _SPURIOUS_CODES and spurious_kernel_fault(error_code, walk()):
+        steps_of(d).append("spurious_kernel_fault: the tables permit this access (stale TLB entry) -> return")
         d.resolution, d.action, d.handler = "spurious", RESTART, "spurious_kernel_fault"
         return
-    d.steps.append("spurious_kernel_fault: no")
-    d.steps.append("bad_area_nosemaphore -> kernelmode_fixup_or_oops")
+    steps_of(d).extend(("spurious_kernel_fault: no", "bad_area_nosemaphore -> kernelmode_fixup_or_oops"))
     kernelmode_fixup_or_oops(k, address, error_code, ip, False, walk, d)
 
 
 def exc_page_fault(k: KernelOps, address: int, error_code: ErrorCode, ip: int, user_mode: bool,
-                   walk: PageWalk | None = None) -> Decision:
+                   walk: PageWalk | Callable[[], PageWalk] | None = None) -> Decision:
     """exc_page_fault() -> handle_page_fault(): the whole kernel decision for one #PF.
-    `walk`: the tables for `address` as the caller already read them."""
-    walk = walk if walk is not None else k.walk(address)
-    d = Decision(resolution="", action="")
+    `walk`: the tables for `address` as the caller already read them, or how to get them;
+    only a protection fault and an oops read them."""
+    if walk is None:
+        walk = partial(k.walk, address)
+    elif isinstance(walk, PageWalk):
+        walk = partial(_same, walk)
+    d = undecided()
     if fault_in_kernel_space(address):
-        d.steps.append("handle_page_fault: kernel address -> do_kern_addr_fault")
+        steps_of(d).append("handle_page_fault: kernel address -> do_kern_addr_fault")
         do_kern_addr_fault(k, address, error_code, ip, walk, d)
     else:
         # do_user_addr_fault(): kernel code touching a user address it has no mm for
         # (the machine runs no user task) goes the same way as a bad kernel access.
-        d.steps.append("handle_page_fault: user address -> do_user_addr_fault: no user mapping")
-        d.steps.append("bad_area_nosemaphore -> kernelmode_fixup_or_oops")
+        steps_of(d).extend(("handle_page_fault: user address -> do_user_addr_fault: no user mapping",
+                            "bad_area_nosemaphore -> kernelmode_fixup_or_oops"))
         kernelmode_fixup_or_oops(k, address, error_code, ip, user_mode, walk, d)
     return d
+
+
+def _same(walk: PageWalk) -> PageWalk:
+    return walk

@@ -167,6 +167,66 @@ def walk(mem: PhysReader, cr3: int, va: int) -> PageWalk:
     raise AssertionError("unreachable: the PTE level is always a leaf")
 
 
+CapturedWalk = tuple[int, int, int, tuple[int, ...]]  # (va, cr3, RAM size, the entries read)
+
+
+def capture_walk(mem: PhysMem, cr3: int, va: int) -> CapturedWalk:
+    """The entries walk() would read for `va`, as plain integers: a fault keeps them and makes
+    its PageWalk from them only when someone looks (replay_walk()), after the tables changed.
+    Spelled out level by level: a fault captures two or three walks, and the loop cost twice."""
+    size = mem.size
+    if (va >> 47) not in (0, 0x1_FFFF):
+        return va, cr3, size, ()
+    words, end = mem.words, size - 8
+    slot = (cr3 & PTE_PFN_MASK) | ((va >> 36) & 0xFF8)
+    if slot > end:
+        return va, cr3, size, ()
+    pgd = words[slot >> 3]
+    slot = (pgd & PTE_PFN_MASK) | ((va >> 27) & 0xFF8)
+    if not pgd & _PAGE_PRESENT or slot > end:
+        return va, cr3, size, (pgd,)
+    pud = words[slot >> 3]
+    slot = (pud & PTE_PFN_MASK) | ((va >> 18) & 0xFF8)
+    if not pud & _PAGE_PRESENT or pud & _PAGE_PSE or slot > end:
+        return va, cr3, size, (pgd, pud)
+    pmd = words[slot >> 3]
+    slot = (pmd & PTE_PFN_MASK) | ((va >> 9) & 0xFF8)
+    if not pmd & _PAGE_PRESENT or pmd & _PAGE_PSE or slot > end:
+        return va, cr3, size, (pgd, pud, pmd)
+    return va, cr3, size, (pgd, pud, pmd, words[slot >> 3])
+
+
+class _Captured:
+    """A PhysReader that gives back a capture's entries in the order walk() reads them."""
+
+    def __init__(self, size: int, entries: tuple[int, ...]):
+        self.size, self._entries = size, iter(entries)
+
+    def read_u64(self, pa: int) -> int:
+        return next(self._entries)
+
+    def contains(self, pa: int, length: int = 1) -> bool:
+        return pa >= 0 and pa + length <= self.size
+
+
+def captured_pa(captured: CapturedWalk) -> int | None:
+    """The physical address a capture_walk() reached (walk(...).pa), None where it stopped short."""
+    va, _, _, entries = captured
+    if not entries:
+        return None
+    last, shift = entries[-1], (39, 30, 21, 12)[len(entries) - 1]
+    if not last & _PAGE_PRESENT or not (shift == 12 or (shift != 39 and last & _PAGE_PSE)):
+        return None
+    mask = (1 << shift) - 1
+    return (last & PTE_PFN_MASK & ~mask) | (va & mask)
+
+
+def replay_walk(captured: CapturedWalk) -> PageWalk:
+    """The PageWalk of a capture_walk(): walk() itself, over the entries it read then."""
+    va, cr3, size, entries = captured
+    return walk(_Captured(size, entries), cr3, va)
+
+
 def translate(mem: PhysReader, cr3: int, va: int) -> int | None:
     """walk(...).pa without recording the walk: the fault path reads stacks and code through
     this, a few words per fault, and building the stages costs five times as much."""
@@ -217,11 +277,11 @@ class PageTables:
         """Physical address of the PTE for `va`, allocating tables when `create`."""
         if not is_canonical(va):
             raise EmuError(f"non-canonical address {va:#x}")
-        table = self.root
-        for level in ("PGD", "PUD", "PMD"):
-            slot = table + index(level, va) * 8
-            entry = self.mem.read_u64(slot)
-            if not pte_present(entry):
+        table, words = self.root, self.mem.words
+        for level, shift in (("PGD", 39), ("PUD", 30), ("PMD", 21)):
+            slot = table + ((va >> shift) & 511) * 8
+            entry = words[slot >> 3]
+            if not entry & _PAGE_PRESENT:
                 if not create:
                     return None
                 entry = (self.mem.alloc_frame(FrameKind.PGTABLE) << 12) | _PAGE_TABLE
@@ -229,7 +289,7 @@ class PageTables:
             elif entry & _PAGE_PSE:
                 raise EmuError(f"{va:#x} is inside a {level} large page; 4 KiB operations need a PTE")
             table = entry & PTE_PFN_MASK
-        return table + index("PTE", va) * 8
+        return table + ((va >> 12) & 511) * 8
 
     def get_ptes(self, va: int, n: int) -> array:
         """The n PTEs from `va` on, all in one PTE table (zeros where no table exists)."""
@@ -294,7 +354,9 @@ class PageTables:
         return walk(self.mem, self.root, va)
 
     def translate(self, va: int) -> int | None:
-        return translate(self.mem, self.root, va)
+        """translate() over guest RAM, whose size capture_walk() checks without a call per level:
+        the fault path's stack walks translate a page or two per fault."""
+        return captured_pa(capture_walk(self.mem, self.root, va))
 
     def translate_mapped(self, va: int) -> int:
         """translate() of an address that must be mapped: a stack, a section just installed."""

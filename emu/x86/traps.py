@@ -97,3 +97,14 @@ class ErrorCode:
 
     def __repr__(self) -> str:
         return f"ErrorCode({self})"
+
+
+_ERROR_CODES: dict[int, ErrorCode] = {}
+
+
+def error_code(value: int) -> ErrorCode:
+    """The ErrorCode of `value`, made once per value: it is frozen, and every fault needs one."""
+    code = _ERROR_CODES.get(value)
+    if code is None:
+        code = _ERROR_CODES[value] = ErrorCode(value)
+    return code
