@@ -235,20 +235,31 @@ def _lengths(scenario: Scenario) -> dict[int, int]:
 class Exploration:
     runs: int = 0
     outcomes: dict[Outcome, tuple[Schedule, int]] = field(default_factory=dict)  # -> (shortest schedule, count)
+    space: int | None = None  # schedules of the exhaustive search at the same bound, when reduced
+    first: dict[Outcome, int] = field(default_factory=dict)  # -> the run that found it first (from 1)
 
     def add(self, outcome: Outcome, schedule: Schedule) -> None:
         self.runs += 1
+        self.first.setdefault(outcome, self.runs)
         best, count = self.outcomes.get(outcome, (schedule, 0))
         if len(str(schedule)) < len(str(best)) or count == 0:
             best = schedule
         self.outcomes[outcome] = (best, count + 1)
 
     def report(self) -> str:
-        lines = [f"{self.runs} schedules, {len(self.outcomes)} distinct outcome(s):"]
+        of = "" if self.space is None else f" (of {self.space} at this bound, reduced)"
+        lines = [f"{self.runs} schedules{of}, {len(self.outcomes)} distinct outcome(s):"]
         for outcome, (schedule, count) in sorted(self.outcomes.items(), key=lambda kv: -kv[1][1]):
             lines.append(f"  {count:>6} x  {outcome}")
             lines.append(f"           replay: --schedule '{schedule}'")
         return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        """The counts and each outcome, for `explore --json`."""
+        return {"schedules": self.runs, "space": self.space, "outcomes": [
+            {"outcome": str(o), "count": count, "first": self.first[o], "schedule": str(s) if s.steps else "",
+             "cpus": [{"status": st, "ret": r} for st, r in o.cpus], "reports": o.reports, "faults": o.faults,
+             "probe": o.probe} for o, (s, count) in sorted(self.outcomes.items(), key=lambda kv: -kv[1][1])]}
 
 
 def _run_one(args: tuple[Scenario, str]) -> tuple[Outcome, str]:
@@ -259,7 +270,7 @@ def _run_one(args: tuple[Scenario, str]) -> tuple[Outcome, str]:
 
 
 def explore(scenario: Scenario, plan: Iterator[Schedule], workers: int = 1,
-            progress: Callable[[int], None] | None = None) -> Exploration:
+            progress: Callable[[Exploration], None] | None = None) -> Exploration:
     """Run every schedule of `plan` (on `workers` processes) and group the outcomes."""
     result = Exploration()
     texts = [str(s) if s.steps else "" for s in plan]
@@ -269,9 +280,13 @@ def explore(scenario: Scenario, plan: Iterator[Schedule], workers: int = 1,
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             for outcome, text in pool.imap(_run_one, [(scenario, t) for t in texts], chunksize=16):
                 result.add(outcome, Schedule.parse(text))
+                if progress is not None:
+                    progress(result)
     else:
         for text in texts:
             outcome, _ = _run_one((scenario, text))
             result.add(outcome, Schedule.parse(text))
+            if progress is not None:
+                progress(result)
     return result
 
