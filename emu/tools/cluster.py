@@ -41,7 +41,7 @@ def dask(address: str) -> Iterator[Runner]:
     except ImportError:
         raise EmuError("--cluster needs Dask distributed: pip install 'arena-emu[cluster]'") from None
     try:
-        client = Client(address, timeout=10)
+        client = Client(address, timeout=5)
     except (OSError, TimeoutError, ValueError) as e:
         raise EmuError(f"--cluster {address}: no Dask scheduler there ({e})") from None
 

@@ -103,8 +103,15 @@ class Scenario:
     _scope: dict = field(default_factory=dict, repr=False)
 
     def machine(self) -> Machine:
+        """The machine with the files loaded: assembly and kernel objects linked as one unit,
+        then each BPF object (built from `.bpf.c`) as libbpf loads it, against the kfuncs just linked."""
         m = Machine(cpus=self.cpus, budget=self.budget, policy=self.policy or DEFAULT_POLICY)
-        m.load(*self.files)
+        bpf = [f for f in self.files if _is_bpf_object(f)]
+        kernel = [f for f in self.files if f not in bpf]
+        if kernel:
+            m.load(*kernel)
+        for f in bpf:
+            m.load_bpf(f)
         return m
 
     def start(self) -> Machine:
@@ -132,6 +139,16 @@ class Scenario:
             probe = m.read_u64_or_none(_eval(m, self.probe))
         return Outcome(tuple((results[c].status, results[c].ret) for c in sorted(results)),
                        m.stream_text(BPF_STDERR).count("ERROR: "), len(m.events), probe, self.probe is not None)
+
+
+def _is_bpf_object(path: str) -> bool:
+    """An ELF file for the BPF machine (EM_BPF, 247), by its header."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return False  # the loader says what is wrong with it
+    return head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 247
 
 
 def _eval(m: Machine, text: str) -> int:

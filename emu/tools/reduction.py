@@ -19,8 +19,13 @@ than the last one: `c:1`, `c:V` for each visible instruction V up to
 `length + lead` (the exhaustive bound on a step, `length`, plus the invisible
 instructions before the first visible one, which a carried step may include),
 a held fault's handler (`c:1`: every count runs just it and the restarted
-instruction), each named point the CPU reaches, and `c:1` on a finished CPU
-(a step the exhaustive search skips, which still orders the tail). A step
+instruction), each named point the CPU reaches (and, when it ends past the window,
+one step to a point it never reaches: to its end), and `c:1` on a finished CPU
+(a step the exhaustive search skips, which still orders the tail). Such a pass,
+`c:1` with no visible instruction, matters only last (it orders the tail) or before
+a step of the CPU that ran before it (it splits that CPU's run in two steps, each
+within the bound on a step); before any other step the schedule without it is the
+same run, so a pass is followed only by the CPU before it. A step
 longer than `length` is not in the exhaustive space: the reduced space is
 equivalent to a superset of it, never missing an outcome.
 
@@ -52,6 +57,7 @@ class Visit:
     steps: tuple[Step, ...]
     outcome: Outcome
     children: tuple[Step, ...]
+    passes: frozenset[Step] = frozenset()  # the children that run no visible instruction
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Node:
     steps: tuple[Step, ...]
     bound: int
     lengths: tuple[tuple[int, int], ...]
+    passed: bool = False  # the last step ran no visible instruction
 
 
 def full_space(lengths: dict[int, int], cpus: list[int], bound: int) -> int:
@@ -87,14 +94,19 @@ def visit(node: Node) -> Visit:
         last = steps[-1].cpu if steps else None
         running = m.running_cpus()
         targets = [c for c in order if c != last] if len(steps) < node.bound and len(running) > 1 else []
+        if node.passed:  # only a step on the CPU before the pass needs it; any other goes without
+            targets = [c for c in targets if len(steps) > 1 and c == steps[-2].cpu]
         children: dict[int, list[Step]] = {c: [Step(c, 1)] for c in targets if c not in running}
+        passes = {Step(c, 1) for c in children}
         rest = [c for c in order if c != last] + ([last] if last is not None else [])
         untouched = True  # no CPU has run since the schedule's steps: the first one can be probed
         for c in rest:
             if c not in m.running_cpus():
                 continue
             if untouched and c in targets:
-                children[c] = probe(m, c, lengths[c])
+                children[c], visible = probe(m, c, lengths[c])
+                if not visible:
+                    passes.add(Step(c, 1))
             untouched = False
             while c in m.running_cpus():
                 m.resume(sc.budget, cpu=c)  # counted: a budget the tail cannot exceed
@@ -103,11 +115,13 @@ def visit(node: Node) -> Visit:
         m.close()
     for c in targets:
         if c not in children:
-            children[c] = _probe_apart(node, c, lengths[c])
-    return Visit(steps, outcome, tuple(s for c in targets for s in children[c]))
+            children[c], visible = _probe_apart(node, c, lengths[c])
+            if not visible:
+                passes.add(Step(c, 1))
+    return Visit(steps, outcome, tuple(s for c in targets for s in children[c]), frozenset(passes))
 
 
-def _probe_apart(node: Node, cpu: int, length: int) -> list[Step]:
+def _probe_apart(node: Node, cpu: int, length: int) -> tuple[list[Step], bool]:
     m = node.scenario.start()
     try:
         for step in node.steps:
@@ -117,9 +131,9 @@ def _probe_apart(node: Node, cpu: int, length: int) -> list[Step]:
         m.close()
 
 
-def probe(m: Machine, cpu: int, length: int) -> list[Step]:
-    """The steps of `cpu` from here that the reduction keeps (see the module's docstring);
-    runs the CPU to its end on the way."""
+def probe(m: Machine, cpu: int, length: int) -> tuple[list[Step], bool]:
+    """The steps of `cpu` from here that the reduction keeps (see the module's docstring), and
+    whether its next instruction is visible (else `c:1` is a pass); runs the CPU to its end."""
     state = m.executor.calls[cpu]
     points: list[str] = []
 
@@ -129,17 +143,22 @@ def probe(m: Machine, cpu: int, length: int) -> list[Step]:
         return False
 
     counts = [1]
+    visible = True  # a held fault's handler, at least
     m.preempt = note
     try:
         if state.held is None:
             counts += _visible_counts(m, cpu, length)
+            visible = counts[1:2] == [1]
+        whole = cpu not in m.running_cpus()  # it ended inside the window: every visible count is kept
         while cpu in m.running_cpus():
             m.resume(state.budget, cpu=cpu)
     finally:
         m.preempt = None
     ends = [f"@{p}" for p in POINTS if p in points]
-    unreached = [f"@{p}" for p in POINTS if p not in points][:1]  # each runs to the end: one is enough
-    return [Step(cpu, n) for n in sorted(set(counts))] + [Step(cpu, u) for u in ends + unreached]
+    # A point never reached runs the CPU to its end, the same as its last visible count with the
+    # invisible rest carried; past the window that count is not kept, so one such step is.
+    unreached = [] if whole else [f"@{p}" for p in POINTS if p not in points][:1]
+    return [Step(cpu, n) for n in sorted(set(counts))] + [Step(cpu, u) for u in ends + unreached], visible
 
 
 def _visible_counts(m: Machine, cpu: int, length: int) -> list[int]:
@@ -186,13 +205,13 @@ def reduced(scenario: Scenario, bound: int, run: Callable[[list[Node]], Iterable
     cpus = [e.cpu for e in scenario.entries]
     result = Exploration(space=full_space(lengths, cpus, bound))
     frozen = tuple(sorted(lengths.items()))
-    level: list[tuple[Step, ...]] = [()]
+    level: list[tuple[tuple[Step, ...], bool]] = [((), False)]
     while level:
-        nodes = [Node(scenario, steps, bound, frozen) for steps in level]
+        nodes = [Node(scenario, steps, bound, frozen, passed) for steps, passed in level]
         level = []
         for v in (run or _serial)(nodes):
             result.add(v.outcome, Schedule(v.steps))
-            level.extend((*v.steps, child) for child in v.children)
+            level.extend(((*v.steps, child), child in v.passes) for child in v.children)
             if progress is not None:
                 progress(result)
     return result
