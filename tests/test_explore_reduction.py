@@ -124,8 +124,8 @@ def test_explore_json_has_the_counts(capsys):
     assert main(["explore", "bpf_progs/smp.S", "--entry0", "h3_alloc", "--entry1", "h3_reader", "--probe", PAGE1,
                  "--bound", "1", "--workers", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert (out["bound"], out["reduction"], out["schedules"], out["space"]) == (1, "partial-order", 14, 42)
-    assert sum(o["count"] for o in out["outcomes"]) == 14 and len(out["outcomes"]) == 5
+    assert (out["bound"], out["reduction"], out["schedules"], out["space"]) == (1, "partial-order", 13, 42)
+    assert sum(o["count"] for o in out["outcomes"]) == 13 and len(out["outcomes"]) == 5
     lost = next(o for o in out["outcomes"] if o["probe"] == 0 and o["cpus"][1]["ret"] == 0)
     assert lost["outcome"] == "cpu0 returned 0x7f7d26201000, cpu1 returned 0x0, 1 report, probe 0x0"
     assert lost["schedule"] == "1:12"
