@@ -173,17 +173,24 @@ def _run_step(m: Machine, step: Step) -> None:
     if step.cpu not in m.running_cpus():
         return
     if isinstance(step.until, int) or step.until is None:
-        m.resume(step.until, cpu=step.cpu)
+        m.resume(_counted(m, step.cpu) if step.until is None else step.until, cpu=step.cpu)
         return
     name = step.until[1:]
     if name in POINTS:
         m.preempt = lambda cpu, point: cpu == step.cpu and point == name
         try:
-            m.resume(cpu=step.cpu)
+            m.resume(_counted(m, step.cpu), cpu=step.cpu)
         finally:
             m.preempt = None
         return
     m.resume_until(_location(m, name), cpu=step.cpu, why=f"reached {name}")
+
+
+def _counted(m: Machine, cpu: int) -> int | None:
+    """A count for a run to the end: the call's whole budget, asked for explicitly so that the
+    instructions are counted (a schedule's steps are counts) whatever resume() does without one."""
+    state = m.executor.calls.get(cpu)
+    return (state.budget or None) if state is not None else None
 
 
 def run_schedule(m: Machine, schedule: Schedule, order: list[int], turns: int | None = None) -> None:
@@ -202,7 +209,7 @@ def run_schedule(m: Machine, schedule: Schedule, order: list[int], turns: int | 
         return
     for c in rest:
         while c in m.running_cpus():
-            m.resume(cpu=c)
+            m.resume(_counted(m, c), cpu=c)
 
 
 def schedules(scenario: Scenario, bound: int) -> Iterator[Schedule]:
@@ -239,9 +246,9 @@ def _lengths(scenario: Scenario) -> dict[int, int]:
     out: dict[int, int] = {}
     with scenario.start() as m:
         for e in scenario.entries:
-            result = m.resume(cpu=e.cpu)
+            result = m.resume(_counted(m, e.cpu), cpu=e.cpu)
             while e.cpu in m.running_cpus():
-                result = m.resume(cpu=e.cpu)
+                result = m.resume(_counted(m, e.cpu), cpu=e.cpu)
             if result.insns is None:
                 raise EmuError("a schedule counts instructions: the scenario needs an instruction budget")
             out[e.cpu] = result.insns

@@ -45,7 +45,7 @@ import unicorn
 
 from ..machine import Machine
 from ..mm.layout import KFUNC_PAGE, PAGE_SIZE, THREAD_SIZE, stack_top
-from .explore import POINTS, Exploration, Outcome, Scenario, Schedule, Step, _lengths, _run_step
+from .explore import POINTS, Exploration, Outcome, Scenario, Schedule, Step, _counted, _lengths, _run_step
 
 _MEM = unicorn.UC_HOOK_MEM_READ | unicorn.UC_HOOK_MEM_WRITE
 
@@ -109,7 +109,7 @@ def visit(node: Node) -> Visit:
                     passes.add(Step(c, 1))
             untouched = False
             while c in m.running_cpus():
-                m.resume(sc.budget, cpu=c)  # counted: a budget the tail cannot exceed
+                m.resume(_counted(m, c), cpu=c)
         outcome = sc.outcome(m)
     finally:
         m.close()
@@ -151,7 +151,7 @@ def probe(m: Machine, cpu: int, length: int) -> tuple[list[Step], bool]:
             visible = counts[1:2] == [1]
         whole = cpu not in m.running_cpus()  # it ended inside the window: every visible count is kept
         while cpu in m.running_cpus():
-            m.resume(state.budget, cpu=cpu)
+            m.resume(_counted(m, cpu), cpu=cpu)
     finally:
         m.preempt = None
     ends = [f"@{p}" for p in POINTS if p in points]
