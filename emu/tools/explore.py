@@ -10,7 +10,8 @@ schedule always gives the same run.
 
 Exploration enumerates every schedule of up to `bound` steps, with each step's
 end at any instruction count of that CPU or any named point, or samples them
-at random with a seed; it groups the runs by outcome and keeps the shortest
+at random with a seed, or (by default, reduction.py) runs one schedule per class
+of equivalent ones; it groups the runs by outcome and keeps the shortest
 schedule that reaches each, so it can be replayed with `--schedule`.
 """
 

@@ -29,6 +29,13 @@ same run, so a pass is followed only by the CPU before it. A step
 longer than `length` is not in the exhaustive space: the reduced space is
 equivalent to a superset of it, never missing an outcome.
 
+This rests on two properties of the machine, which the tests check against the
+exhaustive search rather than prove: `resume(N)` then `resume(M)` runs what
+`resume(N + M)` runs, and every effect of Python-side code (kfuncs, the fault path)
+happens in an instruction marked visible. Two visible instructions that commute
+(two reads of one flag) still make two schedules: this is preemption only at
+visible operations, not DPOR's backtracking on dependences.
+
 Visible instructions are found by stepping the CPU one instruction at a time
 with Unicorn memory hooks, only over the window a step may end in, and only
 while exploring; the run that gives a schedule's outcome probes the first CPU
