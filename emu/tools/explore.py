@@ -174,13 +174,13 @@ def _run_step(m: Machine, step: Step) -> None:
     if step.cpu not in m.running_cpus():
         return
     if isinstance(step.until, int) or step.until is None:
-        m.resume(_counted(m, step.cpu) if step.until is None else step.until, cpu=step.cpu)
+        m.resume(step.until, cpu=step.cpu)  # None: on to the end or the next stop, held or not
         return
     name = step.until[1:]
     if name in POINTS:
         m.preempt = lambda cpu, point: cpu == step.cpu and point == name
         try:
-            m.resume(_counted(m, step.cpu), cpu=step.cpu)
+            m.resume(cpu=step.cpu)  # a count would stop a held CPU after its handler
         finally:
             m.preempt = None
         return
