@@ -52,7 +52,13 @@ def dask(address: str) -> Iterator[Runner]:
         shipped = replace(sc, files=tuple(os.path.abspath(f) for f in sc.files))
         futures = client.map(visit, [replace(n, scenario=shipped) for n in nodes], pure=False)
         for f in futures:
-            yield f.result()
+            try:
+                yield f.result()
+            except EmuError:
+                raise
+            except Exception as e:  # the workers' side: another arena-emu, a file they cannot read
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise EmuError(f"--cluster {address}: a worker could not run a schedule: {first}") from None
 
     try:
         yield run
