@@ -60,6 +60,8 @@ from emu.tools.debugger import Debugger
 from emu.x86.pgtable import PAGE_KERNEL, mk_pte
 from emu.x86.unicorn_quirks import ExceptionState, enable_long_mode_paging
 
+from . import explore as explore_bench
+
 ROOT = Path(__file__).resolve().parent.parent
 BIG = 10**12
 
@@ -478,6 +480,7 @@ def table(r: dict) -> str:
     if r.get("suite"):
         for name, v in r["suite"].items():
             rows.append((f"test suite, {name}", f"{v['s']:.1f} s", v["result"], "", ""))
+    rows.extend(explore_bench.rows(r["explore"]))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -504,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         "stepping": stepping(ns.repeat, 20_000),
         "jit": jit_figures(ns.repeat, ns.rounds),
         "object_load": object_load(ns.repeat),
+        "explore": explore_bench.figures(ns.repeat),
     }
     if not ns.no_suite:
         results["suite"] = suite()

@@ -35,13 +35,16 @@ from ..machine import (
 from ..mm.layout import MASK64
 from ..policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from ..policy import OOPS as OOPS_POLICY
+from . import cluster
 from .build import BuildError, build_bpf, build_kernel
 from .conformance import parse_hex, run_plugin
 from .debugger import Debugger
-from .explore import Entry, Schedule, explore, sample, schedules
+from .explore import Entry, Exploration, Schedule, explore, sample, schedules
 from .explore import Scenario as SmpScenario
 from .loading import built
 from .prog_dump import prog_dump
+from .progress import Progress
+from .reduction import reduced
 from .repl import Session, banner, use_color
 from .scenario import load_scenarios
 from .symfile import write_symbol_file
@@ -163,6 +166,11 @@ def _parser() -> argparse.ArgumentParser:
     explore.add_argument("--schedule", metavar="STEPS", help="run this one schedule, e.g. '1:@fault 0:12 1:*'")
     explore.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, metavar="N",
                          help="processes (default: one per core)")
+    explore.add_argument("--exhaustive", action="store_true",
+                         help="every schedule up to --bound, without the partial-order reduction")
+    explore.add_argument("--cluster", metavar="ADDRESS",
+                         help="run on the Dask scheduler at ADDRESS (e.g. tcp://10.0.0.1:8786) instead of --workers")
+    explore.add_argument("--json", action="store_true", help="print the counts and outcomes as JSON")
     _policy_args(explore)
 
     build = sub.add_parser("build", help="compile a BPF program (X.bpf.c), or kernel C with --kernel",
@@ -473,9 +481,28 @@ def _cmd_explore(ns: argparse.Namespace) -> int:
             print(event.summary())
         print(f"schedule '{schedule}': {outcome}")
         return 0
-    plan = sample(scenario, ns.samples, ns.seed, ns.bound) if ns.samples else schedules(scenario, ns.bound)
-    print(explore(scenario, plan, workers=ns.workers).report())
+    progress = Progress() if sys.stderr.isatty() else None
+    try:
+        result = _exploration(ns, scenario, progress)
+    finally:
+        if progress is not None:
+            progress.done()
+    if ns.json:
+        kind = "sampled" if ns.samples else "exhaustive" if ns.exhaustive else "partial-order"
+        print(json.dumps({"bound": ns.bound, "reduction": kind, **result.to_json()}, indent=2))
+    else:
+        print(result.report())
     return 0
+
+
+def _exploration(ns: argparse.Namespace, scenario: SmpScenario, progress: Progress | None) -> Exploration:
+    if ns.samples or ns.exhaustive:
+        if ns.cluster:
+            raise EmuError("--cluster runs the reduced exploration: not with --samples or --exhaustive")
+        plan = sample(scenario, ns.samples, ns.seed, ns.bound) if ns.samples else schedules(scenario, ns.bound)
+        return explore(scenario, plan, workers=ns.workers, progress=progress)
+    with cluster.dask(ns.cluster) if ns.cluster else cluster.local(ns.workers) as run:
+        return reduced(scenario, ns.bound, run, progress)
 
 
 def _cmd_compare(ns: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ schedule always gives the same run.
 
 Exploration enumerates every schedule of up to `bound` steps, with each step's
 end at any instruction count of that CPU or any named point, or samples them
-at random with a seed; it groups the runs by outcome and keeps the shortest
+at random with a seed, or (by default, reduction.py) runs one schedule per class
+of equivalent ones; it groups the runs by outcome and keeps the shortest
 schedule that reaches each, so it can be replayed with `--schedule`.
 """
 
@@ -104,6 +105,8 @@ class Scenario:
     _scope: dict = field(default_factory=dict, repr=False)
 
     def machine(self) -> Machine:
+        """The machine with the files loaded: assembly and kernel objects linked as one unit,
+        then each BPF object (built from `.bpf.c`) as libbpf loads it, against the kfuncs just linked."""
         m = Machine(cpus=self.cpus, budget=self.budget, policy=self.policy or DEFAULT_POLICY)
         load_files(m, self.files)
         return m
@@ -157,17 +160,24 @@ def _run_step(m: Machine, step: Step) -> None:
     if step.cpu not in m.running_cpus():
         return
     if isinstance(step.until, int) or step.until is None:
-        m.resume(step.until, cpu=step.cpu)
+        m.resume(step.until, cpu=step.cpu)  # None: on to the end or the next stop, held or not
         return
     name = step.until[1:]
     if name in POINTS:
         m.preempt = lambda cpu, point: cpu == step.cpu and point == name
         try:
-            m.resume(cpu=step.cpu)
+            m.resume(cpu=step.cpu)  # a count would stop a held CPU after its handler
         finally:
             m.preempt = None
         return
     m.resume_until(_location(m, name), cpu=step.cpu, why=f"reached {name}")
+
+
+def _counted(m: Machine, cpu: int) -> int | None:
+    """A count for a run to the end: the call's whole budget, asked for explicitly so that the
+    instructions are counted (a schedule's steps are counts) whatever resume() does without one."""
+    state = m.executor.calls.get(cpu)
+    return (state.budget or None) if state is not None else None
 
 
 def run_schedule(m: Machine, schedule: Schedule, order: list[int], turns: int | None = None) -> None:
@@ -186,7 +196,7 @@ def run_schedule(m: Machine, schedule: Schedule, order: list[int], turns: int | 
         return
     for c in rest:
         while c in m.running_cpus():
-            m.resume(cpu=c)
+            m.resume(_counted(m, c), cpu=c)
 
 
 def schedules(scenario: Scenario, bound: int) -> Iterator[Schedule]:
@@ -223,9 +233,9 @@ def _lengths(scenario: Scenario) -> dict[int, int]:
     out: dict[int, int] = {}
     with scenario.start() as m:
         for e in scenario.entries:
-            result = m.resume(cpu=e.cpu)
+            result = m.resume(_counted(m, e.cpu), cpu=e.cpu)
             while e.cpu in m.running_cpus():
-                result = m.resume(cpu=e.cpu)
+                result = m.resume(_counted(m, e.cpu), cpu=e.cpu)
             if result.insns is None:
                 raise EmuError("a schedule counts instructions: the scenario needs an instruction budget")
             out[e.cpu] = result.insns
@@ -236,20 +246,31 @@ def _lengths(scenario: Scenario) -> dict[int, int]:
 class Exploration:
     runs: int = 0
     outcomes: dict[Outcome, tuple[Schedule, int]] = field(default_factory=dict)  # -> (shortest schedule, count)
+    space: int | None = None  # schedules of the exhaustive search at the same bound, when reduced
+    first: dict[Outcome, int] = field(default_factory=dict)  # -> the run that found it first (from 1)
 
     def add(self, outcome: Outcome, schedule: Schedule) -> None:
         self.runs += 1
+        self.first.setdefault(outcome, self.runs)
         best, count = self.outcomes.get(outcome, (schedule, 0))
         if len(str(schedule)) < len(str(best)) or count == 0:
             best = schedule
         self.outcomes[outcome] = (best, count + 1)
 
     def report(self) -> str:
-        lines = [f"{self.runs} schedules, {len(self.outcomes)} distinct outcome(s):"]
+        of = "" if self.space is None else f" (of {self.space} at this bound, reduced)"
+        lines = [f"{self.runs} schedules{of}, {len(self.outcomes)} distinct outcome(s):"]
         for outcome, (schedule, count) in sorted(self.outcomes.items(), key=lambda kv: -kv[1][1]):
             lines.append(f"  {count:>6} x  {outcome}")
             lines.append(f"           replay: --schedule '{schedule}'")
         return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        """The counts and each outcome, for `explore --json`."""
+        return {"schedules": self.runs, "space": self.space, "outcomes": [
+            {"outcome": str(o), "count": count, "first": self.first[o], "schedule": str(s) if s.steps else "",
+             "cpus": [{"status": st, "ret": r} for st, r in o.cpus], "reports": o.reports, "faults": o.faults,
+             "probe": o.probe} for o, (s, count) in sorted(self.outcomes.items(), key=lambda kv: -kv[1][1])]}
 
 
 def _run_one(args: tuple[Scenario, str]) -> tuple[Outcome, str]:
@@ -260,7 +281,7 @@ def _run_one(args: tuple[Scenario, str]) -> tuple[Outcome, str]:
 
 
 def explore(scenario: Scenario, plan: Iterator[Schedule], workers: int = 1,
-            progress: Callable[[int], None] | None = None) -> Exploration:
+            progress: Callable[[Exploration], None] | None = None) -> Exploration:
     """Run every schedule of `plan` (on `workers` processes) and group the outcomes."""
     result = Exploration()
     texts = [str(s) if s.steps else "" for s in plan]
@@ -270,9 +291,13 @@ def explore(scenario: Scenario, plan: Iterator[Schedule], workers: int = 1,
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             for outcome, text in pool.imap(_run_one, [(scenario, t) for t in texts], chunksize=16):
                 result.add(outcome, Schedule.parse(text))
+                if progress is not None:
+                    progress(result)
     else:
         for text in texts:
             outcome, _ = _run_one((scenario, text))
             result.add(outcome, Schedule.parse(text))
+            if progress is not None:
+                progress(result)
     return result
 
