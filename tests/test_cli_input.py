@@ -73,6 +73,17 @@ def test_shipped_programs_are_found_from_any_directory(capsys, tmp_path, monkeyp
     assert (code, json.loads(out)["status"]) == (0, "returned")
 
 
+def test_build_finds_a_shipped_program_from_any_directory(capsys, tmp_path, monkeypatch):
+    from bpf_build import build
+
+    build("use_after_free")  # skips only if no compiler exists at all
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "mine.bpf.o"
+    assert run(capsys, "build", "bpf_progs/off_by_one.bpf.c", "-o", str(out))[:2] == (0, f"{out}\n")
+    assert run(capsys, "build", "bpf_progs/off_by_one.bpf.c")[:2] == (0, f"{tmp_path / 'off_by_one.bpf.o'}\n")
+    assert out.read_bytes()[:4] == (tmp_path / "off_by_one.bpf.o").read_bytes()[:4] == b"\x7fELF"
+
+
 def test_compare_takes_policies_knobs_and_the_users_scenario_files(capsys, tmp_path):
     (tmp_path / "mine.toml").write_text('''title = "a user's scenario"
 files = ["bpf_progs/scratch.S"]

@@ -357,10 +357,12 @@ def _run_bpf_object(ns: argparse.Namespace, m: Machine, objects: list[str]) -> i
 
 
 def _cmd_build(ns: argparse.Namespace) -> int:
-    src = Path(ns.file)
-    if not src.is_file():
+    """Build a file as named, or the shipped bpf_progs/ or kernel_stubs/ copy of it; the object of a
+    shipped copy goes to the current directory, not into the installed package."""
+    src = next((c for c in source_candidates(ns.file) if c.is_file()), None) if ns.file else None
+    if src is None:
         raise EmuError(f"cannot read {ns.file}: no such file")
-    out = Path(ns.output) if ns.output else src.with_suffix(".o")
+    out = Path(ns.output) if ns.output else (src if src == Path(ns.file) else Path(src.name)).with_suffix(".o")
     if ns.kernel:
         print(build_kernel(src, out))
     elif src.name.endswith(".bpf.c"):
