@@ -120,6 +120,24 @@ def test_build_of_no_file_is_a_one_line_error(capsys, name):
     assert run(capsys, "build", name, "--kernel")[::2] == (2, f"arena-emu: cannot read {name}: no such file\n")
 
 
+@pytest.mark.parametrize("argv", [["run"], ["prog", "dump", "xlated"], ["debug", "--entry", "x"]])
+def test_a_missing_bpf_c_file_is_arena_emus_one_line_error(capsys, argv):
+    assert run(capsys, *argv, "nosuch.bpf.c")[::2] == (2, "arena-emu: cannot read nosuch.bpf.c: no such file\n")
+
+
+def test_a_bpf_compiler_that_does_not_run_is_arena_emus_one_line_error(capsys, tmp_path, monkeypatch):
+    from emu.tools.build import bpf_compiler
+
+    (tmp_path / "x.bpf.c").write_text("int x;\n")
+    monkeypatch.setenv("CLANG", "/nonexistent/clang")
+    bpf_compiler.cache_clear()
+    try:
+        assert run(capsys, "build", str(tmp_path / "x.bpf.c"))[::2] == (
+            2, "arena-emu: $CLANG=/nonexistent/clang does not run\n")
+    finally:
+        bpf_compiler.cache_clear()
+
+
 def test_a_debug_script_that_is_not_utf8_is_a_one_line_error(capsys, tmp_path):
     script = tmp_path / "cmds"
     script.write_bytes(b"\xff\xfe si\n")

@@ -35,7 +35,7 @@ from ..machine import (
 from ..mm.layout import MASK64
 from ..policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from ..policy import OOPS as OOPS_POLICY
-from .build import BuildError, build_bpf, build_kernel
+from .build import CompileError, build_bpf, build_kernel
 from .conformance import parse_hex, run_plugin
 from .debugger import Debugger
 from .explore import Entry, Schedule, explore, sample, schedules
@@ -512,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"run": _cmd_run, "demo": _cmd_demo, "compare": _cmd_compare, "debug": _cmd_debug,
                 "explore": _cmd_explore, "build": _cmd_build, "prog": _cmd_prog,
                 "conformance-plugin": _cmd_conformance_plugin}[ns.command](ns)
-    except BuildError as e:  # the compiler's own words, as it printed them
+    except CompileError as e:  # the compiler's own words, as it printed them
         print(str(e), file=sys.stderr)
         return EXIT["error"]
     except EmuError as e:
