@@ -138,6 +138,17 @@ def test_a_bpf_compiler_that_does_not_run_is_arena_emus_one_line_error(capsys, t
         bpf_compiler.cache_clear()
 
 
+def test_an_object_without_programs_says_so(capsys, tmp_path):
+    from bpf_build import build
+
+    build("use_after_free")  # skips only if no compiler exists at all
+    src = tmp_path / "empty.bpf.c"
+    src.write_text("int x;\n")
+    assert run(capsys, "run", str(src))[::2] == (2, "arena-emu: empty has no programs\n")
+    assert run(capsys, "run", str(src), "--prog", "x")[::2] == (2, "arena-emu: empty has no programs\n")
+    assert run(capsys, "prog", "dump", "xlated", str(src))[::2] == (2, f"arena-emu: {src} has no programs\n")
+
+
 def test_a_debug_script_that_is_not_utf8_is_a_one_line_error(capsys, tmp_path):
     script = tmp_path / "cmds"
     script.write_bytes(b"\xff\xfe si\n")

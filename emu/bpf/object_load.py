@@ -120,6 +120,8 @@ class LoadedObject:
 
     def run(self, prog: str | None = None, ctx: bytes = b"", data: bytes = b""):
         """BPF_PROG_TEST_RUN of one program (the only one when `prog` is None); a CallResult."""
+        if not self.programs:
+            raise EmuError(f"{self.obj.name} has no programs")
         if prog is None:
             if len(self.programs) != 1:
                 raise EmuError(f"{self.obj.name} has {len(self.programs)} programs: name one of "

@@ -384,6 +384,8 @@ def _cmd_prog(ns: argparse.Namespace) -> int:
     if kernel:
         m.load(*kernel)
     obj = m.load_bpf(path)
+    if not obj.programs:
+        raise EmuError(f"{named} has no programs")
     name = ns.prog
     if name is None:
         if len(obj.programs) != 1:
