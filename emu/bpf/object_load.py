@@ -317,6 +317,9 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
         if prog.prog_type != ProgType.SYSCALL and (ctx or data):
             raise EmuError(f"{prog.name}: a test run of SEC(\"{prog.sec_name}\") with a packet or a context is "
                            "not modelled yet: syscall programs take a context, xdp programs a packet")
+        if len(ctx) > U16_MAX:  # bpf_prog_test_run_syscall()
+            raise EmuError(f"{prog.name}: BPF_PROG_TEST_RUN: -EINVAL: a syscall program's ctx is at most "
+                           f"{U16_MAX} bytes (U16_MAX), not {len(ctx)}")
         ptr = 0
         if ctx:
             ptr = bpf.vmalloc.vmalloc(len(ctx))
@@ -327,6 +330,7 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
     return LoadedObject(obj, maps, programs, test_run)
 
 
+U16_MAX = 0xFFFF
 XDP_PACKET_HEADROOM = 256
 PACKET_PROGS = (ProgType.XDP, ProgType.SCHED_CLS, ProgType.SCHED_ACT)
 
