@@ -8,6 +8,7 @@ import pytest
 
 from emu import Machine
 from emu.corpus import bpf_prog, stub
+from emu.errors import EmuError
 from emu.mm.layout import PAGE_SIZE
 from emu.mm.physmem import FrameKind
 from emu.policy import POLICIES, Policy
@@ -208,3 +209,14 @@ def test_the_debugger_stops_at_a_c_line_of_a_shipped_object_and_steps_into_its_k
         "at arena_kfuncs.S:13"
     assert re.fullmatch(rf"#1  0x[0-9a-f]{{16}} in bpf_prog_[0-9a-f]{{16}}_off_by_one\+0x[0-9a-f]+/0x[0-9a-f]+ \(\) "
                         rf"at off_by_one\.bpf\.c:{call}", frames[1])
+
+
+def test_a_syscall_programs_ctx_is_at_most_u16_max_bytes_as_bpf_prog_test_run_syscall_checks():
+    m = Machine()
+    m.load(stub("arena_kfuncs.S"))
+    obj = m.load_bpf(bpf_prog("off_by_one.bpf.o"))
+    assert obj.run("off_by_one", ctx=b"\1" * 0xFFFF).ret == 0
+    assert obj.ctx_out == b"\1" * 0xFFFF
+    with pytest.raises(EmuError, match=r"^off_by_one: BPF_PROG_TEST_RUN: -EINVAL: a syscall program's ctx is at "
+                                       r"most 65535 bytes \(U16_MAX\), not 65536$"):
+        obj.run("off_by_one", ctx=b"\1" * 0x10000)

@@ -73,6 +73,17 @@ def test_shipped_programs_are_found_from_any_directory(capsys, tmp_path, monkeyp
     assert (code, json.loads(out)["status"]) == (0, "returned")
 
 
+def test_build_finds_a_shipped_program_from_any_directory(capsys, tmp_path, monkeypatch):
+    from bpf_build import build
+
+    build("use_after_free")  # skips only if no compiler exists at all
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "mine.bpf.o"
+    assert run(capsys, "build", "bpf_progs/off_by_one.bpf.c", "-o", str(out))[:2] == (0, f"{out}\n")
+    assert run(capsys, "build", "bpf_progs/off_by_one.bpf.c")[:2] == (0, f"{tmp_path / 'off_by_one.bpf.o'}\n")
+    assert out.read_bytes()[:4] == (tmp_path / "off_by_one.bpf.o").read_bytes()[:4] == b"\x7fELF"
+
+
 def test_compare_takes_policies_knobs_and_the_users_scenario_files(capsys, tmp_path):
     (tmp_path / "mine.toml").write_text('''title = "a user's scenario"
 files = ["bpf_progs/scratch.S"]
@@ -107,6 +118,35 @@ def test_a_scenario_file_that_is_not_text_is_one_line_error(capsys, tmp_path):
 @pytest.mark.parametrize("name", ["", "/", "/nonexistent/k.c"])
 def test_build_of_no_file_is_a_one_line_error(capsys, name):
     assert run(capsys, "build", name, "--kernel")[::2] == (2, f"arena-emu: cannot read {name}: no such file\n")
+
+
+@pytest.mark.parametrize("argv", [["run"], ["prog", "dump", "xlated"], ["debug", "--entry", "x"]])
+def test_a_missing_bpf_c_file_is_arena_emus_one_line_error(capsys, argv):
+    assert run(capsys, *argv, "nosuch.bpf.c")[::2] == (2, "arena-emu: cannot read nosuch.bpf.c: no such file\n")
+
+
+def test_a_bpf_compiler_that_does_not_run_is_arena_emus_one_line_error(capsys, tmp_path, monkeypatch):
+    from emu.tools.build import bpf_compiler
+
+    (tmp_path / "x.bpf.c").write_text("int x;\n")
+    monkeypatch.setenv("CLANG", "/nonexistent/clang")
+    bpf_compiler.cache_clear()
+    try:
+        assert run(capsys, "build", str(tmp_path / "x.bpf.c"))[::2] == (
+            2, "arena-emu: $CLANG=/nonexistent/clang does not run\n")
+    finally:
+        bpf_compiler.cache_clear()
+
+
+def test_an_object_without_programs_says_so(capsys, tmp_path):
+    from bpf_build import build
+
+    build("use_after_free")  # skips only if no compiler exists at all
+    src = tmp_path / "empty.bpf.c"
+    src.write_text("int x;\n")
+    assert run(capsys, "run", str(src))[::2] == (2, "arena-emu: empty has no programs\n")
+    assert run(capsys, "run", str(src), "--prog", "x")[::2] == (2, "arena-emu: empty has no programs\n")
+    assert run(capsys, "prog", "dump", "xlated", str(src))[::2] == (2, f"arena-emu: {src} has no programs\n")
 
 
 def test_a_debug_script_that_is_not_utf8_is_a_one_line_error(capsys, tmp_path):

@@ -6,7 +6,7 @@ import re
 import pytest
 from bpf_build import build, build_exact
 
-from emu.corpus import bpf_prog
+from emu.corpus import bpf_prog, stub
 from emu.machine import Machine
 from emu.tools.debugger import Debugger
 from emu.tools.prog_dump import prog_dump
@@ -87,3 +87,22 @@ def test_bpf_takes_an_address(d):
     assert d.execute("bpf bump").splitlines() == [
         "; static __noinline __u64 bump(__u64 __arena *p, __u64 by) [dump.bpf.c:17]",
         f"in the prologue of bpf_prog_{_tag(d)}_bump, before its first BPF instruction"]
+
+
+def test_finish_and_next_stop_as_gdb_does_without_showing_their_internal_breakpoints():
+    dbg = Debugger([stub("arena_kfuncs.S"), bpf_prog("off_by_one.bpf.o")], "off_by_one", [])
+    dbg.execute("set context off")
+    assert dbg.execute("break off_by_one.bpf.c:21") == (
+        "Breakpoint 1 at 0xffffffff81000139: file off_by_one.bpf.c, line 21.")
+    dbg.execute("continue")
+    dbg.execute("step")
+    out = dbg.execute("finish").splitlines()
+    assert out[0] == "Run till exit from #0  0xffffffff81000000 in bpf_kfunc_arena_read_u64+0x0/0x10"
+    assert out[-2:] == ["0xffffffff8100014b in bpf_prog_c62366945a60014a_off_by_one+0xab/0xc1",
+                        "Value returned is $1 = 0x0"]
+    assert not any("Temporary breakpoint" in line for line in out)
+    assert dbg.execute("break off_by_one.bpf.c:20").startswith("Breakpoint 2 at 0x")  # gdb numbers only the user's
+    assert dbg.execute("info breakpoints").splitlines()[1:] == [
+        "1       breakpoint     keep 0xffffffff81000139 off_by_one.bpf.c:21 (file off_by_one.bpf.c, line 21)",
+        "\tbreakpoint already hit 1 time",
+        "2       breakpoint     keep 0xffffffff81000102 off_by_one.bpf.c:20 (file off_by_one.bpf.c, line 20)"]

@@ -149,6 +149,8 @@ def test_json_has_bpftools_fields(obj_path):
     xadd = next(i for i in jited[1]["insns"] if i["operation"] == "lock xaddq")
     assert xadd == {"pc": "0x27", "operation": "lock xaddq", "operands": ["%rax", "%rdi", "%r12"],
                     "extable": "fixup 0x80700107, dst none, arena reg rdi, off 0"}
+    # bpftool's jit_disasm.c writes a null into the operands array of an instruction without operands
+    assert jited[1]["insns"][-1] == {"pc": "0x31", "operation": "retq", "operands": [None]}
 
 
 def test_the_cli_dumps_a_bpf_c_file_and_says_what_is_wrong_in_one_line(obj_path, capsys):

@@ -120,6 +120,8 @@ class LoadedObject:
 
     def run(self, prog: str | None = None, ctx: bytes = b"", data: bytes = b""):
         """BPF_PROG_TEST_RUN of one program (the only one when `prog` is None); a CallResult."""
+        if not self.programs:
+            raise EmuError(f"{self.obj.name} has no programs")
         if prog is None:
             if len(self.programs) != 1:
                 raise EmuError(f"{self.obj.name} has {len(self.programs)} programs: name one of "
@@ -315,6 +317,9 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
         if prog.prog_type != ProgType.SYSCALL and (ctx or data):
             raise EmuError(f"{prog.name}: a test run of SEC(\"{prog.sec_name}\") with a packet or a context is "
                            "not modelled yet: syscall programs take a context, xdp programs a packet")
+        if len(ctx) > U16_MAX:  # bpf_prog_test_run_syscall()
+            raise EmuError(f"{prog.name}: BPF_PROG_TEST_RUN: -EINVAL: a syscall program's ctx is at most "
+                           f"{U16_MAX} bytes (U16_MAX), not {len(ctx)}")
         ptr = 0
         if ctx:
             ptr = bpf.vmalloc.vmalloc(len(ctx))
@@ -325,6 +330,7 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
     return LoadedObject(obj, maps, programs, test_run)
 
 
+U16_MAX = 0xFFFF
 XDP_PACKET_HEADROOM = 256
 PACKET_PROGS = (ProgType.XDP, ProgType.SCHED_CLS, ProgType.SCHED_ACT)
 

@@ -48,6 +48,10 @@ INCLUDE = Path(__file__).resolve().parent.parent / "include"
 
 
 class BuildError(EmuError):
+    """No build: the source cannot be read, or no compiler runs."""
+
+
+class CompileError(BuildError):
     """The compiler refused the source: its own messages, as it printed them."""
 
 
@@ -165,6 +169,6 @@ def _compile(src: Path, out: str | Path | None, compiler: Compiler, flags: tuple
         proc = subprocess.run([*compiler.command, *flags, src.name, "-o", str(partial.resolve())],
                               capture_output=True, text=True, cwd=src.parent)
         if proc.returncode != 0:
-            raise BuildError((proc.stderr or proc.stdout).rstrip() or f"{compiler.name} failed on {src}")
+            raise CompileError((proc.stderr or proc.stdout).rstrip() or f"{compiler.name} failed on {src}")
         os.replace(partial, target)
     return target

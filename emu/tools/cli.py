@@ -36,7 +36,7 @@ from ..mm.layout import MASK64
 from ..policy import DEFAULT_POLICY, KNOBS, POLICIES, SCRATCH, Policy
 from ..policy import OOPS as OOPS_POLICY
 from . import cluster
-from .build import BuildError, build_bpf, build_kernel
+from .build import CompileError, build_bpf, build_kernel
 from .conformance import parse_hex, run_plugin
 from .debugger import Debugger
 from .explore import Entry, Exploration, Schedule, explore, sample, schedules
@@ -365,10 +365,12 @@ def _run_bpf_object(ns: argparse.Namespace, m: Machine, objects: list[str]) -> i
 
 
 def _cmd_build(ns: argparse.Namespace) -> int:
-    src = Path(ns.file)
-    if not src.is_file():
+    """Build a file as named, or the shipped bpf_progs/ or kernel_stubs/ copy of it; the object of a
+    shipped copy goes to the current directory, not into the installed package."""
+    src = next((c for c in source_candidates(ns.file) if c.is_file()), None) if ns.file else None
+    if src is None:
         raise EmuError(f"cannot read {ns.file}: no such file")
-    out = Path(ns.output) if ns.output else src.with_suffix(".o")
+    out = Path(ns.output) if ns.output else (src if src == Path(ns.file) else Path(src.name)).with_suffix(".o")
     if ns.kernel:
         print(build_kernel(src, out))
     elif src.name.endswith(".bpf.c"):
@@ -390,6 +392,8 @@ def _cmd_prog(ns: argparse.Namespace) -> int:
     if kernel:
         m.load(*kernel)
     obj = m.load_bpf(path)
+    if not obj.programs:
+        raise EmuError(f"{named} has no programs")
     name = ns.prog
     if name is None:
         if len(obj.programs) != 1:
@@ -537,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"run": _cmd_run, "demo": _cmd_demo, "compare": _cmd_compare, "debug": _cmd_debug,
                 "explore": _cmd_explore, "build": _cmd_build, "prog": _cmd_prog,
                 "conformance-plugin": _cmd_conformance_plugin}[ns.command](ns)
-    except BuildError as e:  # the compiler's own words, as it printed them
+    except CompileError as e:  # the compiler's own words, as it printed them
         print(str(e), file=sys.stderr)
         return EXIT["error"]
     except EmuError as e:

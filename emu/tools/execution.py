@@ -41,7 +41,7 @@ def _nexti(d: Inferior, rest: str, _fmt: str):
         if insn is None or not insn.mnemonic.startswith("call"):
             out = d._run(1)
         else:
-            d._add(Breakpoint(d._next_num, rip + insn.size, "nexti", temporary=True))
+            d._add(Breakpoint(0, rip + insn.size, "nexti", temporary=True))
             out = d._run(None)
         if not d.running:
             break
@@ -64,7 +64,7 @@ def _finish(d: Inferior, _rest: str, _fmt: str):
     rip, ret = frames[0], frames[1]
     out = [f"Run till exit from #0  {rip:#x} in {d.m.symbolize(rip)}"]
     if ret != CALL_RETURN_ADDR:
-        d._add(Breakpoint(d._next_num, ret, "finish", temporary=True))
+        d._add(Breakpoint(0, ret, "finish", temporary=True))
     out += d._run(None)
     if d.running or d.result.status == RETURNED:
         d.values.append(d.result.ret if d.result.ret is not None else d.cpu.reg("rax"))  # returned, or still running

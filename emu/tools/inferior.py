@@ -250,8 +250,13 @@ class Inferior:
             return None
 
     def _add(self, bp: Breakpoint) -> Breakpoint:
+        """A temporary breakpoint is internal (finish, next, nexti): as gdb's, it takes a number below
+        zero, so the user's breakpoints are numbered 1, 2, ... whatever ran between them."""
+        if bp.temporary:
+            bp.num = min(0, *self.breakpoints) - 1
+        else:
+            self._next_num += 1
         self.breakpoints[bp.num] = bp
-        self._next_num += 1
         self._install(bp)
         return bp
 
@@ -329,11 +334,10 @@ class Inferior:
             out.append(f"Catchpoint ({what}): {event.kind} at {event.rip:#x} <{event.where}>, address "
                        f"{event.address:#x}, {event.error_code}")
             out.append(f"  PTE now: {self._pte_line(event.address)}; the handler has not run yet (si runs it)")
+        elif isinstance(reason, Breakpoint) and reason.temporary:  # gdb announces no internal breakpoint
+            self._delete(reason.num)
         elif isinstance(reason, Breakpoint):
-            out.append(f"{'Temporary breakpoint' if reason.temporary else 'Breakpoint'} {reason.num}, "
-                       f"{reason.addr:#x} in {self.m.symbolize(reason.addr)}")
-            if reason.temporary:
-                self._delete(reason.num)
+            out.append(f"Breakpoint {reason.num}, {reason.addr:#x} in {self.m.symbolize(reason.addr)}")
         elif isinstance(reason, tuple):
             bp, old, _addr, _size, value = reason
             out.append(f"Hardware watchpoint {bp.num}: {bp.what}\n\nOld value = "

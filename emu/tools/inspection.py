@@ -29,12 +29,13 @@ def _info(d: Inferior, rest: str, _fmt: str):
     if what in ("threads", "cpus"):
         return threads(d)
     if what in ("breakpoints", "break", "b", "watchpoints"):
-        if not d.breakpoints and not d.catches:
+        users = [bp for bp in d.breakpoints.values() if not bp.temporary]  # internal ones are gdb's maint list
+        if not users and not d.catches:
             return "No breakpoints or watchpoints."
         out = ["Num     Type           Disp Address            What"]
-        for bp in d.breakpoints.values():
+        for bp in users:
             kind = "hw watchpoint" if bp.kind == "watchpoint" else "breakpoint"
-            out.append(f"{bp.num:<7} {kind:<14} {'del' if bp.temporary else 'keep':<4} {bp.addr:#018x} "
+            out.append(f"{bp.num:<7} {kind:<14} {'keep':<4} {bp.addr:#018x} "
                        f"{bp.what} ({d.where(bp.addr)})")
             if bp.hits:
                 out.append(f"\tbreakpoint already hit {bp.hits} time{'s' if bp.hits > 1 else ''}")

@@ -245,7 +245,7 @@ def dump_jited(info: BpfProgInfo, opcodes: bool = False, linum: bool = False) ->
             ex = extable.get(insn.address)
             lines.append(f"{pc:4x}:{text}" + (f"\t; {extable_note(ex)}" if ex is not None else ""))
             entry.update({"pc": f"{pc:#x}", "operation": insn.mnemonic,
-                          "operands": [t for t in re.split(r"[ \t,()]+", insn.op_str) if t] or None})
+                          "operands": [t for t in re.split(r"[ \t,()]+", insn.op_str) if t] or [None]})
             if ex is not None:
                 entry["extable"] = extable_note(ex).removeprefix("extable: ")
             if opcodes:

@@ -93,7 +93,7 @@ def _step_line(d: Inferior, over_calls: bool) -> list[str]:
         rip = d.cpu.reg("rip")
         insn = disasm_one(d._read_bytes(rip, 16) or b"", rip)
         if over_calls and insn is not None and insn.mnemonic.startswith("call"):
-            d._add(Breakpoint(d._next_num, rip + insn.size, "next", temporary=True))
+            d._add(Breakpoint(0, rip + insn.size, "next", temporary=True))
             out = d._run(None)
         else:
             out = d._run(1)
