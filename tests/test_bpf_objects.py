@@ -422,6 +422,21 @@ def test_assert_fault_at_names_what_differs():
         assert_fault_at(result, "use_after_free.bpf.c:20")
 
 
+def test_assert_fault_at_finds_a_kfunc_fault_by_the_c_line_that_called_it():
+    from emu.corpus import bpf_prog
+    from emu.testing import assert_fault_at
+
+    m = Machine()
+    m.load(str(stub("arena_kfuncs.S")))
+    result = m.load_bpf(str(bpf_prog("off_by_one.bpf.o"))).run("off_by_one")
+    store, kfunc = result.faults
+    assert assert_fault_at(result, "off_by_one.bpf.c:20", resolution="extable", action="skip") is store
+    assert kfunc.source is None and kfunc.where == "bpf_kfunc_arena_read_u64+0x4/0x10"
+    assert assert_fault_at(result, "off_by_one.bpf.c:21", resolution="scratch", action="restart") is kfunc
+    with pytest.raises(AssertionError, match=r"^expected a fault at off_by_one.bpf.c:19, but none happened"):
+        assert_fault_at(result, "off_by_one.bpf.c:19")
+
+
 def test_an_xdp_program_reads_and_writes_its_packet_through_xdp_md():
     """bpf_prog_test_run_xdp(): xdp_md's data and data_end, converted to xdp_buff's pointers by the
     verifier, bound the packet; the action comes back in r0 and the packet as the program left it."""

@@ -20,6 +20,9 @@ __all__ = ["assert_fault_at", "assert_fixed_up", "assert_no_fault", "assert_oops
            "assert_restarted", "assert_text_matches", "assert_write_lost", "text_matches"]
 
 
+_CALL_SITE = re.compile(r" @ (\S+:\d+)$", re.M)  # a call trace's source line, as bpf_stream_dump_stack() adds it
+
+
 def _events(where: CallResult | Machine) -> list[FaultEvent]:
     return list(where.faults if isinstance(where, CallResult) else where.events)
 
@@ -53,16 +56,19 @@ def _the_fault(where: CallResult | Machine, at: int | str, machine: Machine | No
 def assert_fault_at(where: CallResult | Machine, source: str, *, resolution: str | None = None,
                     action: str | None = None) -> FaultEvent:
     """A fault at the C line `source` ("x.bpf.c:42": a file name or any trailing part of its path,
-    as gdb matches it), resolved by `resolution` and handled by `action` when given."""
+    as gdb matches it), resolved by `resolution` and handled by `action` when given. A fault in
+    code without lines of its own (an assembly kfunc) is at the C line its stream report's call
+    trace names (`... @ x.bpf.c:42`): the line that called it."""
     file, _, line = source.rpartition(":")
     events = _events(where)
 
-    def at_line(e: FaultEvent) -> bool:
-        if not e.source or not file or not line.isdigit():
-            return False
-        f, _, n = e.source.rpartition(":")
-        return n == line and (f == file or f.endswith("/" + file))
-    mine = [e for e in events if at_line(e)]
+    def names_line(text: str) -> bool:
+        f, _, n = text.rpartition(":")
+        return bool(file) and n == line and (f == file or f.endswith("/" + file))
+
+    def called_from(e: FaultEvent) -> bool:
+        return not e.source and any(names_line(m) for m in _CALL_SITE.findall(e.stream or ""))
+    mine = [e for e in events if e.source and names_line(e.source)] or [e for e in events if called_from(e)]
     if not mine:
         _fail(f"expected a fault at {source}, but none happened there; the faults were:", events)
     e = mine[0]
