@@ -61,3 +61,51 @@ def test_gdb_breaks_on_a_c_line_and_names_the_bpf_program_and_the_kfunc():
     assert f"{line}\t\treturn *p__arena;" in out
     assert re.search(r"#1  0x[0-9a-f]+ in bpf_prog_[0-9a-f]{16}_c_kfunc_read_unallocated \(\) at "
                      + re.escape(bpf_prog("arena_kfunc_c.S")) + r":\d+", out)
+
+
+def _line_rows(path: Path) -> list[tuple[int, int, str | None, int]]:
+    """Each row of the symbol file's line table as [start, end) with its file and line."""
+    elf = ELFFile(io.BytesIO(path.read_bytes()))
+    dwarf = elf.get_dwarf_info()
+    (cu,) = dwarf.iter_CUs()
+    program = dwarf.line_program_for_CU(cu)
+    names = [f.name.decode() for f in program.header["file_entry"]]
+    states = [e.state for e in program.get_entries() if e.state is not None]
+    return [(a.address, b.address, names[a.file - 1], a.line) for a, b in zip(states, states[1:], strict=False)
+            if not a.end_sequence]
+
+
+def test_a_jit_images_prologue_is_not_the_line_of_the_code_before_it():
+    d = Debugger([stub("arena_kfuncs.S"), bpf_prog("off_by_one.bpf.o")], "off_by_one", [])
+    prog = d.m.progs.by_name["off_by_one"]
+    first = min(a for a in d.m.lines if prog.start <= a < prog.end)
+    assert first > prog.start  # the JIT's prologue has no line of its own
+    rows = _line_rows(write_symbol_file(d.m))
+    assert [r for r in rows if r[0] <= prog.start < r[1]] == []
+    (at_first,) = [r for r in rows if r[0] == first]
+    assert at_first[2:] == ("./off_by_one.bpf.c", 14)
+
+
+@needs_gdb
+def test_gdb_breaks_on_a_line_of_a_bpf_c_program_and_names_it_under_the_kfunc():
+    server = subprocess.Popen([sys.executable, "-m", "emu", "debug", stub("arena_kfuncs.S"),
+                               bpf_prog("off_by_one.bpf.o"), "--entry", "off_by_one", "--gdb", "0", "--once"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stdout.readline()).group(1))
+        symbols = re.search(r"symbol-file (\S+)", server.stderr.readline()).group(1)
+        gdb = subprocess.run(["gdb", "-nx", "-batch", "-ex", f"symbol-file {symbols}", "-ex",
+                              f"target remote 127.0.0.1:{port}", "-ex", "break off_by_one.bpf.c:21",
+                              "-ex", "break bpf_kfunc_arena_read_u64", "-ex", "continue", "-ex", "continue",
+                              "-ex", "continue", "-ex", "bt"], capture_output=True, text=True, timeout=60)
+        server.wait(timeout=30)
+    finally:
+        server.kill()
+    out = gdb.stdout
+    assert re.search(r"^0x[0-9a-f]+ in bpf_prog_[0-9a-f]{16}_off_by_one \(\)$", out, re.M)  # no line: the prologue
+    assert "Breakpoint 1 at 0x" in out and ": file ./off_by_one.bpf.c, line 21." in out
+    # the store to the third page faults first (the debugger stops on faults: gdb sees SIGSEGV)
+    assert re.search(r"SIGSEGV.*\nbpf_prog_[0-9a-f]{16}_off_by_one \(\) at \./off_by_one\.bpf\.c:20\n", out)
+    assert re.search(r"Breakpoint 1, bpf_prog_[0-9a-f]{16}_off_by_one \(\) at \./off_by_one\.bpf\.c:21\n", out)
+    assert f"Breakpoint 2, bpf_kfunc_arena_read_u64 () at {stub('arena_kfuncs.S')}:13" in out
+    assert re.search(r"#1  0x[0-9a-f]+ in bpf_prog_[0-9a-f]{16}_off_by_one \(\) at \./off_by_one\.bpf\.c:21\n", out)

@@ -10,9 +10,10 @@ DWARF 4 compilation unit whose line program covers every file.
 
 from __future__ import annotations
 
+import bisect
 import struct
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +61,12 @@ def _sleb(value: int) -> bytes:
             return bytes(out)
 
 
-def line_program(lines: dict[int, tuple[str, int]], paths: dict[str, str]) -> tuple[bytes, list[str]]:
+def line_program(lines: dict[int, tuple[str, int]], paths: dict[str, str],
+                 starts: Sequence[int] = ()) -> tuple[bytes, list[str]]:
     """A DWARF 4 .debug_line unit: every (address, file, line), one sequence per run of rows no
-    more than a page apart, each file by its path on disk where known; returns the unit and its
-    file names."""
+    more than a page apart and within one function (`starts`, sorted: where functions begin, so
+    a function's last row does not cover the next one's prologue, which has no row of its own),
+    each file by its path on disk where known; returns the unit and its file names."""
     files = sorted({f for f, _ in lines.values()})
     index = {f: i + 1 for i, f in enumerate(files)}
     program = bytearray()
@@ -72,9 +75,11 @@ def line_program(lines: dict[int, tuple[str, int]], paths: dict[str, str]) -> tu
     prev_line = 1
     for n, addr in enumerate(addrs):
         file, line = lines[addr]
-        if prev_addr is None or addr - prev_addr > 0x1000:
+        boundary = _first_start_after(starts, prev_addr, addr) if prev_addr is not None else None
+        if prev_addr is None or addr - prev_addr > 0x1000 or boundary is not None:
             if prev_addr is not None:
-                program += bytes([DW_LNS_advance_pc]) + _uleb(1) + bytes([0, 1, DW_LNE_end_sequence])
+                end = boundary - prev_addr if boundary is not None else 1
+                program += bytes([DW_LNS_advance_pc]) + _uleb(end) + bytes([0, 1, DW_LNE_end_sequence])
             program += bytes([0, 9, DW_LNE_set_address]) + struct.pack("<Q", addr)
             prev_line = 1
         else:
@@ -91,6 +96,12 @@ def line_program(lines: dict[int, tuple[str, int]], paths: dict[str, str]) -> tu
     header += b"\0"
     body = struct.pack("<H", 4) + struct.pack("<I", len(header)) + header + program
     return struct.pack("<I", len(body)) + body, files
+
+
+def _first_start_after(starts: Sequence[int], prev: int, addr: int) -> int | None:
+    """The first function start in (prev, addr], if any."""
+    i = bisect.bisect_right(starts, prev)
+    return starts[i] if i < len(starts) and starts[i] <= addr else None
 
 
 def _debug_info(low: int, high: int) -> tuple[bytes, bytes]:
@@ -135,7 +146,8 @@ def symbol_file(kallsyms: Kallsyms, lines: LineTable, regions: Iterable[Region])
     syms = [syms[0], *[s for s in syms[1:] if s[4] >> 4 == STB_LOCAL], *[s for s in syms[1:] if s[4] >> 4 != STB_LOCAL]]
     texts = [r for r in regions if r.name == "text"]
     low, high = (min(r.start for r in texts), max(r.end for r in texts)) if texts else (0, 0)
-    debug_line, _ = line_program(lines.lines, lines.paths)
+    starts = sorted({sym.address for sym in kallsyms.symbols() if sym.section == "text"})
+    debug_line, _ = line_program(lines.lines, lines.paths, starts)
     debug_info, debug_abbrev = _debug_info(low, high)
     strtab_index = len(sections) + 2
     sections.append((name(".symtab"), SHT_SYMTAB, 0, 0, 0, b"".join(syms), strtab_index, locals_, 8))
