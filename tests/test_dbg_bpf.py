@@ -106,3 +106,15 @@ def test_finish_and_next_stop_as_gdb_does_without_showing_their_internal_breakpo
         "1       breakpoint     keep 0xffffffff81000139 off_by_one.bpf.c:21 (file off_by_one.bpf.c, line 21)",
         "\tbreakpoint already hit 1 time",
         "2       breakpoint     keep 0xffffffff81000102 off_by_one.bpf.c:20 (file off_by_one.bpf.c, line 20)"]
+
+
+def test_finish_with_no_breakpoint_set_runs_to_the_caller():
+    dbg = Debugger([stub("arena_kfuncs.S"), bpf_prog("off_by_one.bpf.o")], "off_by_one", [])
+    dbg.execute("set context off")
+    assert dbg.execute("break bpf_kfunc_arena_read_u64").startswith("Breakpoint 1 at 0xffffffff81000000")
+    assert "Breakpoint 1, 0xffffffff81000000" in dbg.execute("continue")
+    dbg.execute("delete")
+    assert dbg.breakpoints == {}
+    out = dbg.execute("finish").splitlines()
+    assert out[0] == "Run till exit from #0  0xffffffff81000000 in bpf_kfunc_arena_read_u64+0x0/0x10"
+    assert out[-1] == "Value returned is $1 = 0x0"

@@ -253,7 +253,7 @@ class Inferior:
         """A temporary breakpoint is internal (finish, next, nexti): as gdb's, it takes a number below
         zero, so the user's breakpoints are numbered 1, 2, ... whatever ran between them."""
         if bp.temporary:
-            bp.num = min(0, *self.breakpoints) - 1
+            bp.num = min([0, *self.breakpoints]) - 1
         else:
             self._next_num += 1
         self.breakpoints[bp.num] = bp
