@@ -24,7 +24,7 @@ from .insn import decode
 from .maps import BPF_MAP_TYPE_ARENA, BpfMap, MapKind
 from .object_file import BpfObject, BpfProgram, ExternKind
 from .relocate import LinkedProg, MapRef, RelocError, bpf_object__relocate
-from .sec_defs import ProgType
+from .sec_defs import NO_TEST_RUN, ProgType
 from .syscall import BpfSubsystem, JitOptions
 from .verifier import ArenaInfo, KfuncInfo, LdImm64, LdKind, ProgInfo, bpf_check
 
@@ -80,6 +80,35 @@ class Globals:
 
 
 @dataclass
+class ArenaGlobals:
+    """The object's `__arena` globals by name, read and written through user space's mapping of the arena, as a
+    skeleton's `skel->arena->counter` does: `address(name)` is the user address the program's pointer holds."""
+
+    arena: Arena
+    base: int  # the user address of .addr_space.1's first byte
+    variables: dict[str, tuple[int, int]]  # name -> (offset, size)
+
+    def address(self, name: str) -> int:
+        return self.base + self._var(name)[0]
+
+    def __getitem__(self, name: str) -> int:
+        off, size = self._var(name)
+        return int.from_bytes(self.arena.user_read(self.base + off, size), "little")
+
+    def __setitem__(self, name: str, value: int) -> None:
+        off, size = self._var(name)
+        self.arena.user_write(self.base + off, (value & ((1 << 8 * size) - 1)).to_bytes(size, "little"))
+
+    def _var(self, name: str) -> tuple[int, int]:
+        if name not in self.variables:
+            raise EmuError(f"no __arena global '{name}': there are {', '.join(self.variables) or 'none'}")
+        return self.variables[name]
+
+    def __repr__(self) -> str:
+        return f"<ArenaGlobals at {self.base:#x}: {', '.join(self.variables)}>"
+
+
+@dataclass
 class LoadedProgram:
     name: str
     sec_name: str
@@ -100,6 +129,15 @@ class LoadedObject:
                                         m.kind == MapKind.RODATA)
                         for m in obj.maps if m.kind in (MapKind.BSS, MapKind.DATA, MapKind.RODATA)
                         and isinstance(internal := maps[m.name], Map)}
+
+    @property
+    def arena_globals(self) -> ArenaGlobals:
+        """The `__arena` globals (.addr_space.1), in the object's arena."""
+        arena = next((m for m in self.maps.values() if isinstance(m, Arena)), None)
+        if arena is None or not self.obj.arena_globals:
+            raise EmuError(f"{self.obj.name} has no __arena globals")
+        return ArenaGlobals(arena, arena.user_vm_start + arena_data_off(self.obj, arena),
+                            {v.name: (v.offset, v.size) for v in self.obj.arena_globals})
 
     @property
     def bss(self) -> Globals:
@@ -310,6 +348,9 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
     def test_run(prog: LoadedProgram, ctx: bytes, data: bytes):
         """BPF_PROG_TEST_RUN: a syscall program gets its ctx copied into kernel memory (r1), none when empty,
         and copied back out after the run."""
+        if prog.prog_type in NO_TEST_RUN:
+            raise EmuError(f"{prog.name}: BPF_PROG_TEST_RUN refuses SEC(\"{prog.sec_name}\") (-ENOTSUPP): "
+                           f"BPF_PROG_TYPE_{prog.prog_type.name} has no test run")
         if prog.prog_type in PACKET_PROGS:
             return _packet_test_run(bpf, call, prog, data)
         if prog.prog_type != ProgType.SYSCALL and (ctx or data):

@@ -31,6 +31,11 @@ class ProgType(IntEnum):
     NETFILTER = 32
 
 
+# The types whose bpf_prog_ops have no .test_run (kprobe_prog_ops, tracepoint_prog_ops, perf_event_prog_ops,
+# lsm_prog_ops, freplace's): bpf_prog_test_run() refuses them with -ENOTSUPP.
+NO_TEST_RUN = frozenset({ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.PERF_EVENT, ProgType.LSM, ProgType.EXT})
+
+
 @dataclass(frozen=True)
 class SecDef:
     sec: str

@@ -112,6 +112,8 @@ __all__ = ["ArenaArg", "ArenaInfo", "ArgKind", "BpfLoop", "KfuncInfo", "LdImm64"
 BPF_FUNC_map_lookup_elem, BPF_FUNC_ringbuf_reserve, BPF_FUNC_loop, BPF_FUNC_map_lookup_percpu_elem = 1, 131, 181, 195
 _HELPER_RET = {BPF_FUNC_map_lookup_elem: Reg(Kind.MAP_VALUE), BPF_FUNC_map_lookup_percpu_elem: Reg(Kind.MAP_VALUE),
                BPF_FUNC_ringbuf_reserve: Reg(Kind.MEM)}  # the pointer-returning helpers modelled; others: scalar
+_ITER_NUM_KFUNCS, _ITER_NUM_SIZE = ("bpf_iter_num_new", "bpf_iter_num_next", "bpf_iter_num_destroy"), 8
+_KFUNC_RET = {"bpf_iter_num_next": Reg(Kind.MEM)}  # the int in the iterator (null at the end: not tracked)
 _CALLER_SAVED = range(1, 6)
 _MAP_SRCS = (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX_VALUE)
 
@@ -352,7 +354,7 @@ class _Verifier:
         if entry is None or insn.src == 0:
             return SCALAR
         if entry.kind == LdKind.MAP_PTR:
-            return Reg(Kind.MAP_PTR)
+            return Reg(Kind.MAP_PTR, map_type=entry.map_type)
         if entry.kind == LdKind.KSYM:
             return Reg(Kind.MEM)
         return SCALAR if entry.map_type == BPF_MAP_TYPE_ARENA else Reg(Kind.MAP_VALUE)
@@ -369,8 +371,9 @@ class _Verifier:
         if insn.src == BPF_PSEUDO_CALL:
             return self._subprog_call(i, insn, st)
         if insn.src == BPF_PSEUDO_KFUNC_CALL:
-            self._kfunc_args(i, insn, st)
-            return [(i + 1, self._clobber(st, SCALAR))]
+            st = self._kfunc_args(i, insn, st)
+            name = self.prog.kfuncs[i].name
+            return [(i + 1, self._clobber(st, _KFUNC_RET.get(name, SCALAR)))]
         if i in self.loops:  # set_loop_callback_state(): R1 the counter, R2 the caller's ctx argument
             target = self.loops[i]
             self._flow(target, _entry({1: SCALAR, 2: read_reg(st, 3, i)}, self.starts.index(target)))
@@ -408,11 +411,17 @@ class _Verifier:
                             "set in the straight-line code before the call)")
         return callback
 
-    def _kfunc_args(self, i: int, insn: Insn, st: State) -> None:
-        """check_kfunc_args() for `__arena` arguments: a PTR_TO_ARENA or any scalar, in a program with an arena."""
+    def _kfunc_args(self, i: int, insn: Insn, st: State) -> State:
+        """check_kfunc_args() for `__arena` arguments (a PTR_TO_ARENA or any scalar, in a program with an arena) and
+        for the number iterator's (process_iter_arg(): a fixed slot of the stack, which the kfunc then writes)."""
         info = self.prog.kfuncs.get(i)
         if info is None:
             raise Reject(i, f"kernel btf_id {insn.imm} is not a function")
+        if info.name in _ITER_NUM_KFUNCS:
+            it = read_reg(st, 1, i)
+            if it.kind != Kind.STACK or it.off is None:
+                raise Reject(i, "arg#0 expected pointer to an iterator on stack")
+            st = self.mem.write_stack(i, st, self.frame_of[i], 1, it, _ITER_NUM_SIZE)
         args = []
         for regno in sorted(info.arena_args | info.nullable_args):
             r = read_reg(st, regno, i)
@@ -423,6 +432,7 @@ class _Verifier:
             args.append(ArenaArg(regno, regno in info.nullable_args))
         if args:
             self.arena_args[i] = tuple(args)
+        return st
 
     def _subprog_call(self, i: int, insn: Insn, st: State) -> list[tuple[int, State]]:
         """check_func_call(): a global callee was typed from its prototype, a static one from its callers."""

@@ -1,0 +1,188 @@
+"""Programs written like the kernel's arena selftests (vmlinux.h-style includes, bpf_arena_alloc.h and
+bpf_arena_list.h, bpf_for, cond_break, arena_base(), bpf_stream_printk()), built against the shipped headers:
+what the kernel returns, and the faults and reports it makes, under every policy."""
+
+import struct
+
+import pytest
+from test_bpf_objects import POLICIES, line, load, report_head, where
+
+from emu.bpf.stream import BPF_STDERR, BPF_STDOUT
+from emu.bpf.verifier import VerifierError
+from emu.errors import EmuError
+
+NODE = 16  # struct arena_list_node: next, pprev
+
+
+def walk(arena, first: int) -> list[int]:
+    """The node addresses of an arena list, followed from user space as the selftests' user side does."""
+    out = []
+    while first:
+        out.append(first)
+        first = arena.user_read_u64(first)
+    return out
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_list_built_by_one_program_and_deleted_by_another(policy):
+    m, obj = load("arena_list_del", policy)
+    arena, globs = obj.maps["arena"], obj.arena_globals
+    assert arena.user_vm_start == 1 << 44
+    assert globs.base == arena.user_vm_start + 99 * 4096  # libbpf puts the __arena globals in the last page
+    assert (globs["test_val"], globs["arena_sum"], globs["global_head"]) == (1, 0, 0)  # initial values
+    obj.bss["cnt"] = 10
+    r = obj.run("arena_list_add")
+    assert (r.status, r.ret, r.faults) == ("returned", 0, [])
+    assert (globs["test_val"], globs["arena_sum"]) == (11, 45)
+    page = arena.user_vm_start  # the allocator's first page, carved downwards from its 8-byte object count
+    assert (obj.bss["cur_page"], obj.bss["cur_offset"]) == (page, 4096 - 8 - 10 * 24)
+    assert arena.user_read_u64(page + 4096 - 8) == 10
+    assert obj.bss["list_head"] == globs.address("global_head")
+    nodes = walk(arena, globs["global_head"])
+    assert nodes == [page + 4096 - 8 - 24 * k for k in range(10, 0, -1)]  # pushed at the head: the last first
+    assert [arena.user_read_u64(n + NODE) for n in nodes] == list(range(9, -1, -1))
+    assert arena.user_read_u64(nodes[0] + 8) == globs.address("global_head")  # pprev of the first: the head
+    r = obj.run("arena_list_del")
+    assert (r.status, r.ret, r.faults) == ("returned", 0, [])
+    assert (obj.bss["list_sum"], globs["arena_sum"], globs["global_head"]) == (45, 45, 0)
+    assert m.stream_text() == ""
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_the_last_free_returns_the_page_and_the_allocator_then_writes_into_it(policy):
+    """bpf_free() of the page's last object frees the page, but the page-fragment allocator keeps it as its
+    current page (as the selftests' allocator does): the next bpf_alloc() writes into a freed page."""
+    m, obj = load("arena_list_del", policy)
+    arena = obj.maps["arena"]
+    obj.bss["cnt"] = 2
+    assert (obj.run("arena_list_add").faults, obj.run("arena_list_del").faults) == ([], [])
+    obj.bss["cnt"] = 1
+    r = obj.run("arena_list_add")
+    assert (r.status, r.ret) == ("returned", 0)
+    page = arena.user_vm_start
+    if policy == "map-always":  # the freed page's PTE is the garbage page again: the writes land there
+        assert r.faults == [] and m.stream_text() == ""
+        return
+    # the object count's read and increment, the value, and list_add_head()'s stores into the new node
+    heads = report_head(m)
+    assert len(r.faults) == len(heads) >= 3
+    assert all((f.resolution, f.action) == ("extable", "skip") for f in r.faults)
+    assert {f.address & ~0xFFF for f in r.faults} == {arena.kern_vm_start}
+    assert heads[0] == f"ERROR: Arena READ access at unmapped address {page + 4096 - 8:#x}"
+    assert heads[1] == f"ERROR: Arena WRITE access at unmapped address {page + 4096 - 8:#x}"
+    assert obj.bss["cur_offset"] == 4096 - 8 - 3 * 24
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_hash_table_of_arena_lists(policy):
+    m, obj = load("arena_htab_lists", policy)
+    r = obj.run("arena_htab_llvm")
+    assert (r.status, r.ret, r.faults) == ("returned", 0, [])
+    assert (obj.bss["found_7"], obj.bss["found_999"], obj.bss["found_missing"]) == (21, 2997, 0)
+    arena = obj.maps["arena"]
+    table = obj.bss["htab_for_user"]
+    assert table == arena.user_vm_start + 4096 - 8 - 16  # the first object of the first page
+    buckets, n_buckets = struct.unpack("<QI", arena.user_read(table, 12))
+    assert (buckets, n_buckets) == (arena.user_vm_start + 4096, 1024)  # two pages of 8-byte heads
+    for key in range(1000):  # every key once, with its second value: the first element was deleted and freed
+        nodes = walk(arena, arena.user_read_u64(buckets + 8 * (key % 1024)))
+        assert [struct.unpack("<iii", arena.user_read(n - 16, 12)) for n in nodes] == [(key, key, 3 * key)]
+    assert m.stream_text() == ""
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_four_gib_arena_first_and_last_pages(policy):
+    m, obj = load("arena_large", policy)
+    arena = obj.maps["arena"]
+    assert arena.max_entries == 1 << 20
+    r = obj.run("first_and_last")
+    assert (r.status, r.ret) == ("returned", 0)
+    if policy == "map-always":
+        assert r.faults == [] and m.stream_text() == ""
+        return
+    start, k = arena.user_vm_start, arena.kern_vm_start
+    # the freed first page, the pages after and before it (that one below kern_vm_start: the lower guard,
+    # as the load's offset is -4096), and the page below the next-to-last; the page above it holds the globals
+    assert [f.address - k for f in r.faults] == [0, 4096, -4096, (1 << 32) - 3 * 4096]
+    assert all((f.resolution, f.action, bool(f.cleared)) == ("extable", "skip", True) for f in r.faults)
+    assert [where(f) for f in r.faults] == [line("arena_large", s) for s in (
+        "if (*first != 0)", "*(first + PAGE_SIZE) != 0", "*(first + PAGE_SIZE) != 0",
+        "*(high + PAGE_SIZE) != 0")]
+    assert report_head(m) == [f"ERROR: Arena READ access at unmapped address {a:#x}" for a in (
+        start, start + 4096, start - 4096, start + (1 << 32) - 3 * 4096)]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_reserved_pages_fault_as_unallocated_ones(policy):
+    m, obj = load("arena_large", policy)
+    r = obj.run("reserved")
+    if policy == "map-always":  # a reserved page maps the garbage page too: the 0x5a is read back
+        assert (r.ret, r.faults) == (2, [])
+        return
+    assert (r.status, r.ret) == ("returned", 0)
+    base = obj.maps["arena"].user_vm_start + 16384 * 4096
+    pages = [base + i * 4096 for i in range(4)]
+    assert report_head(m) == [f"ERROR: Arena WRITE access at unmapped address {p:#x}" for p in pages] + [
+        f"ERROR: Arena READ access at unmapped address {p:#x}" for p in pages]
+    assert [where(f) for f in r.faults] == [line("arena_large", "*page = 0x5a;")] * 4 + [
+        line("arena_large", "if (*page)")] * 4
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_the_allocator_fills_freed_gaps_and_many_pages_at_once(policy):
+    m, obj = load("arena_large", policy)
+    r = obj.run("fill_gaps")
+    assert (r.status, r.ret, r.faults) == ("returned", 0, [])
+    r = obj.run("many_at_once")  # SEC("socket"), bpf_for over 2051 pages
+    assert (r.status, r.ret, r.faults) == ("returned", 0, [])
+    assert m.stream_text() == ""
+
+
+def test_arena_base_reads_the_user_address_through_the_map():
+    _, obj = load("arena_large")
+    arena = obj.maps["arena"]
+    assert obj.run("reserved").ret == 0
+    assert arena.reserve_pages(arena.user_vm_start + 16384 * 4096, 1) != 0  # the program's reservation holds
+
+
+def test_open_coded_iterators_loops_and_subprograms():
+    m, obj = load("arena_iters", "scratch")
+    r = obj.run("iterate")
+    assert (r.status, r.ret, r.faults) == ("returned", 285 * 1000 + 5, [])
+    b = obj.bss
+    assert (b["repeats"], b["nested"], b["reversed_turns"]) == (5, 120, 0)
+    assert (b["empty_ret"], b["big_ret"]) == (2**32 - 22, 2**32 - 7)  # -EINVAL, -E2BIG as ints
+    assert (b["cpu"], b["t1"] - b["t0"]) == (0, 1000)
+    globs = obj.arena_globals
+    assert globs["total"] == 1000 + 285  # bpf_loop stopped by the callback's 1 after its tenth turn
+    assert [globs.arena.user_read_u64(globs.address("squares") + 8 * i) for i in range(12)] == [
+        i * i for i in range(10)] + [0, 0]
+
+
+def test_stream_printk_and_trace_printk():
+    m, obj = load("arena_iters", "scratch")
+    obj.run("iterate")
+    r = obj.run("speak")
+    assert (r.status, r.ret) == ("returned", 0)
+    prog = m.progs.by_name["speak"]
+    assert prog.stream_read(BPF_STDOUT) == b"total 1285 squares[3] 9\n123456789101112\n"
+    assert prog.stream_read(BPF_STDERR) == b"no arguments\n"
+    assert m.bpf.trace_pipe[-1].endswith("bpf_trace_printk: trace 1 2 3")
+
+
+def test_an_iterator_must_live_on_the_stack():
+    with pytest.raises(VerifierError, match=r"^prog iter_in_bss: insn \d+: arg#0 expected pointer to an iterator on "
+                                            r"stack \(.*bad_iter_global.bpf.c:10: "):
+        load("bad_iter_global")
+
+
+def test_section_names_run_as_test_runs_or_are_refused_as_the_kernel_does():
+    _, obj = load("sections")
+    assert [obj.run(p).ret for p in ("rawtp", "fent", "sock", "tc_prog", "xdp_prog", "sys")] == [1, 2, 3, 4, 5, 6]
+    for prog, sec, kind in (("tp", "tp/syscalls/sys_enter_nanosleep", "TRACEPOINT"),
+                            ("kp", "kprobe/do_nanosleep", "KPROBE"), ("pe", "perf_event", "PERF_EVENT")):
+        with pytest.raises(EmuError) as e:
+            obj.run(prog)
+        assert str(e.value) == (f'{prog}: BPF_PROG_TEST_RUN refuses SEC("{sec}") (-ENOTSUPP): '
+                                f"BPF_PROG_TYPE_{kind} has no test run")
+    assert obj.bss["hits"] == 6
