@@ -186,3 +186,50 @@ def test_section_names_run_as_test_runs_or_are_refused_as_the_kernel_does():
         assert str(e.value) == (f'{prog}: BPF_PROG_TEST_RUN refuses SEC("{sec}") (-ENOTSUPP): '
                                 f"BPF_PROG_TYPE_{kind} has no test run")
     assert obj.bss["hits"] == 6
+
+
+ATOMIC_RESULTS = {
+    "add64_value": 3, "add64_result": 1, "add32_value": 3, "add32_result": 1, "add_stack_result": 1,
+    "add_stack_value_copy": 3, "add_noreturn_value": 3,
+    "sub64_value": 2**64 - 1, "sub64_result": 1, "sub32_value": 2**32 - 1, "sub32_result": 1,
+    "and64_value": 0x010 << 32, "or64_value": 0x111 << 32, "xor64_value": 0x101 << 32, "and32_value": 0x010,
+    "cmpxchg64_value": 2, "cmpxchg64_result_fail": 1, "cmpxchg64_result_succeed": 1,
+    "cmpxchg32_value": 2, "cmpxchg32_result_fail": 1, "cmpxchg32_result_succeed": 1,
+    "xchg64_value": 2, "xchg64_result": 1, "xchg32_value": 2, "xchg32_result": 1,
+}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("cpu", ["v3", "v4"])
+def test_every_atomic_x86_takes_on_arena_globals(policy, cpu):
+    m, obj = load("arena_atomics_all", policy, f"-mcpu={cpu}")
+    g = obj.arena_globals
+    assert obj.run("add").ret == 0  # pid is not yet the test's: the program stops at its check
+    assert (g["add64_value"], g["add64_result"]) == (1, 0)
+    obj.bss["pid"] = 1  # the task running test runs (the reports' "PID: 1")
+    results = [obj.run(p) for p in ("add", "sub", "bitwise", "exchange")]
+    assert [(r.status, r.ret, r.faults) for r in results] == [("returned", 1, [])] + [("returned", 0, [])] * 3
+    assert {k: g[k] for k in ATOMIC_RESULTS} == ATOMIC_RESULTS
+    if cpu == "v4":
+        r = obj.run("acquire_release")
+        assert (r.ret, r.faults) == (0, [])
+        assert g["acq_sum"] == 0x12 + 0x1234 + 0x12345678 + 0x1234567890ABCDEF
+        assert (g["rel64"], g["rel32"]) == (0x1122334455667788, 0x99AABBCC)
+    assert m.stream_text() == ""
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_atomics_on_a_freed_page_are_each_recovered(policy):
+    m, obj = load("arena_atomics_all", policy)
+    g = obj.arena_globals
+    r = obj.run("uaf")
+    assert (r.status, r.ret, g["uaf_recovery_fails"]) == ("returned", 0, 0)
+    if policy == "map-always":  # the garbage page takes them all: 0 +1 (1) +1 (2) -1 (1), cmpxchg/xchg read 1...
+        assert (r.faults, g["uaf_sink"]) == ([], 0 + 2 + 1 + 1 + 1 + 3 + 2 + 2)
+        return
+    # a faulting fetch leaves its operand (r0 for cmpxchg) in place: 1, -1 as a u32, 0, 1 twice over
+    assert g["uaf_sink"] == (1 + 0xFFFF_FFFF + 0 + 1) + (1 - 1 + 0 + 1)
+    page = obj.maps["arena"].user_vm_start
+    assert [(f.resolution, f.action, f.address) for f in r.faults] == [
+        ("extable", "skip", obj.maps["arena"].kern_vm_start)] * 12
+    assert report_head(m) == [f"ERROR: Arena WRITE access at unmapped address {page:#x}"] * 12

@@ -17,6 +17,7 @@ from .stream import MAX_BPRINTF_BUF, FormatError, bstr_printf
 BPF_FUNC_map_lookup_elem, BPF_FUNC_ktime_get_ns, BPF_FUNC_trace_printk = 1, 5, 6
 BPF_FUNC_map_update_elem, BPF_FUNC_map_delete_elem = 2, 3
 BPF_FUNC_get_prandom_u32, BPF_FUNC_get_smp_processor_id = 7, 8
+BPF_FUNC_get_current_pid_tgid = 14
 EINVAL = 22
 
 HELPERS: dict[int, NativeKfunc] = {}
@@ -90,6 +91,13 @@ def bpf_get_prandom_u32(call: KfuncCall) -> int:
 @helper(BPF_FUNC_get_smp_processor_id, ret="int")
 def bpf_get_smp_processor_id(call: KfuncCall) -> int:
     return call.cpu
+
+
+@helper(BPF_FUNC_get_current_pid_tgid)
+def bpf_get_current_pid_tgid(call: KfuncCall) -> int:
+    """bpf_get_current_pid_tgid(): tgid << 32 | pid of the task running the test run (the one the stream
+    reports name; single-threaded, so both are its pid)."""
+    return call.bpf.pid << 32 | call.bpf.pid
 
 
 @_register(CONFORMANCE_HELPERS, 5, "u64")

@@ -28,6 +28,12 @@ Where this is coarser than the kernel's:
   tested by verifier.c: resolve_btfids turns it into BTF's address_space(1) for the program's compiler); a
   bpf_loop() is inlined when the straight-line code before it sets R4 to 0 and R2 to a callback, and refused
   otherwise (the helper, calling BPF code from the kernel, is not modelled).
+- Open-coded iterators: only the number iterator (bpf_iter_num_new/next/destroy). Its argument must be a fixed
+  stack slot, whose 8 bytes count as written; bpf_iter_num_next() returns memory (its NULL is not tracked). The
+  iterator's slot states (STACK_ITER: created, active, destroyed), the check that each iterator is destroyed, and
+  the iterator-driven convergence of loops are not modelled.
+- Map pointers: only loads of an arena's struct bpf_arena user_vm_start and user_vm_end (arena_base()), at the
+  shipped header's offsets; the kernel allows any field of the map's BTF struct (btf_struct_access()).
 - ctx: accesses are not rewritten (convert_ctx_access of tc/xdp is not modelled) and not bounds-checked; loads of
   xdp_md/__sk_buff data, data_meta and data_end give packet pointers. LD_ABS/LD_IND are left for the JIT to refuse.
 
