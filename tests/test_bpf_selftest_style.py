@@ -233,3 +233,57 @@ def test_atomics_on_a_freed_page_are_each_recovered(policy):
     assert [(f.resolution, f.action, f.address) for f in r.faults] == [
         ("extable", "skip", obj.maps["arena"].kern_vm_start)] * 12
     assert report_head(m) == [f"ERROR: Arena WRITE access at unmapped address {page:#x}"] * 12
+
+
+def test_stdout_fills_to_the_stream_capacity():
+    m, obj = load("stream_reports")
+    r = obj.run("stream_exhaust")  # 1851 lines of 54 bytes fit under BPF_STREAM_MAX_CAPACITY, the next does not
+    assert (r.status, r.ret, obj.bss["size"]) == ("returned", 0, 99954)
+    assert m.progs.by_name["stream_exhaust"].stream_read(BPF_STDOUT) == b"x" * 99954
+    assert obj.run("stream_syscall").ret == 0
+    assert m.progs.by_name["stream_syscall"].stream_read(BPF_STDOUT) == b"foo"
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("prog, access, text", [
+    ("stream_arena_write_fault", "WRITE", "*(u32 *)(r1 + 0x7fff) = r2;"),
+    ("stream_arena_read_fault", "READ", "r1 = *(u32 *)(r1 + 0x7fff);"),
+])
+def test_an_access_past_the_arenas_pages_is_reported_to_stderr(policy, prog, access, text):
+    """user_vm_start read through the map pointer (struct bpf_arena), cast with bpf_addr_space_cast(), and an
+    inline-assembly access 0x7fff past it: the arena has one page."""
+    m, obj = load("stream_reports", policy)
+    arena = obj.maps["arena"]
+    r = obj.run(prog)
+    assert (r.status, r.ret, obj.bss["fault_addr"]) == ("returned", 0, arena.user_vm_start + 0x7FFF)
+    stderr = m.progs.by_name[prog].stream_read(BPF_STDERR).decode()
+    if policy == "map-always":
+        assert (r.faults, stderr) == ([], "")
+        return
+    (f,) = r.faults
+    assert (f.resolution, f.action, f.address) == ("extable", "skip", arena.kern_addr(arena.user_vm_start + 0x7FFF))
+    assert where(f) == line("stream_reports", text)
+    lines = stderr.splitlines()
+    assert lines[:3] == [f"ERROR: Arena {access} access at unmapped address {arena.user_vm_start + 0x7FFF:#x}",
+                         "CPU: 0 UID: 0 PID: 1 Comm: arena-emu", "Call trace:"]
+    assert lines[3].startswith("bpf_prog_") and f"_{prog}+0x" in lines[3]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_fault_in_a_static_subprogram_names_both_frames(policy):
+    m, obj = load("stream_reports", policy)
+    arena = obj.maps["arena"]
+    r = obj.run("stream_arena_subprog_fault")
+    assert (r.status, r.ret) == ("returned", 0)
+    assert obj.bss["arena_ptr"] == arena.map_ptr  # a map pointer stored in .bss, as allow_ptr_leaks permits
+    stderr = m.progs.by_name["stream_arena_subprog_fault"].stream_read(BPF_STDERR).decode().splitlines()
+    if policy == "map-always":
+        assert (r.faults, stderr) == ([], [])
+        return
+    (f,) = r.faults
+    assert f.address == arena.kern_vm_start + 0xDEADBEEF
+    user = arena.user_vm_start >> 32 << 32 | 0xDEADBEEF  # the upper half of user_vm_start, the (u32) address
+    assert stderr[0] == f"ERROR: Arena WRITE access at unmapped address {user:#x}"
+    frames = [s.split("+")[0].split("_", 3)[3] if s.startswith("bpf_prog_") else s.strip() for s in stderr[3:7]]
+    assert frames == ["subprog", f"*addr = 1; @ {line('stream_reports', '*addr = 1;')}",
+                      "stream_arena_subprog_fault", f"subprog(); @ {line('stream_reports', 'subprog();')}"]

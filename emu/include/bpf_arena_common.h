@@ -69,6 +69,9 @@ typedef _Bool bool;
 	} arena SEC(".maps")
 #define cast_kern(ptr) /* the compiler emits addr_space_cast itself */
 #define cast_user(ptr)
+/* bpf_experimental.h's explicit cast of a variable between address spaces: (var, 0, 1) is cast_kern */
+#define bpf_addr_space_cast(var, dst_as, src_as)				\
+	asm volatile("%[reg] = addr_space_cast(%[reg], " #dst_as ", " #src_as ")" : [reg] "+r"(var))
 #ifndef __BPF_FEATURE_ARENA_CAST
 #define __BPF_FEATURE_ARENA_CAST 1 /* the older name some selftests still test for */
 #endif
@@ -164,6 +167,7 @@ int bpf_stream_vprintk(int stream_id, const char *fmt__str, const void *args, __
 	   bpf_stream_vprintk(stream_id, ___fmt, ___param, ___bpf_narg(args) * 8, NULL); })
 
 /* The open-coded number iterator (kernel/bpf/bpf_iter.c) and bpf_experimental.h's loops over it */
+#define BPF_MAX_LOOPS (8 * 1024 * 1024) /* the most turns bpf_iter_num_new() and bpf_loop() take */
 struct bpf_iter_num {
 	__u64 __opaque[1];
 } __attribute__((aligned(8)));
