@@ -183,6 +183,12 @@ void bpf_iter_num_destroy(struct bpf_iter_num *it) __ksym __weak;
 		(bpf_iter_num_new(&___it, (start), (end)), (void)bpf_iter_num_destroy, (void *)0); \
 	     ({ int *___v = bpf_iter_num_next(&___it);					\
 		___v && ((i) = *___v, (i) >= (start) && (i) < (end)); });)
+/* cur = each value an iterator of `type` yields: bpf_for_each(num, v, 0, 3) gives v a pointer to 0, 1, 2 */
+#define bpf_for_each(type, cur, args...)						\
+	for (struct bpf_iter_##type ___it __attribute__((aligned(8), cleanup(bpf_iter_##type##_destroy))), \
+	     *___once __attribute__((unused)) =						\
+		(bpf_iter_##type##_new(&___it, ##args), (void)bpf_iter_##type##_destroy, (void *)0); \
+	     (((cur) = bpf_iter_##type##_next(&___it)));)
 /* N turns of a loop without a counter */
 #define bpf_repeat(N)									\
 	for (struct bpf_iter_num ___it __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))), \
