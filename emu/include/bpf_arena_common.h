@@ -118,14 +118,11 @@ static __u32 (*bpf_get_prandom_u32)(void) = (void *)7;
 static __u32 (*bpf_get_smp_processor_id)(void) = (void *)8;
 static __u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
 static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx, __u64 flags) = (void *)181;
+static long (*bpf_trace_vprintk)(const char *fmt, __u32 fmt_size, const void *data, __u32 data_len) = (void *)177;
 #define BPF_ANY 0
 #define BPF_NOEXIST 1
 #define BPF_EXIST 2
 
-/* bpf_printk(): trace_printk's format lives in a static array, as bpf_helpers.h builds it (three arguments at most) */
-#define bpf_printk(fmt, args...)						\
-	({ static const char ___fmt[] = fmt;					\
-	   bpf_trace_printk(___fmt, sizeof(___fmt), ##args); })
 
 void __arena *bpf_arena_alloc_pages(void *map, void __arena *addr, __u32 page_cnt, int node_id,
 				    __u64 flags) __ksym __weak;
@@ -160,6 +157,18 @@ int bpf_stream_vprintk(int stream_id, const char *fmt__str, const void *args, __
 #define ___bpf_put11(a, i, x, args...) a[i] = (__u64)(x); ___bpf_put10(a, (i) + 1, args)
 #define ___bpf_put12(a, i, x, args...) a[i] = (__u64)(x); ___bpf_put11(a, (i) + 1, args)
 #define ___bpf_fill(a, args...) ___bpf_apply(___bpf_put, ___bpf_narg(args))(a, 0, ##args)
+/* bpf_printk(): the format in a static array, as bpf_helpers.h builds it; trace_printk() takes three arguments at
+ * most, more go to trace_vprintk() in an array */
+#define ___bpf_printk_pick(args...) ___bpf_nth(_, ##args, v, v, v, v, v, v, v, v, v, , , , )
+#define bpf_printk(fmt, args...) ___bpf_apply(___bpf_printk, ___bpf_printk_pick(args))(fmt, ##args)
+#define ___bpf_printk(fmt, args...)						\
+	({ static const char ___fmt[] = fmt;					\
+	   bpf_trace_printk(___fmt, sizeof(___fmt), ##args); })
+#define ___bpf_printkv(fmt, args...)						\
+	({ static const char ___fmt[] = fmt;					\
+	   unsigned long long ___param[___bpf_narg(args)];			\
+	   ___bpf_fill(___param, ##args);					\
+	   bpf_trace_vprintk(___fmt, sizeof(___fmt), ___param, sizeof(___param)); })
 #define bpf_stream_printk(stream_id, fmt, args...)					\
 	({ static const char ___fmt[] = fmt;						\
 	   unsigned long long ___param[___bpf_narg(args) + 1];				\

@@ -72,6 +72,8 @@ int speak(void *ctx)
 	bpf_stream_printk(BPF_STDOUT, "total %d squares[3] %llu\n", total, squares[3]);
 	bpf_stream_printk(BPF_STDERR, "no arguments\n");
 	bpf_printk("trace %d %d %d", 1, 2, 3);
+	bpf_printk("five %d %d %d %d %s", 1, 2, 3, 4, "five");
+	bpf_printk("none");
 	return bpf_stream_printk(BPF_STDOUT, "%d%d%d%d%d%d%d%d%d%d%d%d\n", 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12);
 }
 
