@@ -50,59 +50,78 @@ class LoadError(EmuError):
     """An object libbpf or the kernel would refuse at load: one line naming what."""
 
 
+class _Variables:
+    """Variables by name (offset, size) in some bytes: read and written as little-endian integers."""
+
+    variables: dict[str, tuple[int, int]]
+    kind = "global"
+
+    def __getitem__(self, name: str) -> int:
+        off, size = self._var(name)
+        return int.from_bytes(self._read(off, size), "little")
+
+    def __setitem__(self, name: str, value: int) -> None:
+        off, size = self._var(name)
+        self._write(name, off, (value & ((1 << 8 * size) - 1)).to_bytes(size, "little"))
+
+    def _var(self, name: str) -> tuple[int, int]:
+        if name not in self.variables:
+            raise EmuError(f"no {self.kind} '{name}'{self._where()}: there are {', '.join(self.variables) or 'none'}")
+        return self.variables[name]
+
+    def _where(self) -> str:
+        return ""
+
+    def _read(self, off: int, size: int) -> bytes:
+        raise NotImplementedError
+
+    def _write(self, name: str, off: int, data: bytes) -> None:
+        raise NotImplementedError
+
+
 @dataclass
-class Globals:
+class Globals(_Variables):
     """An internal map's variables by name, as a skeleton's `skel->bss->counter` reads and writes them."""
 
     bpf_map: Map
     variables: dict[str, tuple[int, int]]  # name -> (offset, size)
     frozen: bool = False  # .rodata: bpf_object__populate_internal_map() froze it, so user space cannot write it
 
-    def __getitem__(self, name: str) -> int:
-        off, size = self._var(name)
-        return int.from_bytes(self.bpf_map.lookup_elem(0)[off:off + size], "little")
+    def _where(self) -> str:
+        return f" in {self.bpf_map.name}"
 
-    def __setitem__(self, name: str, value: int) -> None:
-        off, size = self._var(name)
+    def _read(self, off: int, size: int) -> bytes:
+        return self.bpf_map.lookup_elem(0)[off:off + size]
+
+    def _write(self, name: str, off: int, data: bytes) -> None:
         if self.frozen:
             raise MapError(EPERM, f"{self.bpf_map.name} is frozen (bpf_map_freeze() at load): '{name}' is read-only")
-        data = bytearray(self.bpf_map.lookup_elem(0))
-        data[off:off + size] = (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
-        self.bpf_map.update_elem(0, bytes(data))
-
-    def _var(self, name: str) -> tuple[int, int]:
-        if name not in self.variables:
-            raise EmuError(f"no global '{name}' in {self.bpf_map.name}: there are {', '.join(self.variables)}")
-        return self.variables[name]
+        value = bytearray(self.bpf_map.lookup_elem(0))
+        value[off:off + len(data)] = data
+        self.bpf_map.update_elem(0, bytes(value))
 
     def __repr__(self) -> str:
         return f"<Globals of {self.bpf_map.name}: {', '.join(self.variables)}>"
 
 
 @dataclass
-class ArenaGlobals:
+class ArenaGlobals(_Variables):
     """The object's `__arena` globals by name, read and written through user space's mapping of the arena, as a
     skeleton's `skel->arena->counter` does: `address(name)` is the user address the program's pointer holds."""
 
     arena: Arena
     base: int  # the user address of .addr_space.1's first byte
     variables: dict[str, tuple[int, int]]  # name -> (offset, size)
+    kind = "__arena global"
 
     def address(self, name: str) -> int:
         return self.base + self._var(name)[0]
 
-    def __getitem__(self, name: str) -> int:
-        off, size = self._var(name)
-        return int.from_bytes(self.arena.user_read(self.base + off, size), "little")
+    def _read(self, off: int, size: int) -> bytes:
+        return self.arena.user_read(self.base + off, size)
 
-    def __setitem__(self, name: str, value: int) -> None:
-        off, size = self._var(name)
-        self.arena.user_write(self.base + off, (value & ((1 << 8 * size) - 1)).to_bytes(size, "little"))
-
-    def _var(self, name: str) -> tuple[int, int]:
-        if name not in self.variables:
-            raise EmuError(f"no __arena global '{name}': there are {', '.join(self.variables) or 'none'}")
-        return self.variables[name]
+    def _write(self, name: str, off: int, data: bytes) -> None:
+        self.arena.user_write(self.base + off, data)
 
     def __repr__(self) -> str:
         return f"<ArenaGlobals at {self.base:#x}: {', '.join(self.variables)}>"
