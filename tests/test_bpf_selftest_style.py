@@ -291,3 +291,14 @@ def test_a_fault_in_a_static_subprogram_names_both_frames(policy):
     frames = [s.split("+")[0].split("_", 3)[3] if s.startswith("bpf_prog_") else s.strip() for s in stderr[3:7]]
     assert frames == ["subprog", f"*addr = 1; @ {line('stream_reports', '*addr = 1;')}",
                       "stream_arena_subprog_fault", f"subprog(); @ {line('stream_reports', 'subprog();')}"]
+
+
+def test_a_no_prealloc_hash_map_from_a_program():
+    _, obj = load("hash_noprealloc")
+    r = obj.run("churn")
+    assert (r.status, r.ret, r.faults) == ("returned", 0, [])
+    b, h = obj.bss, obj.maps["h"]
+    assert (b["old_seen"], b["new_seen"]) == (10, 20)  # the replaced element keeps its bytes until reused
+    assert b["second_elem"] - b["first_elem"] == h.elem_size  # the replacement is the cache's next element
+    assert (b["full_ret"], b["replace_ret"]) == (2**64 - 7, 0)  # -E2BIG for a third key; a replacement is fine
+    assert [(k, h.lookup_elem(k)) for k in h] == [(struct.pack("<I", k), struct.pack("<Q", 20)) for k in (1, 2)]
