@@ -25,10 +25,16 @@ typedef __u64 u64;
 typedef unsigned long size_t;
 typedef long ssize_t;
 typedef unsigned long uintptr_t;
+#ifndef bool /* <stdbool.h> may come first */
 typedef _Bool bool;
+#endif
+#ifndef true
 #define true 1
 #define false 0
+#endif
+#ifndef NULL
 #define NULL ((void *)0)
+#endif
 
 #define SEC(name) __attribute__((section(name), used))
 #define __weak __attribute__((weak))
@@ -80,8 +86,12 @@ typedef _Bool bool;
 #define PAGE_SIZE __PAGE_SIZE
 
 /* bpf_helpers.h's and the kernel's small utilities */
+#ifndef offsetof
 #define offsetof(type, member) __builtin_offsetof(type, member)
+#endif
+#ifndef container_of
 #define container_of(ptr, type, member) ((type *)((void *)(ptr) - offsetof(type, member)))
+#endif
 /* container_of() for a pointer into the arena: the result stays an __arena pointer */
 #define arena_container_of(ptr, type, member)					\
 	({ void __arena *___mp = (void __arena *)(ptr);				\
