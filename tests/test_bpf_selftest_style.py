@@ -302,3 +302,16 @@ def test_a_no_prealloc_hash_map_from_a_program():
     assert b["second_elem"] - b["first_elem"] == h.elem_size  # the replacement is the cache's next element
     assert (b["full_ret"], b["replace_ret"]) == (2**64 - 7, 0)  # -E2BIG for a third key; a replacement is fine
     assert [(k, h.lookup_elem(k)) for k in h] == [(struct.pack("<I", k), struct.pack("<Q", 20)) for k in (1, 2)]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_naked_assembly_programs_reach_arena_globals(policy):
+    m, obj = load("naked_asm", policy)
+    assert obj.run("naked_read").ret == 5
+    r = obj.run("naked_unallocated")
+    below = obj.arena_globals.address("val") - 4096
+    if policy == "map-always":  # the garbage page keeps the store
+        assert (r.ret, r.faults) == (7, [])
+        return
+    assert (r.ret, [(f.resolution, f.action) for f in r.faults]) == (0, [("extable", "skip")] * 2)
+    assert report_head(m) == [f"ERROR: Arena {a} access at unmapped address {below:#x}" for a in ("WRITE", "READ")]

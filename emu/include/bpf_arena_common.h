@@ -116,7 +116,20 @@ typedef _Bool bool;
 #define __log_level(x)
 #define __flag(x)
 #define __auxiliary
+#define __stderr(x)
+#define __stdout(x)
+#define __arch_x86_64
+#define __arch_arm64
+#define __arch_s390x
+#define __arch_riscv64
 #define __naked __attribute__((naked))
+/* and its inline-assembly operands */
+#define __imm(name) [name] "i"(name)
+#define __imm_const(name, expr) [name] "i"(expr)
+#define __imm_addr(name) [name] "i"(&name)
+#define __imm_ptr(name) [name] "r"(&name)
+#define __clobber_all "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "memory"
+#define __clobber_common "r0", "r1", "r2", "r3", "r4", "r5", "memory"
 
 /* helpers are called by number (enum bpf_func_id) */
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
@@ -132,7 +145,6 @@ static long (*bpf_trace_vprintk)(const char *fmt, __u32 fmt_size, const void *da
 #define BPF_ANY 0
 #define BPF_NOEXIST 1
 #define BPF_EXIST 2
-
 
 void __arena *bpf_arena_alloc_pages(void *map, void __arena *addr, __u32 page_cnt, int node_id,
 				    __u64 flags) __ksym __weak;
