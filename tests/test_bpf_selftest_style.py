@@ -182,14 +182,16 @@ def test_an_iterator_must_live_on_the_stack():
 
 def test_section_names_run_as_test_runs_or_are_refused_as_the_kernel_does():
     _, obj = load("sections")
-    assert [obj.run(p).ret for p in ("rawtp", "fent", "sock", "tc_prog", "xdp_prog", "sys")] == [1, 2, 3, 4, 5, 6]
+    runs = ("rawtp", "fent", "sock", "tc_prog", "xdp_prog", "sys", "fex")
+    assert [obj.run(p).ret for p in runs] == [1, 2, 3, 4, 5, 6, 11]
     for prog, sec, kind in (("tp", "tp/syscalls/sys_enter_nanosleep", "TRACEPOINT"),
-                            ("kp", "kprobe/do_nanosleep", "KPROBE"), ("pe", "perf_event", "PERF_EVENT")):
+                            ("kp", "kprobe/do_nanosleep", "KPROBE"), ("pe", "perf_event", "PERF_EVENT"),
+                            ("tpbtf", "tp_btf/sys_enter", "TRACING")):
         with pytest.raises(EmuError) as e:
             obj.run(prog)
         assert str(e.value) == (f'{prog}: BPF_PROG_TEST_RUN refuses SEC("{sec}") (-ENOTSUPP): '
                                 f"BPF_PROG_TYPE_{kind} has no test run")
-    assert obj.bss["hits"] == 6
+    assert obj.bss["hits"] == 7
 
 
 ATOMIC_RESULTS = {

@@ -24,7 +24,7 @@ from .insn import decode
 from .maps import BPF_MAP_TYPE_ARENA, BpfMap, MapKind
 from .object_file import BpfObject, BpfProgram, ExternKind
 from .relocate import LinkedProg, MapRef, RelocError, bpf_object__relocate
-from .sec_defs import NO_TEST_RUN, ProgType
+from .sec_defs import ProgType, has_test_run
 from .syscall import BpfSubsystem, JitOptions
 from .verifier import ArenaInfo, KfuncInfo, LdImm64, LdKind, ProgInfo, bpf_check
 
@@ -367,9 +367,10 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
     def test_run(prog: LoadedProgram, ctx: bytes, data: bytes):
         """BPF_PROG_TEST_RUN: a syscall program gets its ctx copied into kernel memory (r1), none when empty,
         and copied back out after the run."""
-        if prog.prog_type in NO_TEST_RUN:
+        if not has_test_run(prog.prog_type, prog.sec_name):
+            kind = prog.prog_type.name if prog.prog_type is not None else "?"
             raise EmuError(f"{prog.name}: BPF_PROG_TEST_RUN refuses SEC(\"{prog.sec_name}\") (-ENOTSUPP): "
-                           f"BPF_PROG_TYPE_{prog.prog_type.name} has no test run")
+                           f"BPF_PROG_TYPE_{kind} has no test run")
         if prog.prog_type in PACKET_PROGS:
             return _packet_test_run(bpf, call, prog, data)
         if prog.prog_type != ProgType.SYSCALL and (ctx or data):

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* One program per kind of SEC() name: the ones BPF_PROG_TEST_RUN runs, and three it refuses. */
+/* One program per kind of SEC() name: the ones BPF_PROG_TEST_RUN runs, and four it refuses. */
 #include "bpf_arena_common.h"
 
 ARENA_MAP(4, 0);
@@ -14,5 +14,7 @@ SEC("syscall") int sys(void *ctx) { hits++; return 6; }
 SEC("tp/syscalls/sys_enter_nanosleep") int tp(void *ctx) { hits++; return 7; }
 SEC("kprobe/do_nanosleep") int kp(void *ctx) { hits++; return 8; }
 SEC("perf_event") int pe(void *ctx) { hits++; return 9; }
+SEC("tp_btf/sys_enter") int tpbtf(void *ctx) { hits++; return 10; }
+SEC("fexit/bpf_fentry_test1") int fex(void *ctx) { hits++; return 11; }
 
 char _license[] SEC("license") = "GPL";
