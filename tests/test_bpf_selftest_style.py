@@ -155,7 +155,7 @@ def test_open_coded_iterators_loops_and_subprograms():
     b = obj.bss
     assert (b["repeats"], b["nested"], b["reversed_turns"]) == (5, 120, 0)
     assert (b["empty_ret"], b["big_ret"]) == (2**32 - 22, 2**32 - 7)  # -EINVAL, -E2BIG as ints
-    assert (b["cpu"], b["t1"] - b["t0"]) == (0, 1000)
+    assert (b["cpu"], b["t1"] - b["t0"], b["swapped"]) == (0, 1000, 0x3412CDAB)
     globs = obj.arena_globals
     assert globs["total"] == 1000 + 285  # bpf_loop stopped by the callback's 1 after its tenth turn
     assert [globs.arena.user_read_u64(globs.address("squares") + 8 * i) for i in range(12)] == [

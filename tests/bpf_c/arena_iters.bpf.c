@@ -3,6 +3,7 @@
  * stream output (after the kernel's iters, arena and stream selftests). */
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 #include <errno.h>
 #include "bpf_experimental.h"
 
@@ -13,6 +14,7 @@ int __arena total = 1000;
 int empty_ret, big_ret, repeats, nested, reversed_turns;
 __u32 cpu;
 __u64 t0, t1;
+__u32 swapped;
 
 static int add_square(__u32 i, void *ctx)
 {
@@ -63,6 +65,7 @@ int iterate(void *ctx)
 	cpu = bpf_get_smp_processor_id();
 	t0 = bpf_ktime_get_ns();
 	t1 = bpf_ktime_get_ns();
+	swapped = bpf_htons(0x1234) << 16 | bpf_htons(0xabcd);
 	return sum_static(squares, 10) * 1000 + sum_weak(squares, 3);
 }
 
