@@ -34,13 +34,15 @@ Where this is coarser than the kernel's:
   the iterator-driven convergence of loops are not modelled.
 - Map pointers: only loads of an arena's struct bpf_arena user_vm_start and user_vm_end (arena_base()), at the
   shipped header's offsets; the kernel allows any field of the map's BTF struct (btf_struct_access()).
-- ctx: accesses are not rewritten (convert_ctx_access of tc/xdp is not modelled) and not bounds-checked; loads of
-  xdp_md/__sk_buff data, data_meta and data_end give packet pointers. LD_ABS/LD_IND are left for the JIT to refuse.
+- ctx: not bounds-checked; for xdp and tc only loads of xdp_md's data, data_end and data_meta and __sk_buff's len,
+  data, data_end and data_meta are converted (verifier_mem.py), and give packet pointers; other fields are refused
+  by name. LD_ABS/LD_IND are left for the JIT to refuse.
 
 Messages are the kernel's, verbatim, except where its full text for the case was not seen: an `__arena` kfunc
 argument in a program without an arena, or of the wrong type (the phrases bpf-next's selftests expect, "arena
 pointer requires a program with an associated arena", "R%d is not a pointer to arena or scalar."); a kfunc call
-ProgInfo does not describe ("kernel btf_id %d is not a function", the kernel's for a BTF id that is no FUNC); an
+ProgInfo does not describe ("kernel btf_id %d is not a function", the kernel's for a BTF id that is no FUNC); a
+map-pointer load this pass does not model (the kernel would allow it); an
 empty program; a `global_funcs` key that starts no subprogram. The input is what libbpf
 hands the kernel: relocated, ld_imm64 and calls carrying their pseudo kinds, the needed .text subprograms appended.
 """
