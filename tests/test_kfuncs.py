@@ -115,6 +115,9 @@ def test_the_number_iterator_as_bpf_iter_c_runs_it():
     assert kcall(m, "bpf_iter_num_new", it, 0, 1 << 23) == 0 and state() == (-1, 1 << 23)  # BPF_MAX_LOOPS: allowed
     kcall(m, "bpf_iter_num_destroy", it)
     assert state() == (-1, 0) and kcall(m, "bpf_iter_num_next", it) == 0
+    # from INT_MIN: start - 1 wraps to INT_MAX, and the first next wraps back to INT_MIN
+    assert kcall(m, "bpf_iter_num_new", it, 1 << 31, (1 << 31) + 2) == 0 and state() == (2**31 - 1, -2**31 + 2)
+    assert kcall(m, "bpf_iter_num_next", it) == it and state()[0] == -2**31
 
 
 def test_trace_vprintk_takes_its_arguments_from_an_array():

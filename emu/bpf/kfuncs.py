@@ -206,10 +206,11 @@ def bpf_iter_num_next(call: KfuncCall, it: int) -> int:
     """bpf_iter_num_next(): a pointer to the next number, kept in the iterator itself, or NULL at the end
     (which also empties the iterator, so later calls stay NULL)."""
     cur, end = _ITER_NUM.unpack(call.memory.read(it, _ITER_NUM.size))
-    if cur + 1 >= end:
+    nxt = _s32(cur + 1)  # an int that wraps, as the kernel's (built with -fno-strict-overflow) does
+    if nxt >= end:
         call.memory.write(it, _ITER_NUM.pack(0, 0))
         return 0
-    call.memory.write(it, _ITER_NUM.pack(cur + 1, end))
+    call.memory.write(it, _ITER_NUM.pack(nxt, end))
     return it
 
 
