@@ -317,3 +317,9 @@ def test_naked_assembly_programs_reach_arena_globals(policy):
         return
     assert (r.ret, [(f.resolution, f.action) for f in r.faults]) == (0, [("extable", "skip")] * 2)
     assert report_head(m) == [f"ERROR: Arena {a} access at unmapped address {below:#x}" for a in ("WRITE", "READ")]
+
+
+def test_a_missing_weak_kfunc_loads_but_a_call_to_it_is_refused():
+    with pytest.raises(VerifierError, match=r"^prog call_missing: insn \d+: invalid kernel function call not "
+                                            r"eliminated in verifier pass \(.*bad_weak_kfunc.bpf.c:12: "):
+        load("bad_weak_kfunc")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from ..errors import EmuError
@@ -238,8 +238,9 @@ def map_refs(obj: BpfObject, maps: dict[str, Arena | Map]) -> Callable[[str], Ma
     return ref
 
 
-def prog_info(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena | None) -> ProgInfo:
-    """What the verifier is told about one linked program."""
+def prog_info(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena | None,
+              resolved: Collection[int] = ()) -> ProgInfo:
+    """What the verifier is told about one linked program; `resolved` are the kfunc ids that have an address."""
     insns = decode(linked.insns)
     ld = {}
     for i, what in linked.ldimm.items():
@@ -247,7 +248,7 @@ def prog_info(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena
         if what.kind in ("map", "map_value", "ksym"):
             kind = {"map": LdKind.MAP_PTR, "map_value": LdKind.MAP_VALUE, "ksym": LdKind.KSYM}[what.kind]
             ld[i] = LdImm64(kind, value, what.map_type if what.kind != "ksym" else None)
-    kfuncs = {i: KfuncInfo(linked.kfuncs[insn.imm], *_arena_args(linked.kfuncs[insn.imm]))
+    kfuncs = {i: KfuncInfo(linked.kfuncs[insn.imm], *_arena_args(linked.kfuncs[insn.imm]), insn.imm in resolved)
               for i, insn in enumerate(insns) if insn.code == 0x85 and insn.src == 2 and insn.imm in linked.kfuncs}
     lines = line_info(obj, linked)
     return ProgInfo(prog.name, prog.prog_type, ArenaInfo(arena.user_vm_start, bool(arena.flags & BPF_F_NO_USER_CONV))
@@ -296,9 +297,9 @@ def kfunc_ids(obj: BpfObject, address_of: Callable[[str], int | None]) -> tuple[
     return ids.__getitem__, addrs
 
 
-def verify(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena | None):
+def verify(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena | None, resolved: Collection[int]):
     """bpf_check() of a linked program, and its arena kfunc arguments for the JIT."""
-    verified = bpf_check(decode(linked.insns), prog_info(obj, prog, linked, arena))
+    verified = bpf_check(decode(linked.insns), prog_info(obj, prog, linked, arena, resolved))
     arena_args = {i: tuple((a.regno, a.nullable) for a in args) for i, args in verified.arena_args.items()}
     return verified, arena_args
 
@@ -334,7 +335,7 @@ def bpf_object__load(obj: BpfObject, maps: dict[str, Arena | Map], load_insns, a
             continue
         linked = bpf_object__relocate(obj, prog, map_refs(obj, maps), kfunc_id, address_of)
         refuse_core_relos(obj, linked)
-        verified, arena_args = verify(obj, prog, linked, arena)
+        verified, arena_args = verify(obj, prog, linked, arena, kfunc_addrs.keys())
         code = b"".join(insn.encode() for insn in verified.insns)
         loops = {i: (loop.callback, loop.stack_base) for i, loop in verified.loops.items()}
         jit = JitOptions(kfunc_addrs, verified.stack_depths, arena_args, linked.names, loops)

@@ -27,9 +27,11 @@ Where this is coarser than the kernel's:
   and `arg:arena` global-function arguments; a kfunc returns a scalar (KF_ARENA_RET, like KF_ARENA_ARG1/2, is not
   tested by verifier.c: resolve_btfids turns it into BTF's address_space(1) for the program's compiler); a
   bpf_loop() is inlined when the straight-line code before it sets R4 to 0 and R2 to a callback, and refused
-  otherwise (the helper, calling BPF code from the kernel, is not modelled).
+  otherwise (the helper, calling BPF code from the kernel, is not modelled). A call of a weak kfunc that was not
+  found is refused wherever it is: without value tracking, a branch on bpf_ksym_exists() is not seen to be dead.
 - Open-coded iterators: only the number iterator (bpf_iter_num_new/next/destroy). Its argument must be a fixed
-  stack slot, whose 8 bytes count as written; bpf_iter_num_next() returns memory (its NULL is not tracked). The
+  stack slot, whose 8 bytes count as written; bpf_iter_num_next() returns memory (its NULL is not tracked, nor that
+  it is read-only). The
   iterator's slot states (STACK_ITER: created, active, destroyed), the check that each iterator is destroyed, and
   the iterator-driven convergence of loops are not modelled.
 - Map pointers: only loads of an arena's struct bpf_arena user_vm_start and user_vm_end (arena_base()), at the
@@ -169,6 +171,7 @@ class KfuncInfo:
     name: str
     arena_args: frozenset[int] = frozenset()
     nullable_args: frozenset[int] = frozenset()
+    resolved: bool = True  # False: a __weak extern libbpf found nowhere (its call left with imm 0)
 
 
 class ArgKind(Enum):
@@ -425,6 +428,8 @@ class _Verifier:
         info = self.prog.kfuncs.get(i)
         if info is None:
             raise Reject(i, f"kernel btf_id {insn.imm} is not a function")
+        if not info.resolved:  # fixup_kfunc_call()'s check, for a call its dead-code pass did not remove
+            raise Reject(i, "invalid kernel function call not eliminated in verifier pass")
         if info.name in _ITER_NUM_KFUNCS:
             it = read_reg(st, 1, i)
             if it.kind != Kind.STACK or it.off is None:
