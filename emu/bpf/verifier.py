@@ -23,8 +23,11 @@ Where this is coarser than the kernel's:
 - Stack: a variable-offset access counts the whole 512 bytes of depth and is not tracked; a pointer into a
   caller's frame is checked for bounds but writes through it are not tracked and reads through it are scalars.
 - Calls: static subprograms are typed once for all call sites (their entry states joined, their R0 joined into
-  every caller); helper and kfunc arguments are not checked against prototypes, except `__arena` kfunc arguments
-  and `arg:arena` global-function arguments; a kfunc returns a scalar (KF_ARENA_RET, like KF_ARENA_ARG1/2, is not
+  every caller); so are global ones in objects (object_load.py passes no `global_funcs`: btf_prepare_func_args()
+  is not modelled), so a global function the kernel verifies alone, say a pointer argument it null-checks, is
+  typed here by what its callers pass (a NULL is a scalar, and a load through it is refused); helper and kfunc
+  arguments are not checked against prototypes, except `__arena` kfunc arguments and `arg:arena` global-function
+  arguments (ProgInfo.global_funcs); a kfunc returns a scalar (KF_ARENA_RET, like KF_ARENA_ARG1/2, is not
   tested by verifier.c: resolve_btfids turns it into BTF's address_space(1) for the program's compiler); a
   bpf_loop() is inlined when the straight-line code before it sets R4 to 0 and R2 to a callback, and refused
   otherwise (the helper, calling BPF code from the kernel, is not modelled). A call of a weak kfunc that was not

@@ -65,6 +65,12 @@ typedef _Bool bool;
 #define __arena __attribute__((address_space(1)))
 #define __arena_global __attribute__((address_space(1)))
 #define __arg_arena __attribute__((btf_decl_tag("arg:arena")))
+/* bpf_helpers.h's other global-function argument tags; of these tags the verifier here reads only arg:arena */
+#define __arg_ctx __attribute__((btf_decl_tag("arg:ctx")))
+#define __arg_nonnull __attribute__((btf_decl_tag("arg:nonnull")))
+#define __arg_nullable __attribute__((btf_decl_tag("arg:nullable")))
+#define __arg_trusted __attribute__((btf_decl_tag("arg:trusted")))
+#define __arg_untrusted __attribute__((btf_decl_tag("arg:untrusted")))
 /* An object's arena map, named `arena`: `pages` pages at user address `user_start` (0: where mmap() puts it) */
 #define ARENA_MAP(pages, user_start)					\
 	struct {							\
