@@ -18,13 +18,13 @@ FUZZ = settings(max_examples=int(os.environ.get("BPF_OBJ_FUZZ", 200)), deadline=
                 suppress_health_check=[HealthCheck.too_slow])
 # what the loader reads: the headers, the programs, their relocations, the symbols, BTF and .BTF.ext
 READ = ("syscall", ".text", ".relsyscall", ".rel.text", ".symtab", ".strtab", ".BTF", ".BTF.ext", ".maps",
-        ".addr_space.1", ".data", ".bss", "license")
+        ".addr_space.1", ".data", ".bss", "license", ".ksyms")
 
 
 @functools.cache
-def _object() -> tuple[bytes, tuple[tuple[int, int], ...]]:
+def _object(name: str = "arena_faults", *flags: str) -> tuple[bytes, tuple[tuple[int, int], ...]]:
     """The compiled object and the file ranges the loader reads (the ELF header and sections)."""
-    data = build("arena_faults", "-mcpu=v4").read_bytes()
+    data = build(name, *(flags or ("-mcpu=v4",))).read_bytes()
     elf = ELFFile(io.BytesIO(data))
     ranges = [(0, 64), (elf["e_shoff"], elf["e_shnum"] * elf["e_shentsize"])]
     for sec in elf.iter_sections():
@@ -58,6 +58,19 @@ def test_a_truncated_object(data):
 @given(st.data())
 def test_an_object_with_bytes_changed_where_the_loader_reads(data):
     obj, ranges = _object()
+    out = bytearray(obj)
+    for _ in range(data.draw(st.integers(1, 6))):
+        start, size = data.draw(st.sampled_from(ranges))
+        out[start + data.draw(st.integers(0, size - 1))] = data.draw(st.integers(0, 255))
+    _load(bytes(out))
+
+
+@FUZZ
+@given(st.data())
+def test_a_selftest_style_object_with_bytes_changed(data):
+    """The same over an object that calls the number iterator's kfuncs and has the page-fragment allocator's
+    globals and __arena globals with initial values."""
+    obj, ranges = _object("arena_list_del", "-mcpu=v3")
     out = bytearray(obj)
     for _ in range(data.draw(st.integers(1, 6))):
         start, size = data.draw(st.sampled_from(ranges))

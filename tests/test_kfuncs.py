@@ -1,8 +1,10 @@
 """Native kfuncs called from guest code with a plain `call`."""
 
+import struct
+
 from emu import Machine
 from emu.bpf.arena import EINVAL
-from emu.bpf.kfuncs import KFUNCS, KfuncCall, kfunc
+from emu.bpf.kfuncs import E2BIG, KFUNCS, KfuncCall, kfunc
 from emu.mm.layout import KFUNC_PAGE, PAGE_SIZE
 
 CALLER = r"""
@@ -89,3 +91,42 @@ def test_a_kfunc_that_refuses_ends_the_call_with_an_error():
         assert (r.status, r.error) == ("error", "emu_test_refuse: cannot access memory at address 0x1000")
     finally:
         del KFUNCS["emu_test_refuse"]
+
+
+def test_the_number_iterator_as_bpf_iter_c_runs_it():
+    """bpf_iter_num_new/next/destroy on an 8-byte iterator (int cur, int end): next yields a pointer to the
+    iterator's own cur, start first, then NULL from the end on; bad ranges yield nothing at all."""
+    m, _ = setup()
+    it = m.bpf.vmalloc.vmalloc(8)
+
+    def state() -> tuple[int, int]:
+        cur, end = struct.unpack("<ii", m.memory.read(it, 8))
+        return cur, end
+
+    assert kcall(m, "bpf_iter_num_new", it, -2 & 0xFFFF_FFFF, 1) == 0 and state() == (-3, 1)
+    seen = []
+    while (p := kcall(m, "bpf_iter_num_next", it)) != 0:
+        assert p == it
+        seen.append(state()[0])
+    assert seen == [-2, -1, 0] and state() == (0, 0)
+    assert kcall(m, "bpf_iter_num_next", it) == 0  # stays at the end
+    assert kcall(m, "bpf_iter_num_new", it, 5, 4) == -EINVAL & 0xFFFF_FFFF and state() == (0, 0)
+    assert kcall(m, "bpf_iter_num_new", it, 0, (1 << 23) + 1) == -E2BIG & 0xFFFF_FFFF and state() == (0, 0)
+    assert kcall(m, "bpf_iter_num_new", it, 0, 1 << 23) == 0 and state() == (-1, 1 << 23)  # BPF_MAX_LOOPS: allowed
+    kcall(m, "bpf_iter_num_destroy", it)
+    assert state() == (-1, 0) and kcall(m, "bpf_iter_num_next", it) == 0
+    # from INT_MIN: start - 1 wraps to INT_MAX, and the first next wraps back to INT_MIN
+    assert kcall(m, "bpf_iter_num_new", it, 1 << 31, (1 << 31) + 2) == 0 and state() == (2**31 - 1, -2**31 + 2)
+    assert kcall(m, "bpf_iter_num_next", it) == it and state()[0] == -2**31
+
+
+def test_trace_vprintk_takes_its_arguments_from_an_array():
+    m, _ = setup()
+    fmt, args = m.bpf.vmalloc.vmalloc(64), m.bpf.vmalloc.vmalloc(128)
+    m.memory.write(fmt, b"%d-%d-%d-%d\0")
+    m.memory.write(args, struct.pack("<4Q", 1, 2, 3, 4))
+    vprintk = m.symbol("bpf_trace_vprintk")
+    assert kcall(m, "call_kfunc", vprintk, fmt, 12, args, 32) == 7
+    assert m.bpf.trace_pipe == ["arena-emu-1 [000] bpf_trace_printk: 1-2-3-4"]
+    for data_len in (12, 13 * 8):  # not a multiple of 8; more than MAX_BPRINTF_VARARGS
+        assert kcall(m, "call_kfunc", vprintk, fmt, 12, args, data_len) == -EINVAL & 0xFFFF_FFFF

@@ -161,9 +161,35 @@ def test_the_largest_element_the_kernel_allows_is_accepted(m):
     assert isinstance(h, HashMap)
 
 
-def test_no_prealloc_is_not_modelled(m):
-    with pytest.raises(EmuError, match="BPF_F_NO_PREALLOC is not modelled"):
-        m.bpf.map_create(BPF_MAP_TYPE_HASH, 4, 8, 4, BPF_F_NO_PREALLOC)
+def test_no_prealloc_allocates_at_update_and_reuses_what_was_freed(m):
+    """htab_map_update_elem() without prealloc: a new element per update, the replaced one freed at once onto the
+    CPU's free list and taken by the next allocation there; -E2BIG only for a new key once max_entries are in use."""
+    h = m.bpf.map_create(BPF_MAP_TYPE_HASH, 4, 8, 2, BPF_F_NO_PREALLOC, name="np")
+    size = h.elem_size
+    assert (h.elems, size, len(h)) == (0, HTAB_ELEM_KEY + 8 + 8, 0)  # nothing allocated at creation
+    assert h.map_update_elem(b"k001", b"A" * 8, BPF_ANY, 0) == 0
+    a = h.map_lookup_elem(b"k001") - HTAB_ELEM_KEY - 8
+    assert a % 4096 == 0  # the first element of the cache's first page
+    assert h.map_update_elem(b"k001", b"B" * 8, BPF_ANY, 0) == 0  # a replacement is a new element
+    assert h.map_lookup_elem(b"k001") == a + size + HTAB_ELEM_KEY + 8
+    assert m.memory.read(a + HTAB_ELEM_KEY + 8, 8) == b"A" * 8  # the freed one keeps its bytes until reused
+    assert h.map_update_elem(b"k002", b"C" * 8, BPF_ANY, 0) == 0
+    assert h.map_lookup_elem(b"k002") == a + HTAB_ELEM_KEY + 8  # ... which the next allocation takes
+    assert h.map_update_elem(b"k003", b"D" * 8, BPF_ANY, 0) == -E2BIG  # full, and the key is new
+    assert h.map_update_elem(b"k002", b"E" * 8, BPF_EXIST, 0) == 0  # full, but a replacement is allowed
+    assert h.map_lookup_elem(b"k002") == a + 2 * size + HTAB_ELEM_KEY + 8
+    assert h.map_update_elem(b"k001", b"F" * 8, BPF_NOEXIST, 0) == -EEXIST
+    assert h.map_delete_elem(b"k001", 1) == 0  # freed onto CPU 1's list
+    assert h.map_update_elem(b"k004", b"G" * 8, BPF_ANY, 1) == 0
+    assert h.map_lookup_elem(b"k004") == a + size + HTAB_ELEM_KEY + 8
+    assert h.lookup_elem(b"k004") == b"G" * 8 and list(h) == [b"k002", b"k004"]
+
+
+def test_no_prealloc_creates_what_prealloc_cannot(m):
+    """1 GiB of elements is -ENOMEM to preallocate (above), nothing to create without prealloc."""
+    h = m.bpf.map_create(BPF_MAP_TYPE_HASH, 4, 1 << 16, 1 << 14, BPF_F_NO_PREALLOC)
+    h.update_elem(7, b"x" * (1 << 16))
+    assert h.lookup_elem(7) == b"x" * (1 << 16)
 
 
 def test_hash_elements_live_in_the_preallocated_pool(m):

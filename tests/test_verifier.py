@@ -354,8 +354,28 @@ def test_arena_kfunc_arguments_are_listed_for_the_jit():
 def test_map_pointers_and_map_values():
     insns = asm("lddw %r1, 0\nldxdw %r0, [%r1+0]\nexit")
     insns[0] = Insn(0x18, 1, 1, 0, 3)
-    with pytest.raises(VerifierError, match="R1 invalid mem access 'map_ptr'"):
+    with pytest.raises(VerifierError, match="R1 map_ptr access is modelled only for an arena's struct bpf_arena"):
         bpf_check(insns, ProgInfo("p", ld_imm64={0: LdImm64(LdKind.MAP_PTR, 0xFFFF_8880_0000_1000, 2)}))
+
+
+@pytest.mark.parametrize("access, error", [
+    ("ldxdw %r0, [%r1+256]", None),  # user_vm_start, what arena_base() reads
+    ("ldxdw %r0, [%r1+264]", None),  # user_vm_end
+    ("ldxw %r0, [%r1+256]", "R1 bpf_arena access at off=256 size=4 is not modelled"),
+    ("ldxdw %r0, [%r1+0]", "R1 bpf_arena access at off=0 size=8 is not modelled"),
+    ("ldxdw %r0, [%r1-8]", "R1 is bpf_arena invalid negative access: off=-8"),
+    ("stdw [%r1+256], 0", "only read from bpf_arena is supported"),
+])
+def test_an_arena_map_pointer_reads_its_user_addresses(access, error):
+    """check_ptr_to_map_access() for struct bpf_arena: reads only, of the fields the shipped header declares."""
+    insns = asm(f"lddw %r1, 0\n{access}\nmov %r0, 0\nexit")
+    insns[0] = Insn(0x18, 1, 1, 0, 3)
+    info = ProgInfo("p", arena=ArenaInfo(1 << 32), ld_imm64={0: LdImm64(LdKind.MAP_PTR, 0xFFFF_C900_0000_0000, 33)})
+    if error is None:
+        assert bpf_check(insns, info).insns[2] == insns[2]
+        return
+    with pytest.raises(VerifierError, match=f"^prog p: insn 2: {error}"):
+        bpf_check(insns, info)
 
 
 def test_stack_and_map_value_at_a_merge_are_both_plain_memory():

@@ -37,6 +37,9 @@ from ..x86.pgtable import (
 )
 from .range_tree import RangeTree
 
+# offsetof(struct bpf_arena, user_vm_start) in the shipped header's layout (bpf_arena_common.h: 256 bytes of struct
+# bpf_map first), where the map's struct stand-in holds user_vm_start and user_vm_end for arena_base()
+BPF_ARENA_USER_VM_START = 256
 BPF_F_MMAPABLE = 1 << 10
 BPF_F_SEGV_ON_FAULT = 1 << 17
 BPF_F_NO_USER_CONV = 1 << 18

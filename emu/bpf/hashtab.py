@@ -1,4 +1,4 @@
-"""BPF_MAP_TYPE_HASH, preallocated: kernel/bpf/hashtab.c.
+"""BPF_MAP_TYPE_HASH, preallocated or not (BPF_F_NO_PREALLOC): kernel/bpf/hashtab.c.
 
 As htab_map_alloc() with prealloc_init() builds it: max_entries + num_possible_cpus()
 elements of elem_size bytes in one vmalloc'ed pool, each a struct htab_elem header, the
@@ -12,14 +12,20 @@ back on the freelist of the CPU that deleted it.
 The buckets are a Python dict (key -> element): no jhash, no hlist in guest memory.
 Iteration order (map_get_next_key()) is therefore ours, not the kernel's bucket order:
 keys in the order they were first inserted; an update of an existing key keeps its
-place; a deleted and re-added key goes last. Not modelled: BPF_F_NO_PREALLOC (elements
-from bpf_mem_alloc), the per-CPU and LRU variants, and spin locks (BPF_F_LOCK is refused,
-as for a value without one).
+place; a deleted and re-added key goes last.
+
+With BPF_F_NO_PREALLOC nothing is allocated at creation: an update allocates a new element
+(bpf_mem_cache_alloc()), refused with -E2BIG only when max_entries keys are in use and the
+key is new; a replaced or deleted element is freed at once (bpf_mem_cache_free()) onto its
+CPU's free list, which the next allocation on that CPU reuses, last freed first. The
+elements come from vmalloc'ed pages carved into elements (the cache's refill), not from
+the kernel's slab, so their addresses are this project's own. Not modelled: the per-CPU
+and LRU variants, and spin locks (BPF_F_LOCK is refused, as for a value without one).
 """
 
 from __future__ import annotations
 
-from ..errors import EmuError
+from ..mm.layout import PAGE_SIZE
 from ..mm.vmalloc import VmallocArea
 from .bpf_map import (
     BPF_EXIST,
@@ -34,6 +40,7 @@ from .bpf_map import (
     EEXIST,
     EINVAL,
     ENOENT,
+    ENOMEM,
     U32_MAX,
     Map,
     MapError,
@@ -89,15 +96,44 @@ class _PcpuFreelist:
         self.heads[cpu].append(elem)
 
 
+class _MemCache:
+    """bpf_mem_cache of one element size (kernel/bpf/memalloc.c): a LIFO free list per CPU, refilled with a
+    vmalloc'ed page's worth of elements when empty (alloc_bulk()); a free goes on the freeing CPU's list."""
+
+    def __init__(self, vmalloc: VmallocArea, elem_size: int):
+        self.vmalloc, self.elem_size = vmalloc, elem_size
+        self.free_llist: list[list[int]] = [[] for _ in range(NUM_POSSIBLE_CPUS)]
+
+    def bpf_mem_cache_alloc(self, cpu: int) -> int | None:
+        """An element, or None when guest RAM is exhausted (-ENOMEM)."""
+        free = self.free_llist[cpu]
+        if not free:
+            size = max(PAGE_SIZE, self.elem_size)
+            try:
+                page = bpf_map_area_alloc(self.vmalloc, size)
+            except MapError:
+                return None
+            free.extend(reversed(range(page, page + size - self.elem_size + 1, self.elem_size)))
+        return free.pop()
+
+    def bpf_mem_cache_free(self, cpu: int, elem: int) -> None:
+        self.free_llist[cpu].append(elem)
+
+
 class HashMap(Map):
-    """htab_map_alloc() with prealloc: `elems` is the pool's address, `elem_size` its stride."""
+    """htab_map_alloc(): with prealloc, `elems` is the pool's address and `elem_size` its stride; without,
+    `elems` is 0 and elements come from a bpf_mem_cache at update time."""
 
     def __init__(self, vmalloc: VmallocArea, key_size: int, value_size: int, max_entries: int, map_flags: int = 0,
                  name: str = ""):
         htab_map_alloc_check(key_size, value_size, max_entries, map_flags)
-        if map_flags & BPF_F_NO_PREALLOC:
-            raise EmuError("BPF_F_NO_PREALLOC is not modelled: hash maps here are preallocated")
         self.elem_size = HTAB_ELEM_KEY + round_up(key_size, 8) + round_up(value_size, 8)
+        self._table: dict[bytes, int] = {}
+        self._cache: _MemCache | None = None
+        if map_flags & BPF_F_NO_PREALLOC:
+            self.elems, self._cache = 0, _MemCache(vmalloc, self.elem_size)
+            super().__init__(vmalloc, BPF_MAP_TYPE_HASH, key_size, value_size, max_entries, map_flags, name)
+            return
         num_entries = max_entries + NUM_POSSIBLE_CPUS
         self.elems = bpf_map_area_alloc(vmalloc, self.elem_size * num_entries)
         self._freelist = _PcpuFreelist([self.elems + i * self.elem_size for i in range(num_entries)])
@@ -105,7 +141,6 @@ class HashMap(Map):
         # NUM_POSSIBLE_CPUS more elements than max_entries, so no pop comes back empty
         spares = [self._freelist.pop(0) for _ in range(NUM_POSSIBLE_CPUS)]
         self._extra = [elem for elem in spares if elem is not None]
-        self._table: dict[bytes, int] = {}
         super().__init__(vmalloc, BPF_MAP_TYPE_HASH, key_size, value_size, max_entries, map_flags, name)
 
     def __len__(self) -> int:
@@ -129,6 +164,16 @@ class HashMap(Map):
             return -EEXIST
         if old is None and flags == BPF_EXIST:
             return -ENOENT
+        if self._cache is not None:  # alloc_htab_elem() without prealloc: a full map still takes a replacement
+            if old is None and len(self._table) >= self.max_entries:
+                return -E2BIG
+            elem = self._cache.bpf_mem_cache_alloc(cpu)
+            if elem is None:
+                return -ENOMEM
+            self._write(elem, key, value)
+            if old is not None:
+                self._cache.bpf_mem_cache_free(cpu, old)
+            return 0
         if old is not None:
             new, self._extra[cpu] = self._extra[cpu], old
         else:
@@ -136,17 +181,23 @@ class HashMap(Map):
             if popped is None:
                 return -E2BIG
             new = popped
-        self.memory.write(new + HTAB_ELEM_KEY, key)
-        self.memory.write(self._value_addr(new), value)
-        self._table[key] = new
+        self._write(new, key, value)
         return 0
+
+    def _write(self, elem: int, key: bytes, value: bytes) -> None:
+        self.memory.write(elem + HTAB_ELEM_KEY, key)
+        self.memory.write(self._value_addr(elem), value)
+        self._table[key] = elem
 
     def map_delete_elem(self, key: bytes, cpu: int) -> int:
         """htab_map_delete_elem(): free_htab_elem() pushes the element on this CPU's freelist."""
         elem = self._table.pop(key, None)
         if elem is None:
             return -ENOENT
-        self._freelist.push(cpu, elem)
+        if self._cache is not None:
+            self._cache.bpf_mem_cache_free(cpu, elem)
+        else:
+            self._freelist.push(cpu, elem)
         return 0
 
     def map_get_next_key(self, key: bytes | None) -> bytes | None:

@@ -12,11 +12,12 @@ import inspect
 from collections.abc import Callable
 
 from .kfuncs import KfuncCall, NativeKfunc, ProgramExit
-from .stream import MAX_BPRINTF_BUF, FormatError, bstr_printf
+from .stream import MAX_BPRINTF_BUF, MAX_BPRINTF_VARARGS, FormatError, bstr_printf
 
 BPF_FUNC_map_lookup_elem, BPF_FUNC_ktime_get_ns, BPF_FUNC_trace_printk = 1, 5, 6
 BPF_FUNC_map_update_elem, BPF_FUNC_map_delete_elem = 2, 3
 BPF_FUNC_get_prandom_u32, BPF_FUNC_get_smp_processor_id = 7, 8
+BPF_FUNC_get_current_pid_tgid, BPF_FUNC_trace_vprintk = 14, 177
 EINVAL = 22
 
 HELPERS: dict[int, NativeKfunc] = {}
@@ -70,12 +71,26 @@ def bpf_ktime_get_ns(call: KfuncCall) -> int:
 def bpf_trace_printk(call: KfuncCall, fmt: int, fmt_size: int, arg1: int, arg2: int, arg3: int) -> int:
     """bpf_trace_printk(): format with up to three arguments into the trace pipe; the bytes
     written, or -EINVAL for a format it refuses (unterminated, %n, more than three)."""
+    return _trace_printk(call, fmt, fmt_size, [arg1, arg2, arg3])
+
+
+@helper(BPF_FUNC_trace_vprintk, ret="int")
+def bpf_trace_vprintk(call: KfuncCall, fmt: int, fmt_size: int, args: int, data_len: int) -> int:
+    """bpf_trace_vprintk(): the same with up to MAX_BPRINTF_VARARGS u64 arguments in an array
+    (bpf_printk() with more than three); -EINVAL for a length that is not a multiple of 8 or too long."""
+    data_len &= 0xFFFF_FFFF
+    if data_len & 7 or data_len > MAX_BPRINTF_VARARGS * 8 or (data_len and not args):
+        return -EINVAL
+    return _trace_printk(call, fmt, fmt_size, [call.memory.read_u64(args + 8 * i) for i in range(data_len // 8)])
+
+
+def _trace_printk(call: KfuncCall, fmt: int, fmt_size: int, values: list[int]) -> int:
     fmt_size &= 0xFFFF_FFFF
     text = call.memory.read_cstring(fmt, min(fmt_size, MAX_BPRINTF_BUF)) if fmt_size else None
     if text is None or len(text) >= fmt_size:
         return -EINVAL
     try:
-        out = bstr_printf(text, [arg1, arg2, arg3], lambda p: call.memory.read_cstring(p, MAX_BPRINTF_BUF))
+        out = bstr_printf(text, values, lambda p: call.memory.read_cstring(p, MAX_BPRINTF_BUF))
     except FormatError:
         return -EINVAL
     call.bpf.trace_printk(call.cpu, out)
@@ -90,6 +105,13 @@ def bpf_get_prandom_u32(call: KfuncCall) -> int:
 @helper(BPF_FUNC_get_smp_processor_id, ret="int")
 def bpf_get_smp_processor_id(call: KfuncCall) -> int:
     return call.cpu
+
+
+@helper(BPF_FUNC_get_current_pid_tgid)
+def bpf_get_current_pid_tgid(call: KfuncCall) -> int:
+    """bpf_get_current_pid_tgid(): tgid << 32 | pid of the task running the test run (the one the stream
+    reports name; single-threaded, so both are its pid)."""
+    return call.bpf.pid << 32 | call.bpf.pid
 
 
 @_register(CONFORMANCE_HELPERS, 5, "u64")

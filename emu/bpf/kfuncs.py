@@ -12,6 +12,7 @@ generator yields the names of the points where a scheduler may preempt it.
 from __future__ import annotations
 
 import inspect
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -177,3 +178,43 @@ def bpf_stream_vprintk(call: KfuncCall, stream_id: int, fmt__str: int, args: int
     except FormatError:
         return -EINVAL
     return prog.main_prog.streams[stream_id].bpf_stream_push_str(text.encode()[:MAX_BPRINTF_BUF - 1])
+
+
+# -- kernel/bpf/bpf_iter.c: the open-coded number iterator behind bpf_for() and bpf_repeat() -------------------
+
+BPF_MAX_LOOPS = 8 * 1024 * 1024
+E2BIG = 7
+_ITER_NUM = struct.Struct("<ii")  # struct bpf_iter_num_kern: int cur, int end (in the program's 8-byte iterator)
+
+
+@kfunc(ret="int")
+def bpf_iter_num_new(call: KfuncCall, it: int, start: int, end: int) -> int:
+    """bpf_iter_num_new(): the next call yields start first; an empty or too long range yields nothing."""
+    start, end = _s32(start), _s32(end)
+    if start > end:
+        call.memory.write(it, _ITER_NUM.pack(0, 0))
+        return -EINVAL
+    if end - start > BPF_MAX_LOOPS:
+        call.memory.write(it, _ITER_NUM.pack(0, 0))
+        return -E2BIG
+    call.memory.write(it, _ITER_NUM.pack(_s32(start - 1), end))
+    return 0
+
+
+@kfunc(ret="u64")
+def bpf_iter_num_next(call: KfuncCall, it: int) -> int:
+    """bpf_iter_num_next(): a pointer to the next number, kept in the iterator itself, or NULL at the end
+    (which also empties the iterator, so later calls stay NULL)."""
+    cur, end = _ITER_NUM.unpack(call.memory.read(it, _ITER_NUM.size))
+    nxt = _s32(cur + 1)  # an int that wraps, as the kernel's (built with -fno-strict-overflow) does
+    if nxt >= end:
+        call.memory.write(it, _ITER_NUM.pack(0, 0))
+        return 0
+    call.memory.write(it, _ITER_NUM.pack(nxt, end))
+    return it
+
+
+@kfunc(ret="void")
+def bpf_iter_num_destroy(call: KfuncCall, it: int) -> None:
+    cur, _ = _ITER_NUM.unpack(call.memory.read(it, _ITER_NUM.size))
+    call.memory.write(it, _ITER_NUM.pack(cur, 0))

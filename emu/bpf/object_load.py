@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from ..errors import EmuError
@@ -24,7 +24,7 @@ from .insn import decode
 from .maps import BPF_MAP_TYPE_ARENA, BpfMap, MapKind
 from .object_file import BpfObject, BpfProgram, ExternKind
 from .relocate import LinkedProg, MapRef, RelocError, bpf_object__relocate
-from .sec_defs import ProgType
+from .sec_defs import ProgType, has_test_run
 from .syscall import BpfSubsystem, JitOptions
 from .verifier import ArenaInfo, KfuncInfo, LdImm64, LdKind, ProgInfo, bpf_check
 
@@ -50,33 +50,81 @@ class LoadError(EmuError):
     """An object libbpf or the kernel would refuse at load: one line naming what."""
 
 
+class _Variables:
+    """Variables by name (offset, size) in some bytes: read and written as little-endian integers."""
+
+    variables: dict[str, tuple[int, int]]
+    kind = "global"
+
+    def __getitem__(self, name: str) -> int:
+        off, size = self._var(name)
+        return int.from_bytes(self._read(off, size), "little")
+
+    def __setitem__(self, name: str, value: int) -> None:
+        off, size = self._var(name)
+        self._write(name, off, (value & ((1 << 8 * size) - 1)).to_bytes(size, "little"))
+
+    def _var(self, name: str) -> tuple[int, int]:
+        if name not in self.variables:
+            raise EmuError(f"no {self.kind} '{name}'{self._where()}: there are {', '.join(self.variables) or 'none'}")
+        return self.variables[name]
+
+    def _where(self) -> str:
+        return ""
+
+    def _read(self, off: int, size: int) -> bytes:
+        raise NotImplementedError
+
+    def _write(self, name: str, off: int, data: bytes) -> None:
+        raise NotImplementedError
+
+
 @dataclass
-class Globals:
+class Globals(_Variables):
     """An internal map's variables by name, as a skeleton's `skel->bss->counter` reads and writes them."""
 
     bpf_map: Map
     variables: dict[str, tuple[int, int]]  # name -> (offset, size)
     frozen: bool = False  # .rodata: bpf_object__populate_internal_map() froze it, so user space cannot write it
 
-    def __getitem__(self, name: str) -> int:
-        off, size = self._var(name)
-        return int.from_bytes(self.bpf_map.lookup_elem(0)[off:off + size], "little")
+    def _where(self) -> str:
+        return f" in {self.bpf_map.name}"
 
-    def __setitem__(self, name: str, value: int) -> None:
-        off, size = self._var(name)
+    def _read(self, off: int, size: int) -> bytes:
+        return self.bpf_map.lookup_elem(0)[off:off + size]
+
+    def _write(self, name: str, off: int, data: bytes) -> None:
         if self.frozen:
             raise MapError(EPERM, f"{self.bpf_map.name} is frozen (bpf_map_freeze() at load): '{name}' is read-only")
-        data = bytearray(self.bpf_map.lookup_elem(0))
-        data[off:off + size] = (value & ((1 << 8 * size) - 1)).to_bytes(size, "little")
-        self.bpf_map.update_elem(0, bytes(data))
-
-    def _var(self, name: str) -> tuple[int, int]:
-        if name not in self.variables:
-            raise EmuError(f"no global '{name}' in {self.bpf_map.name}: there are {', '.join(self.variables)}")
-        return self.variables[name]
+        value = bytearray(self.bpf_map.lookup_elem(0))
+        value[off:off + len(data)] = data
+        self.bpf_map.update_elem(0, bytes(value))
 
     def __repr__(self) -> str:
         return f"<Globals of {self.bpf_map.name}: {', '.join(self.variables)}>"
+
+
+@dataclass
+class ArenaGlobals(_Variables):
+    """The object's `__arena` globals by name, read and written through user space's mapping of the arena, as a
+    skeleton's `skel->arena->counter` does: `address(name)` is the user address the program's pointer holds."""
+
+    arena: Arena
+    base: int  # the user address of .addr_space.1's first byte
+    variables: dict[str, tuple[int, int]]  # name -> (offset, size)
+    kind = "__arena global"
+
+    def address(self, name: str) -> int:
+        return self.base + self._var(name)[0]
+
+    def _read(self, off: int, size: int) -> bytes:
+        return self.arena.user_read(self.base + off, size)
+
+    def _write(self, name: str, off: int, data: bytes) -> None:
+        self.arena.user_write(self.base + off, data)
+
+    def __repr__(self) -> str:
+        return f"<ArenaGlobals at {self.base:#x}: {', '.join(self.variables)}>"
 
 
 @dataclass
@@ -100,6 +148,15 @@ class LoadedObject:
                                         m.kind == MapKind.RODATA)
                         for m in obj.maps if m.kind in (MapKind.BSS, MapKind.DATA, MapKind.RODATA)
                         and isinstance(internal := maps[m.name], Map)}
+
+    @property
+    def arena_globals(self) -> ArenaGlobals:
+        """The `__arena` globals (.addr_space.1), in the object's arena."""
+        arena = next((m for m in self.maps.values() if isinstance(m, Arena)), None)
+        if arena is None or not self.obj.arena_globals:
+            raise EmuError(f"{self.obj.name} has no __arena globals")
+        return ArenaGlobals(arena, arena.user_vm_start + arena_data_off(self.obj, arena),
+                            {v.name: (v.offset, v.size) for v in self.obj.arena_globals})
 
     @property
     def bss(self) -> Globals:
@@ -183,8 +240,9 @@ def map_refs(obj: BpfObject, maps: dict[str, Arena | Map]) -> Callable[[str], Ma
     return ref
 
 
-def prog_info(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena | None) -> ProgInfo:
-    """What the verifier is told about one linked program."""
+def prog_info(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena | None,
+              resolved: Collection[int] = ()) -> ProgInfo:
+    """What the verifier is told about one linked program; `resolved` are the kfunc ids that have an address."""
     insns = decode(linked.insns)
     ld = {}
     for i, what in linked.ldimm.items():
@@ -192,7 +250,7 @@ def prog_info(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena
         if what.kind in ("map", "map_value", "ksym"):
             kind = {"map": LdKind.MAP_PTR, "map_value": LdKind.MAP_VALUE, "ksym": LdKind.KSYM}[what.kind]
             ld[i] = LdImm64(kind, value, what.map_type if what.kind != "ksym" else None)
-    kfuncs = {i: KfuncInfo(linked.kfuncs[insn.imm], *_arena_args(linked.kfuncs[insn.imm]))
+    kfuncs = {i: KfuncInfo(linked.kfuncs[insn.imm], *_arena_args(linked.kfuncs[insn.imm]), insn.imm in resolved)
               for i, insn in enumerate(insns) if insn.code == 0x85 and insn.src == 2 and insn.imm in linked.kfuncs}
     lines = line_info(obj, linked)
     return ProgInfo(prog.name, prog.prog_type, ArenaInfo(arena.user_vm_start, bool(arena.flags & BPF_F_NO_USER_CONV))
@@ -241,9 +299,9 @@ def kfunc_ids(obj: BpfObject, address_of: Callable[[str], int | None]) -> tuple[
     return ids.__getitem__, addrs
 
 
-def verify(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena | None):
+def verify(obj: BpfObject, prog: BpfProgram, linked: LinkedProg, arena: Arena | None, resolved: Collection[int]):
     """bpf_check() of a linked program, and its arena kfunc arguments for the JIT."""
-    verified = bpf_check(decode(linked.insns), prog_info(obj, prog, linked, arena))
+    verified = bpf_check(decode(linked.insns), prog_info(obj, prog, linked, arena, resolved))
     arena_args = {i: tuple((a.regno, a.nullable) for a in args) for i, args in verified.arena_args.items()}
     return verified, arena_args
 
@@ -279,7 +337,7 @@ def bpf_object__load(obj: BpfObject, maps: dict[str, Arena | Map], load_insns, a
             continue
         linked = bpf_object__relocate(obj, prog, map_refs(obj, maps), kfunc_id, address_of)
         refuse_core_relos(obj, linked)
-        verified, arena_args = verify(obj, prog, linked, arena)
+        verified, arena_args = verify(obj, prog, linked, arena, kfunc_addrs.keys())
         code = b"".join(insn.encode() for insn in verified.insns)
         loops = {i: (loop.callback, loop.stack_base) for i, loop in verified.loops.items()}
         jit = JitOptions(kfunc_addrs, verified.stack_depths, arena_args, linked.names, loops)
@@ -312,6 +370,10 @@ def load_object(path: str, bpf: BpfSubsystem, loader, call: Callable, helpers: d
     def test_run(prog: LoadedProgram, ctx: bytes, data: bytes):
         """BPF_PROG_TEST_RUN: a syscall program gets its ctx copied into kernel memory (r1), none when empty,
         and copied back out after the run."""
+        if not has_test_run(prog.prog_type, prog.sec_name):
+            kind = prog.prog_type.name if prog.prog_type is not None else "?"
+            raise EmuError(f"{prog.name}: BPF_PROG_TEST_RUN refuses SEC(\"{prog.sec_name}\") (-ENOTSUPP): "
+                           f"BPF_PROG_TYPE_{kind} has no test run")
         if prog.prog_type in PACKET_PROGS:
             return _packet_test_run(bpf, call, prog, data)
         if prog.prog_type != ProgType.SYSCALL and (ctx or data):

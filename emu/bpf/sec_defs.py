@@ -31,6 +31,12 @@ class ProgType(IntEnum):
     NETFILTER = 32
 
 
+# The types whose bpf_prog_ops have no .test_run (kprobe_prog_ops, tracepoint_prog_ops, perf_event_prog_ops,
+# lsm_prog_ops, freplace's): bpf_prog_test_run() refuses them with -ENOTSUPP.
+NO_TEST_RUN = frozenset({ProgType.KPROBE, ProgType.TRACEPOINT, ProgType.PERF_EVENT, ProgType.LSM, ProgType.EXT})
+_TRACING_TEST_RUN = ("fentry", "fexit", "fmod_ret")
+
+
 @dataclass(frozen=True)
 class SecDef:
     sec: str
@@ -71,3 +77,14 @@ def sec_def_matches(sec_def: SecDef, sec_name: str) -> bool:
 def find_sec_def(sec_name: str) -> SecDef | None:
     """find_sec_def(): the first entry that matches."""
     return next((d for d in SECTION_DEFS if sec_def_matches(d, sec_name)), None)
+
+
+def has_test_run(prog_type: ProgType | None, sec_name: str) -> bool:
+    """Whether bpf_prog_test_run() runs this program rather than refuse it with -ENOTSUPP: not for the types in
+    NO_TEST_RUN, and of the tracing programs only fentry, fexit and fmod_ret (bpf_prog_test_run_tracing())."""
+    if prog_type in NO_TEST_RUN:
+        return False
+    if prog_type == ProgType.TRACING:
+        sec_def = find_sec_def(sec_name)
+        return sec_def is not None and sec_def.sec.removesuffix("+").removesuffix(".s") in _TRACING_TEST_RUN
+    return True

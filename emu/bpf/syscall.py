@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 import weakref
 from dataclasses import dataclass, field
 
@@ -26,7 +27,7 @@ from ..x86.decode import decode_operands
 from ..x86.extable import ExtableEntry
 from ..x86.fault import FaultContext
 from ..x86.tlb import Tlb
-from .arena import BPF_F_MMAPABLE, KERN_VM_SZ, Arena, ArenaError, arena_map_alloc, clear_lo32
+from .arena import BPF_ARENA_USER_VM_START, BPF_F_MMAPABLE, KERN_VM_SZ, Arena, ArenaError, arena_map_alloc, clear_lo32
 from .arraymap import ArrayMap
 from .bpf_map import Map
 from .core import BpfProg, BpfProgs, prog_tag
@@ -121,6 +122,8 @@ class BpfSubsystem:
         arena = arena_map_alloc(self._mm, self.vmalloc.get_vm_area(KERN_VM_SZ), max_entries, map_extra, flags,
                                 policy=self.policy)
         arena.name, arena.map_ptr = name, self.vmalloc.vmalloc(PAGE_SIZE)
+        self.memory.write(arena.map_ptr + BPF_ARENA_USER_VM_START,
+                          struct.pack("<QQ", arena.user_vm_start, arena.user_vm_end))
         self.maps[arena.map_ptr] = self.arenas[name] = self.arena = arena
         return arena
 

@@ -23,18 +23,31 @@ Where this is coarser than the kernel's:
 - Stack: a variable-offset access counts the whole 512 bytes of depth and is not tracked; a pointer into a
   caller's frame is checked for bounds but writes through it are not tracked and reads through it are scalars.
 - Calls: static subprograms are typed once for all call sites (their entry states joined, their R0 joined into
-  every caller); helper and kfunc arguments are not checked against prototypes, except `__arena` kfunc arguments
-  and `arg:arena` global-function arguments; a kfunc returns a scalar (KF_ARENA_RET, like KF_ARENA_ARG1/2, is not
+  every caller); so are global ones in objects (object_load.py passes no `global_funcs`: btf_prepare_func_args()
+  is not modelled), so a global function the kernel verifies alone, say a pointer argument it null-checks, is
+  typed here by what its callers pass (a NULL is a scalar, and a load through it is refused); helper and kfunc
+  arguments are not checked against prototypes, except `__arena` kfunc arguments and `arg:arena` global-function
+  arguments (ProgInfo.global_funcs); a kfunc returns a scalar (KF_ARENA_RET, like KF_ARENA_ARG1/2, is not
   tested by verifier.c: resolve_btfids turns it into BTF's address_space(1) for the program's compiler); a
   bpf_loop() is inlined when the straight-line code before it sets R4 to 0 and R2 to a callback, and refused
-  otherwise (the helper, calling BPF code from the kernel, is not modelled).
-- ctx: accesses are not rewritten (convert_ctx_access of tc/xdp is not modelled) and not bounds-checked; loads of
-  xdp_md/__sk_buff data, data_meta and data_end give packet pointers. LD_ABS/LD_IND are left for the JIT to refuse.
+  otherwise (the helper, calling BPF code from the kernel, is not modelled). A call of a weak kfunc that was not
+  found is refused wherever it is: without value tracking, a branch on bpf_ksym_exists() is not seen to be dead.
+- Open-coded iterators: only the number iterator (bpf_iter_num_new/next/destroy). Its argument must be a fixed
+  stack slot, whose 8 bytes count as written; bpf_iter_num_next() returns memory (its NULL is not tracked, nor that
+  it is read-only). The
+  iterator's slot states (STACK_ITER: created, active, destroyed), the check that each iterator is destroyed, and
+  the iterator-driven convergence of loops are not modelled.
+- Map pointers: only loads of an arena's struct bpf_arena user_vm_start and user_vm_end (arena_base()), at the
+  shipped header's offsets; the kernel allows any field of the map's BTF struct (btf_struct_access()).
+- ctx: not bounds-checked; for xdp and tc only loads of xdp_md's data, data_end and data_meta and __sk_buff's len,
+  data, data_end and data_meta are converted (verifier_mem.py), and give packet pointers; other fields are refused
+  by name. LD_ABS/LD_IND are left for the JIT to refuse.
 
 Messages are the kernel's, verbatim, except where its full text for the case was not seen: an `__arena` kfunc
 argument in a program without an arena, or of the wrong type (the phrases bpf-next's selftests expect, "arena
 pointer requires a program with an associated arena", "R%d is not a pointer to arena or scalar."); a kfunc call
-ProgInfo does not describe ("kernel btf_id %d is not a function", the kernel's for a BTF id that is no FUNC); an
+ProgInfo does not describe ("kernel btf_id %d is not a function", the kernel's for a BTF id that is no FUNC); a
+map-pointer load this pass does not model (the kernel would allow it); an
 empty program; a `global_funcs` key that starts no subprogram. The input is what libbpf
 hands the kernel: relocated, ld_imm64 and calls carrying their pseudo kinds, the needed .text subprograms appended.
 """
@@ -112,6 +125,8 @@ __all__ = ["ArenaArg", "ArenaInfo", "ArgKind", "BpfLoop", "KfuncInfo", "LdImm64"
 BPF_FUNC_map_lookup_elem, BPF_FUNC_ringbuf_reserve, BPF_FUNC_loop, BPF_FUNC_map_lookup_percpu_elem = 1, 131, 181, 195
 _HELPER_RET = {BPF_FUNC_map_lookup_elem: Reg(Kind.MAP_VALUE), BPF_FUNC_map_lookup_percpu_elem: Reg(Kind.MAP_VALUE),
                BPF_FUNC_ringbuf_reserve: Reg(Kind.MEM)}  # the pointer-returning helpers modelled; others: scalar
+_ITER_NUM_KFUNCS, _ITER_NUM_SIZE = ("bpf_iter_num_new", "bpf_iter_num_next", "bpf_iter_num_destroy"), 8
+_KFUNC_RET = {"bpf_iter_num_next": Reg(Kind.MEM)}  # the int in the iterator (null at the end: not tracked)
 _CALLER_SAVED = range(1, 6)
 _MAP_SRCS = (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX_VALUE)
 
@@ -159,6 +174,7 @@ class KfuncInfo:
     name: str
     arena_args: frozenset[int] = frozenset()
     nullable_args: frozenset[int] = frozenset()
+    resolved: bool = True  # False: a __weak extern libbpf found nowhere (its call left with imm 0)
 
 
 class ArgKind(Enum):
@@ -352,7 +368,7 @@ class _Verifier:
         if entry is None or insn.src == 0:
             return SCALAR
         if entry.kind == LdKind.MAP_PTR:
-            return Reg(Kind.MAP_PTR)
+            return Reg(Kind.MAP_PTR, map_type=entry.map_type)
         if entry.kind == LdKind.KSYM:
             return Reg(Kind.MEM)
         return SCALAR if entry.map_type == BPF_MAP_TYPE_ARENA else Reg(Kind.MAP_VALUE)
@@ -369,8 +385,9 @@ class _Verifier:
         if insn.src == BPF_PSEUDO_CALL:
             return self._subprog_call(i, insn, st)
         if insn.src == BPF_PSEUDO_KFUNC_CALL:
-            self._kfunc_args(i, insn, st)
-            return [(i + 1, self._clobber(st, SCALAR))]
+            st = self._kfunc_args(i, insn, st)
+            name = self.prog.kfuncs[i].name
+            return [(i + 1, self._clobber(st, _KFUNC_RET.get(name, SCALAR)))]
         if i in self.loops:  # set_loop_callback_state(): R1 the counter, R2 the caller's ctx argument
             target = self.loops[i]
             self._flow(target, _entry({1: SCALAR, 2: read_reg(st, 3, i)}, self.starts.index(target)))
@@ -408,11 +425,19 @@ class _Verifier:
                             "set in the straight-line code before the call)")
         return callback
 
-    def _kfunc_args(self, i: int, insn: Insn, st: State) -> None:
-        """check_kfunc_args() for `__arena` arguments: a PTR_TO_ARENA or any scalar, in a program with an arena."""
+    def _kfunc_args(self, i: int, insn: Insn, st: State) -> State:
+        """check_kfunc_args() for `__arena` arguments (a PTR_TO_ARENA or any scalar, in a program with an arena) and
+        for the number iterator's (process_iter_arg(): a fixed slot of the stack, which the kfunc then writes)."""
         info = self.prog.kfuncs.get(i)
         if info is None:
             raise Reject(i, f"kernel btf_id {insn.imm} is not a function")
+        if not info.resolved:  # fixup_kfunc_call()'s check, for a call its dead-code pass did not remove
+            raise Reject(i, "invalid kernel function call not eliminated in verifier pass")
+        if info.name in _ITER_NUM_KFUNCS:
+            it = read_reg(st, 1, i)
+            if it.kind != Kind.STACK or it.off is None:
+                raise Reject(i, "arg#0 expected pointer to an iterator on stack")
+            st = self.mem.write_stack(i, st, self.frame_of[i], 1, it, _ITER_NUM_SIZE)
         args = []
         for regno in sorted(info.arena_args | info.nullable_args):
             r = read_reg(st, regno, i)
@@ -423,6 +448,7 @@ class _Verifier:
             args.append(ArenaArg(regno, regno in info.nullable_args))
         if args:
             self.arena_args[i] = tuple(args)
+        return st
 
     def _subprog_call(self, i: int, insn: Insn, st: State) -> list[tuple[int, State]]:
         """check_func_call(): a global callee was typed from its prototype, a static one from its callers."""

@@ -6,6 +6,7 @@ state); the kernel records it per instruction in insn_aux_data->ptr_type and con
 
 from __future__ import annotations
 
+from .arena import BPF_ARENA_USER_VM_START
 from .insn import (
     BPF_ADDR_SPACE_CAST,
     BPF_ALU64,
@@ -30,6 +31,7 @@ from .insn import (
     SIZE_BYTES,
     Insn,
 )
+from .maps import BPF_MAP_TYPE_ARENA
 from .sec_defs import ProgType
 from .verifier_types import (
     BPF_REG_SIZE,
@@ -71,6 +73,26 @@ def is_cast(insn: Insn) -> bool:
     return insn.code == BPF_ALU64 | BPF_MOV | BPF_X and insn.off == BPF_ADDR_SPACE_CAST
 
 
+# struct bpf_arena's fields a program may read through its map pointer (bpf_arena_common.h's arena_base()): offset
+# -> name, at the offsets the shipped header declares and the arena's struct bpf_map stand-in holds them
+BPF_ARENA_FIELDS = {BPF_ARENA_USER_VM_START: "user_vm_start", BPF_ARENA_USER_VM_START + 8: "user_vm_end"}
+
+
+def _map_ptr_access(i: int, regno: int, addr: Reg, off: int, size: int, value: Reg | None) -> Reg:
+    """check_ptr_to_map_access(): reads of the map's kernel struct, by its BTF; only struct bpf_arena's two user
+    addresses are modelled (the kernel allows any field btf_struct_access() finds)."""
+    if addr.map_type != BPF_MAP_TYPE_ARENA:
+        raise Reject(i, f"R{regno} map_ptr access is modelled only for an arena's struct bpf_arena")
+    if off < 0:
+        raise Reject(i, f"R{regno} is bpf_arena invalid negative access: off={off}")
+    if value is not None:
+        raise Reject(i, "only read from bpf_arena is supported")
+    if size != BPF_REG_SIZE or off not in BPF_ARENA_FIELDS:
+        raise Reject(i, f"R{regno} bpf_arena access at off={off} size={size} is not modelled: only the 8-byte "
+                        f"{' and '.join(BPF_ARENA_FIELDS.values())} are")
+    return SCALAR
+
+
 class MemCheck:
     """The memory side of do_check(): per-subprogram stack depths and the instructions that access the arena."""
 
@@ -100,6 +122,11 @@ class MemCheck:
             return self._atomic(i, insn, st, frame, size)
         addr = read_reg(st, insn.dst, i)
         st, _ = self._access(i, st, frame, insn.dst, addr, insn.off, size, src)
+        return st
+
+    def write_stack(self, i: int, st: State, frame: int, regno: int, addr: Reg, size: int) -> State:
+        """A helper's or kfunc's write of `size` bytes where a stack pointer argument points."""
+        st, _ = self._stack(i, st, frame, regno, addr, 0, size, SCALAR)
         return st
 
     def _atomic(self, i: int, insn: Insn, st: State, frame: int, size: int) -> State:
@@ -142,6 +169,8 @@ class MemCheck:
             return st, SCALAR
         if addr.kind == Kind.STACK:
             return self._stack(i, st, frame, regno, addr, off, size, value)
+        if addr.kind == Kind.MAP_PTR:
+            return st, _map_ptr_access(i, regno, addr, off, size, value)
         if addr.kind not in _PLAIN_MEMORY:
             raise Reject(i, f"R{regno} invalid mem access '{addr.kind.value}'")
         if addr.kind == Kind.CTX and self.prog_type in CTX_CONVERT:

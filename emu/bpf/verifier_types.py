@@ -52,6 +52,7 @@ class Reg:
     off: int | None = None
     frame: int = 0
     members: frozenset[Reg] = field(default_factory=frozenset)
+    map_type: int | None = None  # a MAP_PTR's map type, from its ld_imm64 (reg->map_ptr->map_type)
 
     @property
     def is_pointer(self) -> bool:

@@ -131,7 +131,7 @@ def _key(compiler: Compiler, flags: tuple[str, ...], src: Path) -> str:
     for part in (compiler.version, *compiler.command[1:], *flags, str(src.resolve())):  # debug info names the path
         h.update(part.encode() + b"\0")
     h.update(src.read_bytes())
-    for header in [*sorted(src.parent.glob("**/*.h")), *sorted(INCLUDE.glob("*.h"))]:
+    for header in [*sorted(src.parent.glob("**/*.h")), *sorted(INCLUDE.glob("**/*.h"))]:
         h.update(header.name.encode() + b"\0" + header.read_bytes())
     return h.hexdigest()[:24]
 
