@@ -29,7 +29,7 @@ int dump_me(void * ctx):
    3: (07) r2 += -4
 ; __u64 *v = bpf_map_lookup_elem(&hits, &key);
    4: (18) r1 = map[id:1]
-   6: (85) call bpf_map_lookup_elem#-8112
+   6: (85) call bpf_map_lookup_elem#-8064
 ; if (!v)
    7: (15) if r0 == 0x0 goto pc+12
 ; *v += 1;
@@ -185,12 +185,12 @@ def test_bytecode_loaded_without_an_object_dumps_without_lines_or_prototypes():
     m = Machine()
     info = program_info(m.bpf, m.load_bpf_insns(code, "tiny"))
     assert dump_xlated(info, kernel_syms_search(m.bpf.kallsyms)).text == (
-        "   0: (85) call bpf_get_prandom_u32#-8032\n"
+        "   0: (85) call bpf_get_prandom_u32#-7968\n"
         "   1: (07) r0 += 2\n"
         "   2: (25) if r0 > 0x5 goto pc+1\n"
         "   3: (b7) r0 = 0\n"
         "   4: (95) exit\n")
-    assert m.symbol("bpf_get_prandom_u32") == 0xFFFF_FFFF_8100_0000 - 8032
+    assert m.symbol("bpf_get_prandom_u32") == 0xFFFF_FFFF_8100_0000 - 7968
     assert dump_jited(info).text == (
         f"bpf_prog_{info.tag}_tiny:\n"
         "   0:\tnopl\t(%rax, %rax)\n"
@@ -198,7 +198,7 @@ def test_bytecode_loaded_without_an_object_dumps_without_lines_or_prototypes():
         "   8:\tpushq\t%rbp\n"
         "   9:\tmovq\t%rsp, %rbp\n"
         "   c:\tsubq\t$0x200, %rsp\n"
-        "  13:\tcallq\t0xffffffff80ffe0a0\n"
+        "  13:\tcallq\t0xffffffff80ffe0e0\n"
         "  18:\taddq\t$2, %rax\n"
         "  1c:\tcmpq\t$5, %rax\n"
         "  20:\tja\t0xffffffff81000024\n"
